@@ -1,0 +1,184 @@
+"""Every error imagegate raises on purpose.
+
+    ImagegateError
+    ├── RequestError            answered to the client with an HTTP status (CONTRACT.md §8)
+    │   ├── InvalidRequest      400, names the field at fault
+    │   ├── Unauthorized        401
+    │   ├── PaymentRequired     402
+    │   ├── Forbidden           403
+    │   ├── NotFound            404
+    │   ├── Gone                410
+    │   ├── PayloadTooLarge     413
+    │   ├── UnsupportedMedia    415
+    │   ├── TooManyRequests     429, carries retry_after seconds
+    │   └── NotReady            503
+    ├── TaskError               ends (or retries) a task; carries a failCode (CONTRACT.md §7)
+    │   ├── RouteError          raised by a route
+    │   └── ReferenceImageError a reference image could not be fetched or decoded
+    └── ConfigError             bad settings, found at start
+
+Foreign exceptions are translated where they enter (``raise RouteError(...) from exc``).
+The one place that catches broadly is the worker's task boundary.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "FailCode",
+    "Forbidden",
+    "Gone",
+    "ImagegateError",
+    "InvalidRequest",
+    "NotFound",
+    "NotReady",
+    "PayloadTooLarge",
+    "PaymentRequired",
+    "ReferenceImageError",
+    "RequestError",
+    "RouteError",
+    "TaskError",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnsupportedMedia",
+]
+
+
+class FailCode:
+    """The failCode values imagegate emits (CONTRACT.md §7)."""
+
+    PROMPT_INVALID = "PromptInvalid"
+    SENSITIVE_CONTENT = "SensitiveContent"
+    IMAGE_FORMAT_INCORRECT = "ImageFormatIncorrect"
+    MISSING_PARAMETER = "MissingParameter"
+    RATE_LIMITED = "RateLimited"
+    TIMEOUT = "Timeout"
+    UNKNOWN = "Unknown error"
+    CANCELED = "Canceled"
+
+    ALL = (
+        PROMPT_INVALID,
+        SENSITIVE_CONTENT,
+        IMAGE_FORMAT_INCORRECT,
+        MISSING_PARAMETER,
+        RATE_LIMITED,
+        TIMEOUT,
+        UNKNOWN,
+    )
+    # Codes for which trying again (same route later, or another route) may help.
+    RETRYABLE = frozenset({RATE_LIMITED, TIMEOUT, UNKNOWN})
+
+
+class ImagegateError(Exception):
+    """Base of every error imagegate raises on purpose."""
+
+
+class RequestError(ImagegateError):
+    """A request the service answers with a non-2xx status."""
+
+    status = 400
+    default_message = "Bad request"
+
+    def __init__(self, error: str | None = None, *, field: str | None = None) -> None:
+        self.error = error or self.default_message
+        self.field = field
+        super().__init__(self.error)
+
+
+class InvalidRequest(RequestError):
+    status = 400
+    default_message = "Invalid request"
+
+
+class Unauthorized(RequestError):
+    status = 401
+    default_message = "Missing or invalid API key"
+
+
+class PaymentRequired(RequestError):
+    status = 402
+    default_message = "Insufficient balance"
+
+
+class Forbidden(RequestError):
+    status = 403
+    default_message = "This API key may not use this model"
+
+
+class NotFound(RequestError):
+    status = 404
+    default_message = "Not found"
+
+
+class Gone(RequestError):
+    status = 410
+    default_message = "This result has expired"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    default_message = "Request body too large"
+
+
+class UnsupportedMedia(RequestError):
+    status = 415
+    default_message = "Content-Type must be application/json"
+
+
+class TooManyRequests(RequestError):
+    status = 429
+    default_message = "Too many requests"
+
+    def __init__(self, error: str | None = None, *, retry_after: float = 1.0) -> None:
+        super().__init__(error)
+        self.retry_after = retry_after
+
+
+class NotReady(RequestError):
+    status = 503
+    default_message = "Service not ready"
+
+
+class TaskError(ImagegateError):
+    """Ends a task with ``fail_code``, unless ``retryable`` and attempts remain.
+
+    ``failover``: another route may succeed where this one failed.
+    ``retry_after``: seconds the source asked us to wait before trying it again.
+    """
+
+    def __init__(self, fail_code: str, message: str, *, retryable: bool = False,
+                 failover: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.fail_code = fail_code
+        self.message = message
+        self.retryable = retryable
+        self.failover = failover
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{self.fail_code}: {self.message}"
+
+
+class RouteError(TaskError):
+    """A route could not produce images. Routes raise nothing else."""
+
+    @classmethod
+    def of(cls, fail_code: str, message: str, *, retry_after: float | None = None) -> RouteError:
+        """A route error whose retry and failover flags follow from its failCode."""
+        retryable = fail_code in FailCode.RETRYABLE
+        return cls(fail_code, message, retryable=retryable, failover=retryable,
+                   retry_after=retry_after)
+
+
+class ReferenceImageError(TaskError):
+    """A reference image failed a guard of CONTRACT.md §10."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        shown = url if len(url) <= 200 else url[:197] + "..."
+        super().__init__(FailCode.IMAGE_FORMAT_INCORRECT, f"reference image {shown}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class ConfigError(ImagegateError):
+    """Settings that cannot work; raised at start, naming the setting."""
