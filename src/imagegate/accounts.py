@@ -1,0 +1,53 @@
+"""Operator actions on accounts and keys, shared by the CLI and first-start bootstrap."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from imagegate.clock import Clock
+from imagegate.errors import NotFound
+from imagegate.keys import mint_key
+from imagegate.store.base import Account, ApiKey, Store
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    plain: str  # shown once
+    account: Account
+
+
+async def create_key(store: Store, clock: Clock, *, credit_micros: int = 0, name: str = "",
+                     account_id: str | None = None, submit_rate: float | None = None,
+                     max_concurrent_tasks: int | None = None) -> NewKey:
+    """A new key, on a new account (credited ``credit_micros``) unless ``account_id`` is given."""
+    now = clock.now_ms()
+    if account_id is None:
+        account = await store.create_account("acct_" + secrets.token_hex(6), name or "", now)
+    else:
+        found = await store.get_account(account_id)
+        if found is None:
+            raise NotFound(f"no account {account_id}")
+        account = found
+    minted = mint_key()
+    key = ApiKey(id=minted.key_id, account_id=account.id, name=name, prefix=minted.plain[:12],
+                 created_ms=now, submit_rate=submit_rate,
+                 max_concurrent_tasks=max_concurrent_tasks)
+    await store.create_key(key, minted.hash)
+    if credit_micros:
+        await store.credit(account.id, credit_micros, now, "initial credit")
+    found = await store.get_account(account.id)
+    assert found is not None
+    return NewKey(key, minted.plain, found)
+
+
+async def resolve_account(store: Store, ref: str) -> Account:
+    """An account named by its id or by the id of one of its keys."""
+    account = await store.get_account(ref)
+    if account is None:
+        key = await store.get_key(ref)
+        account = await store.get_account(key.account_id) if key else None
+    if account is None:
+        raise NotFound(f"no account or key with id {ref!r}")
+    return account

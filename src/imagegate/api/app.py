@@ -1,0 +1,98 @@
+"""The ASGI application: a list of routes, a list of exception handlers, a lifespan that builds
+and stops the services (and, in ``serve``, runs the worker, sweeper and dispatcher in-process)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from imagegate.api import endpoints as ep
+from imagegate.config import Settings
+from imagegate.errors import RequestError, TooManyRequests
+from imagegate.services import Services
+from imagegate.tasks import envelope
+
+log = logging.getLogger("imagegate.api")
+
+ROUTES = [
+    Route("/api/v1/generateTask/{model}", ep.generate_task, methods=["POST"]),
+    Route("/api/v1/statusTask/{model}", ep.status_task, methods=["GET"]),
+    Route("/api/v1/apikeys/current-balance", ep.current_balance, methods=["GET"]),
+    Route("/files/{task_id}/{token}/{name}", ep.result_file, methods=["GET"]),
+    Route("/healthz", ep.healthz, methods=["GET"]),
+    Route("/readyz", ep.readyz, methods=["GET"]),
+    Route("/openapi.json", ep.openapi, methods=["GET"]),
+]
+
+_HTTP_MESSAGES = {400: "Invalid request", 401: "Unauthorized", 402: "Payment Required",
+                  403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 410: "Gone",
+                  413: "Payload Too Large", 415: "Unsupported Media Type",
+                  429: "Too Many Requests", 500: "Internal Server Error",
+                  503: "Service Unavailable"}
+
+
+def error_response(status: int, error: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    data: dict[str, Any] = {"error": error}
+    if field:
+        data["field"] = field
+    message = _HTTP_MESSAGES.get(status, "Error")
+    return JSONResponse(envelope(data, status, message), status, headers=headers)
+
+
+async def on_request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    headers = None
+    if isinstance(exc, TooManyRequests):
+        headers = {"retry-after": str(max(1, round(exc.retry_after + 0.499)))}
+    return error_response(exc.status, exc.error, exc.field, headers)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, exc.detail or _HTTP_MESSAGES.get(exc.status_code, ""),
+                          headers=dict(exc.headers or {}))
+
+
+async def on_crash(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal server error")
+
+
+def create_app(settings: Settings, *, background: bool = True,
+               build: Callable[[Settings], Services] = Services.build) -> Starlette:
+    """The app. ``background``: run worker, sweeper and dispatcher in this process."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = build(settings)
+        await svc.start(background=background)
+        app.state.services = svc
+        try:
+            yield
+        finally:
+            await svc.stop()
+
+    return Starlette(
+        routes=ROUTES,
+        exception_handlers={RequestError: on_request_error, HTTPException: on_http_error,
+                            Exception: on_crash},
+        lifespan=lifespan,
+    )
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for the ASGI server process: settings from IMAGEGATE_* (set by ``serve``)."""
+    from imagegate.logs import configure_logging
+
+    settings = Settings.load()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,93 @@
+"""HTTP endpoints: parse, call one service operation, render the envelope."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from imagegate.api.openapi import openapi_document
+from imagegate.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
+from imagegate.money import micros_to_usd
+from imagegate.services import Services
+from imagegate.tasks import envelope
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def ok(data: Any) -> JSONResponse:
+    return JSONResponse(envelope(data))
+
+
+async def generate_task(request: Request) -> Response:
+    svc = services(request)
+    key = await svc.authenticate(request.headers.get("authorization"))
+    model_id = request.path_params["model"]
+    svc.check_model(key, model_id)
+    await svc.check_rate(key)
+    body = await read_json(request, svc.settings.limits_max_body_bytes)
+    task_id = await svc.submit(key, model_id, body)
+    return ok({"taskId": task_id})
+
+
+async def status_task(request: Request) -> Response:
+    svc = services(request)
+    key = await svc.authenticate(request.headers.get("authorization"))
+    task_id = request.query_params.get("taskId", "")
+    if not task_id:
+        raise InvalidRequest("taskId query parameter is required", field="taskId")
+    return ok(await svc.status(key, request.path_params["model"], task_id))
+
+
+async def current_balance(request: Request) -> Response:
+    svc = services(request)
+    key = await svc.authenticate(request.headers.get("authorization"))
+    return ok(micros_to_usd(await svc.balance_usd_micros(key)))
+
+
+async def result_file(request: Request) -> Response:
+    p = request.path_params
+    download = await services(request).result(p["task_id"], p["token"], p["name"])
+    headers = {"content-length": str(download.file.size),
+               "cache-control": "public, max-age=86400, immutable"}
+    return StreamingResponse(download.chunks, media_type=download.file.content_type,
+                             headers=headers)
+
+
+async def healthz(request: Request) -> Response:
+    return ok({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    if await services(request).ready():
+        return ok({"status": "ready"})
+    return JSONResponse(envelope({"error": "not ready"}, 503, "Service Unavailable"), 503)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document(services(request).settings.base_url))
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON: 415 unless JSON, 413 past ``limit`` bytes, 400 when malformed."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMedia("Content-Type must be application/json")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc

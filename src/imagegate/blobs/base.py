@@ -1,0 +1,36 @@
+"""The blob-storage seam for result files. Implementations: ``blobs.local.LocalBlobStore``
+(embedded default); an S3-compatible store implements the same protocol.
+
+Keys are deterministic per task and image (``results/<task id>/<n>.<ext>``), so a re-run of a task
+overwrites its own files instead of leaking new ones. ``put`` is atomic: a reader sees the old
+bytes or the new, never a part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+
+class BlobStore(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def size(self, key: str) -> int | None:
+        """Size in bytes, or None when there is no such blob."""
+        ...
+
+    def stream(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]: ...
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob whose key starts with ``prefix``; return how many went."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def result_key(task_id: str, index: int, extension: str) -> str:
+    return f"results/{task_id}/{index}.{extension}"
+
+
+def task_prefix(task_id: str) -> str:
+    return f"results/{task_id}/"

@@ -1,0 +1,234 @@
+"""The ``imagegate`` command line.
+
+    imagegate serve [--data-dir DIR] [--host H] [--port P] [--config FILE]
+    imagegate keys create --credit USD [--name N] [--json]
+    imagegate keys list [--json]
+    imagegate keys revoke KEY_ID
+    imagegate accounts credit KEY_ID_OR_ACCOUNT USD
+    imagegate config reference
+
+Every command takes --data-dir and --config. Bad arguments exit with status 2 and a message
+that names what is wrong; operational errors exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from imagegate import accounts
+from imagegate.clock import SystemClock
+from imagegate.config import ENV_PREFIX, Settings, reference_markdown
+from imagegate.errors import ConfigError, ImagegateError, RequestError
+from imagegate.money import format_usd, usd_to_micros
+from imagegate.services import open_store
+from imagegate.store.base import Store
+
+T = TypeVar("T")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        settings = Settings.load(args.config, data_dir=args.data_dir,
+                                 host=getattr(args, "host", None), port=getattr(args, "port", None))
+        result: int = args.run(args, settings)
+        return result
+    except ConfigError as exc:
+        print(f"imagegate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (RequestError, ImagegateError) as exc:
+        print(f"imagegate: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="data directory (default ./imagegate-data)")
+    common.add_argument("--config", help="TOML configuration file")
+    parser = argparse.ArgumentParser(prog="imagegate", description="Image-generation task "
+                                     "service, wire-compatible with APIXO's task API.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the service (all in one)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="listen port (default 8000)")
+    serve.set_defaults(run=cmd_serve)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(metavar="ACTION")
+    create = keys.add_parser("create", parents=[common], help="create a key on a new account")
+    create.add_argument("--credit", type=_usd, default=0, metavar="USD",
+                        help="starting balance in USD, e.g. 10 or 2.50")
+    create.add_argument("--name", default="", help="a label for the key")
+    create.add_argument("--account", help="add the key to this existing account instead")
+    create.add_argument("--json", action="store_true", help="print a JSON object")
+    create.set_defaults(run=cmd_keys_create)
+    listing = keys.add_parser("list", parents=[common], help="list keys")
+    listing.add_argument("--json", action="store_true", help="print JSON lines")
+    listing.set_defaults(run=cmd_keys_list)
+    revoke = keys.add_parser("revoke", parents=[common], help="revoke a key")
+    revoke.add_argument("key_id", help="the key's id, as `keys list` shows it")
+    revoke.set_defaults(run=cmd_keys_revoke)
+
+    accts = sub.add_parser("accounts", help="manage accounts").add_subparsers(metavar="ACTION")
+    credit = accts.add_parser("credit", parents=[common], help="add funds to an account")
+    credit.add_argument("ref", help="a key id or an account id")
+    credit.add_argument("usd", type=_usd, help="amount in USD (negative to debit)")
+    credit.set_defaults(run=cmd_accounts_credit)
+
+    config = sub.add_parser("config", help="configuration").add_subparsers(metavar="ACTION")
+    ref = config.add_parser("reference", parents=[common], help="print every setting")
+    ref.set_defaults(run=lambda a, s: print(reference_markdown()) or 0)
+    return parser
+
+
+def _usd(text: str) -> int:
+    try:
+        return usd_to_micros(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a USD amount such as 10 or 2.50") \
+            from exc
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return int(text)
+
+
+def with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = open_store(settings)
+        try:
+            await store.migrate()
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+# Commands -----------------------------------------------------------------------------------
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    new = with_store(settings, lambda store: accounts.create_key(
+        store, SystemClock(), credit_micros=args.credit, name=args.name,
+        account_id=args.account))
+    if args.json:
+        print(json.dumps({"key": new.plain, "keyId": new.key.id, "accountId": new.account.id,
+                          "name": new.key.name,
+                          "balanceUsd": new.account.balance_micros / 1_000_000}))
+        return 0
+    print(f"key id {new.key.id}, account {new.account.id}, balance "
+          f"{format_usd(new.account.balance_micros)} (the key is shown only once)")
+    print(new.plain)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def rows(store: Store) -> list[dict[str, Any]]:
+        out = []
+        for key in await store.list_keys():
+            account = await store.get_account(key.account_id)
+            out.append({"keyId": key.id, "prefix": key.prefix, "name": key.name,
+                        "accountId": key.account_id, "created": _iso(key.created_ms),
+                        "revoked": _iso(key.revoked_ms) if key.revoked_ms else None,
+                        "balanceMicros": account.balance_micros if account else 0})
+        return out
+
+    found = with_store(settings, rows)
+    for row in found:
+        if args.json:
+            print(json.dumps(row))
+            continue
+        state = f"revoked {row['revoked']}" if row["revoked"] else "active"
+        print(f"{row['keyId']}  {row['prefix']}...  {row['accountId']}  "
+              f"{format_usd(row['balanceMicros']):>10}  {state}  {row['name']}")
+    if not found and not args.json:
+        print("no keys yet: imagegate keys create --credit 10", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    async def revoke(store: Store) -> bool:
+        if await store.get_key(args.key_id) is None:
+            raise RequestError(f"no key with id {args.key_id!r} (see imagegate keys list)")
+        return await store.revoke_key(args.key_id, SystemClock().now_ms())
+
+    done = with_store(settings, revoke)
+    print(f"revoked {args.key_id}" if done else f"{args.key_id} was already revoked")
+    return 0
+
+
+def cmd_accounts_credit(args: argparse.Namespace, settings: Settings) -> int:
+    async def credit(store: Store) -> tuple[str, int]:
+        account = await accounts.resolve_account(store, args.ref)
+        note = "operator credit" if args.usd >= 0 else "operator debit"
+        balance = await store.credit(account.id, args.usd, SystemClock().now_ms(), note)
+        return account.id, balance
+
+    account_id, balance = with_store(settings, credit)
+    print(f"account {account_id}: balance {format_usd(balance)}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from imagegate.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    with_store(settings, lambda store: _first_start(store, settings))
+    _export(settings, args)
+    print(f"imagegate serving on {settings.base_url} (data in {settings.data_dir})", flush=True)
+    Granian("imagegate.api.app:create_app_from_env", address=settings.host, port=settings.port,
+            interface=Interfaces.ASGI, factory=True, workers=1,
+            log_level=settings.log_level.lower()).serve()  # type: ignore[arg-type]
+    return 0
+
+
+async def _first_start(store: Store, settings: Settings) -> None:
+    """On an empty data dir: a demo account and key, and a curl command to paste."""
+    if await store.count_accounts():
+        return
+    new = await accounts.create_key(store, SystemClock(), name="demo",
+                                    credit_micros=usd_to_micros(settings.demo_credit_usd))
+    body = json.dumps({"request_type": "async", "input": {
+        "mode": "text-to-image", "prompt": "a lighthouse on a cliff at dawn, watercolor",
+        "aspect_ratio": "16:9", "resolution": "1k"}})
+    print(f"\nFirst start: created a demo API key with {format_usd(new.account.balance_micros)}"
+          f" of credit. It is shown only this once:\n\n    {new.plain}\n\nTry it:\n\n"
+          f"    curl -s -X POST {settings.base_url}/api/v1/generateTask/nano-banana-2 \\\n"
+          f"      -H 'Authorization: Bearer {new.plain}' \\\n"
+          f"      -H 'Content-Type: application/json' \\\n"
+          f"      -d {shlex.quote(body)}\n", flush=True)
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> None:
+    """Hand the command-line choices to the server process, which reads IMAGEGATE_*."""
+    os.environ[ENV_PREFIX + "DATA_DIR"] = settings.data_dir
+    os.environ[ENV_PREFIX + "HOST"] = settings.host
+    os.environ[ENV_PREFIX + "PORT"] = str(settings.port)
+    if args.config:
+        os.environ[ENV_PREFIX + "CONFIG"] = os.path.abspath(args.config)
+
+
+def _iso(ms: int | None) -> str:
+    return datetime.fromtimestamp((ms or 0) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

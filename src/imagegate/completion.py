@@ -1,0 +1,96 @@
+"""Ending a task attempt: succeed, fail, or try again later. Used by the worker and the sweeper.
+
+Every method is fenced on the task's attempt: a call for an attempt that lost its lease changes
+nothing and returns False. Money moves inside the same transaction as the state (store rules).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import secrets
+
+from imagegate.clock import Clock
+from imagegate.config import Settings
+from imagegate.errors import TaskError
+from imagegate.events import TaskEvents
+from imagegate.money import ChargeState
+from imagegate.store.base import Finish, NewDelivery, Store
+from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState, envelope, render_status
+
+log = logging.getLogger("imagegate.tasks")
+
+
+class Completion:
+    def __init__(self, store: Store, settings: Settings, clock: Clock, events: TaskEvents) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.events = events
+
+    async def succeed(self, task: Task, results: tuple[ResultFile, ...],
+                      attempts: tuple[RouteAttempt, ...], notes: tuple[str, ...] = ()) -> bool:
+        now = self.clock.now_ms()
+        expire = now + int(self.settings.retention_days * 86_400_000)
+        finish = Finish(TaskState.SUCCEEDED, now, results=results, expire_ms=expire,
+                        route_attempts=attempts, notes=task.notes + notes)
+        return await self._finish(task, finish)
+
+    async def fail(self, task: Task, error: TaskError,
+                   attempts: tuple[RouteAttempt, ...]) -> bool:
+        finish = Finish(TaskState.FAILED, self.clock.now_ms(), fail_code=error.fail_code,
+                        fail_msg=error.message, route_attempts=attempts, notes=task.notes)
+        return await self._finish(task, finish)
+
+    async def retry_later(self, task: Task, error: TaskError,
+                          attempts: tuple[RouteAttempt, ...]) -> bool:
+        delay = self.backoff_s(task.attempt, error.retry_after)
+        not_before = self.clock.now_ms() + int(delay * 1000)
+        note = f"attempt {task.attempt}: {error.fail_code}: {error.message}"[:500]
+        done = await self.store.retry_later(task.id, task.attempt, not_before, attempts, note)
+        if done:
+            log.info("task %s retrying in %.1fs after %s", task.id, delay, error.fail_code)
+        return done
+
+    def backoff_s(self, attempt: int, retry_after: float | None) -> float:
+        base = self.settings.worker_retry_backoff_seconds * 2 ** max(0, attempt - 1)
+        return max(base, retry_after or 0.0)
+
+    def may_retry(self, task: Task, error: TaskError) -> bool:
+        if not error.retryable or task.attempt >= self.settings.worker_max_attempts:
+            return False
+        deadline = task.created_ms + int(self.settings.worker_task_deadline_seconds * 1000)
+        ready_at = self.clock.now_ms() + int(self.backoff_s(task.attempt, error.retry_after) * 1000)
+        return ready_at < deadline
+
+    async def _finish(self, task: Task, finish: Finish) -> bool:
+        delivery = self._delivery(task, finish)
+        done = await self.store.finish_task(task.id, task.attempt, finish, delivery)
+        if done:
+            log.info("task %s %s%s", task.id, finish.state.value,
+                     f" ({finish.fail_code}: {finish.fail_msg})" if finish.fail_code else "")
+            self.events.task_changed(task.id)
+            if delivery is not None:
+                self.events.delivery_queued()
+        return done
+
+    def _delivery(self, task: Task, finish: Finish) -> NewDelivery | None:
+        if task.request_type != "callback" or not task.callback_url:
+            return None
+        final = final_task(task, finish)
+        body = json.dumps(envelope(render_status(final, self.settings.base_url)),
+                          separators=(",", ":"))
+        return NewDelivery(id="msg_" + secrets.token_hex(12), task_id=task.id,
+                           account_id=task.account_id, url=task.callback_url, body=body,
+                           created_ms=finish.now_ms)
+
+
+def final_task(task: Task, finish: Finish) -> Task:
+    """The task as it reads once ``finish`` is stored."""
+    charge = ChargeState.SETTLED if finish.state is TaskState.SUCCEEDED else ChargeState.REFUNDED
+    return dataclasses.replace(
+        task, state=finish.state, stage="done", complete_ms=finish.now_ms,
+        expire_ms=finish.expire_ms, results=finish.results, fail_code=finish.fail_code,
+        fail_msg=finish.fail_msg, route_attempts=finish.route_attempts, charge_state=charge,
+        lease_until_ms=None)

@@ -1,0 +1,333 @@
+"""Settings: read once at start from defaults, an optional TOML file and ``IMAGEGATE_*``
+environment variables (later sources win), then passed down explicitly.
+
+Every scalar setting has one name. In TOML it is written either flat (``worker_concurrency = 4``)
+or in the table named by its first word (``[worker]`` ``concurrency = 4``); in the environment it
+is ``IMAGEGATE_`` + the name in upper case (``IMAGEGATE_WORKER_CONCURRENCY=4``). The catalogue
+(``[models.<id>]``) and routes (``[routes.<name>]``) are TOML only. ``docs/configuration.md`` is
+generated from ``SETTINGS`` below (``imagegate config reference``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from decimal import InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from imagegate.contract import RATIOS, RESOLUTIONS, ModelLimits
+from imagegate.errors import ConfigError
+from imagegate.money import usd_to_micros
+
+ENV_PREFIX = "IMAGEGATE_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: type
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", str, "./imagegate-data", "Directory for the SQLite database and result files."),
+    Setting("host", str, "127.0.0.1", "Address `imagegate serve` listens on."),
+    Setting("port", int, 8000, "Port `imagegate serve` listens on."),
+    Setting("public_url", str, "", "Base URL clients reach the service at; result and callback "
+            "URLs are built on it. Empty: http://HOST:PORT."),
+    Setting("database_url", str, "", "Database. Empty: sqlite:///DATA_DIR/imagegate.db."),
+    Setting("storage_dir", str, "", "Directory for result files. Empty: DATA_DIR/results."),
+    Setting("allow_private_networks", bool, False, "Fetch reference images from loopback, private "
+            "and other non-public addresses. Off in production; tests turn it on."),
+    Setting("allow_http_callbacks", bool, False, "Accept plain-http callback_url values."),
+    Setting("retention_days", float, 15.0, "Days result URLs keep working; then 410 and the "
+            "bytes are deleted."),
+    Setting("limits_max_body_bytes", int, 32 * 1024 * 1024, "Largest submit body (413 above)."),
+    Setting("limits_submit_rate", float, 20.0, "Default submits per second per API key "
+            "(token bucket refill rate)."),
+    Setting("limits_submit_burst", int, 40, "Default submit burst per API key."),
+    Setting("limits_max_concurrent_tasks", int, 100, "Default unfinished tasks per API key."),
+    Setting("fetch_max_image_bytes", int, 20 * 1024 * 1024, "Largest reference image."),
+    Setting("fetch_max_image_pixels", int, 64_000_000, "Largest reference image in pixels "
+            "(decompression-bomb guard)."),
+    Setting("fetch_timeout_seconds", float, 30.0, "Time allowed to fetch one reference image."),
+    Setting("worker_concurrency", int, 4, "Tasks one worker runs at once."),
+    Setting("worker_lease_seconds", float, 30.0, "Lease on a claimed task; heartbeats renew it."),
+    Setting("worker_max_attempts", int, 3, "Attempts per task before it fails and is refunded."),
+    Setting("worker_task_deadline_seconds", float, 900.0, "A task not finished this long after "
+            "submit fails with Timeout."),
+    Setting("worker_poll_seconds", float, 1.0, "How often an idle worker looks for work it was "
+            "not told about."),
+    Setting("worker_retry_backoff_seconds", float, 2.0, "First delay before retrying a task; "
+            "doubles each attempt."),
+    Setting("sweeper_interval_seconds", float, 2.0, "How often expired leases and results are "
+            "swept."),
+    Setting("sandbox_delay_seconds", float, 1.0, "Delay before the sandbox route answers."),
+    Setting("callbacks_timeout_seconds", float, 30.0, "Time a callback receiver has to answer."),
+    Setting("callbacks_max_attempts", int, 10, "Delivery attempts before a callback is given up."),
+    Setting("demo_credit_usd", str, "10", "Credit of the demo key created on first start."),
+    Setting("log_level", str, "info", "Log level: debug, info, warning, error."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+_MAY_BE_ZERO = {"sandbox_delay_seconds", "worker_retry_backoff_seconds"}
+_SECTIONS = {"limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log"}
+
+DEFAULT_PRICES = {"1k": "0.05", "2k": "0.08", "4k": "0.12"}
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """One configured route: ``type`` picks the implementation, ``options`` configure it."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One catalogue model: its limits, prices (micro-USD per image) and ordered routes."""
+
+    id: str
+    limits: ModelLimits
+    prices: Mapping[str, int]
+    routes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str = "./imagegate-data"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = ""
+    database_url: str = ""
+    storage_dir: str = ""
+    allow_private_networks: bool = False
+    allow_http_callbacks: bool = False
+    retention_days: float = 15.0
+    limits_max_body_bytes: int = 32 * 1024 * 1024
+    limits_submit_rate: float = 20.0
+    limits_submit_burst: int = 40
+    limits_max_concurrent_tasks: int = 100
+    fetch_max_image_bytes: int = 20 * 1024 * 1024
+    fetch_max_image_pixels: int = 64_000_000
+    fetch_timeout_seconds: float = 30.0
+    worker_concurrency: int = 4
+    worker_lease_seconds: float = 30.0
+    worker_max_attempts: int = 3
+    worker_task_deadline_seconds: float = 900.0
+    worker_poll_seconds: float = 1.0
+    worker_retry_backoff_seconds: float = 2.0
+    sweeper_interval_seconds: float = 2.0
+    sandbox_delay_seconds: float = 1.0
+    callbacks_timeout_seconds: float = 30.0
+    callbacks_max_attempts: int = 10
+    demo_credit_usd: str = "10"
+    log_level: str = "info"
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)
+    routes: Mapping[str, RouteConfig] = field(default_factory=dict)
+    config_file: str = ""
+
+    @classmethod
+    def load(cls, config_file: str | None = None, env: Mapping[str, str] | None = None,
+             **overrides: Any) -> Settings:
+        """Defaults, then the TOML file, then the environment, then ``overrides``."""
+        env = os.environ if env is None else env
+        path = config_file or env.get(ENV_PREFIX + "CONFIG", "")
+        doc = _read_toml(path) if path else {}
+        values: dict[str, Any] = {}
+        values.update(_scalars_from_toml(doc))
+        values.update(_scalars_from_env(env))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        routes = _routes_from_toml(doc.get("routes", {}))
+        models = _models_from_toml(doc.get("models", {}), routes)
+        settings = cls(models=models, routes=routes, config_file=path, **values)
+        settings.check()
+        return settings
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'imagegate.db'}"
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.storage_dir) if self.storage_dir else Path(self.data_dir) / "results"
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the first setting that cannot work."""
+        numbers = [s.name for s in SETTINGS if s.kind in (int, float) and s.name != "port"]
+        for name in numbers:
+            if name in _MAY_BE_ZERO and getattr(self, name) < 0:
+                raise ConfigError(f"setting {name} must be 0 or more")
+            if name not in _MAY_BE_ZERO and getattr(self, name) <= 0:
+                raise ConfigError(f"setting {name} must be greater than 0")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("setting port must be 0 to 65535")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError("setting log_level must be debug, info, warning or error")
+        for model in self.models.values():
+            for route in model.routes:
+                if route not in self.routes:
+                    raise ConfigError(f"models.{model.id}.routes names unknown route {route!r}")
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+# Parsing ------------------------------------------------------------------------------------
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _scalars_from_toml(doc: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in ("models", "routes"):
+            continue
+        if isinstance(value, dict) and key in _SECTIONS:
+            for sub, subvalue in value.items():
+                out[_known(f"{key}_{sub}", f"[{key}] {sub}")] = subvalue
+        else:
+            out[_known(key, key)] = value
+    return {k: _coerce(_BY_NAME[k], v, f"config {k}") for k, v in out.items()}
+
+
+def _scalars_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(ENV_PREFIX + setting.name.upper())
+        if raw is not None and raw != "":
+            out[setting.name] = _coerce(setting, raw, ENV_PREFIX + setting.name.upper())
+    return out
+
+
+def _known(name: str, shown: str) -> str:
+    if name not in _BY_NAME:
+        raise ConfigError(f"unknown setting {shown} in the config file")
+    return name
+
+
+def _coerce(setting: Setting, value: Any, where: str) -> Any:
+    kind = setting.kind
+    try:
+        if kind is bool:
+            return _to_bool(value)
+        if kind is int and not isinstance(value, bool):
+            return int(value)
+        if kind is float and not isinstance(value, bool):
+            return float(value)
+        if kind is str:
+            return str(value)
+    except ValueError:
+        pass
+    raise ConfigError(f"{where} must be a {kind.__name__}, got {value!r}")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _routes_from_toml(doc: Mapping[str, Any]) -> dict[str, RouteConfig]:
+    routes = {"sandbox": RouteConfig("sandbox", "sandbox")}
+    for name, table in doc.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"routes.{name} must be a table")
+        options = {k: v for k, v in table.items() if k != "type"}
+        routes[name] = RouteConfig(name, str(table.get("type", name)), options)
+    return routes
+
+
+def _models_from_toml(doc: Mapping[str, Any], routes: Mapping[str, RouteConfig],
+                      ) -> dict[str, ModelConfig]:
+    models = {"nano-banana-2": _model("nano-banana-2", {}, routes)}
+    for model_id, table in doc.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"models.{model_id} must be a table")
+        models[model_id] = _model(model_id, table, routes)
+    return models
+
+
+def _model(model_id: str, table: Mapping[str, Any], routes: Mapping[str, RouteConfig],
+           ) -> ModelConfig:
+    where = f"models.{model_id}"
+    base = ModelLimits()
+    limits = ModelLimits(
+        max_prompt_chars=int(table.get("max_prompt_chars", base.max_prompt_chars)),
+        max_references=int(table.get("max_references", base.max_references)),
+        ratios=_subset(table.get("ratios"), RATIOS, f"{where}.ratios"),
+        resolutions=_subset(table.get("resolutions"), RESOLUTIONS, f"{where}.resolutions"),
+        max_images=int(table.get("max_images", base.max_images)),
+    )
+    prices = _prices(table.get("prices", DEFAULT_PRICES), limits.resolutions, f"{where}.prices")
+    route_names = tuple(table.get("routes", ("sandbox",)))
+    if not route_names:
+        raise ConfigError(f"{where}.routes must name at least one route")
+    return ModelConfig(model_id, limits, prices, route_names)
+
+
+def _subset(value: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
+    if value is None:
+        return allowed
+    if not isinstance(value, list) or not value or any(v not in allowed for v in value):
+        raise ConfigError(f"{where} must be a non-empty list drawn from {', '.join(allowed)}")
+    return tuple(v for v in allowed if v in value)
+
+
+def _prices(value: Any, resolutions: tuple[str, ...], where: str) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table of resolution = USD")
+    prices: dict[str, int] = {}
+    for res in resolutions:
+        raw = value.get(res, DEFAULT_PRICES.get(res))
+        try:
+            prices[res] = usd_to_micros(str(raw))
+        except (InvalidOperation, ValueError) as exc:
+            raise ConfigError(f"{where}.{res} must be a USD amount, got {raw!r}") from exc
+    return prices
+
+
+def reference_markdown() -> str:
+    """The configuration reference, one row per setting."""
+    rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = repr(s.default) if s.kind is str else str(s.default).lower()
+        rows.append(f"| `{s.name}` | `{ENV_PREFIX}{s.name.upper()}` | `{default}` | {s.help} |")
+    return "\n".join(rows)
+
+
+def _check_defaults_match() -> None:  # kept honest by tests/unit/test_config.py
+    names = {f.name for f in fields(Settings)} - {"models", "routes", "config_file"}
+    assert names == set(_BY_NAME), names ^ set(_BY_NAME)
+
+
+__all__ = ["ModelConfig", "RouteConfig", "Settings", "reference_markdown"]

@@ -1,0 +1,53 @@
+"""Per-key submit rate limiting: a token bucket per API key.
+
+``InMemoryRateLimiter`` serves one process; a limiter shared by several API processes (Redis)
+implements the same ``RateLimiter`` protocol. The limit on unfinished tasks is not here: the
+store checks it inside the submit transaction, where it is exact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, key: str, rate: float, burst: int) -> float:
+        """Take one token; return 0 when allowed, else the seconds until one is available."""
+        ...
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class InMemoryRateLimiter:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic,
+                 max_keys: int = 100_000) -> None:
+        self._now = monotonic
+        self._buckets: dict[str, _Bucket] = {}
+        self._max_keys = max_keys
+
+    async def acquire(self, key: str, rate: float, burst: int) -> float:
+        now = self._now()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._max_keys:
+                self._forget_full(now, rate, burst)
+            bucket = self._buckets[key] = _Bucket(float(burst), now)
+        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / rate
+
+    def _forget_full(self, now: float, rate: float, burst: int) -> None:
+        """Drop buckets that have refilled: they hold no state worth keeping."""
+        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * rate >= burst]
+        for k in full:
+            del self._buckets[k]

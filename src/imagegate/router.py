@@ -1,0 +1,93 @@
+"""The router: picks the routes that can serve a task from the catalogue and tries them in turn.
+
+Candidates are the model's routes, in catalogue order, that can do what the task asks (mode,
+reference count, resolution, ratio, search grounding) and match its ``provider`` preference:
+``official`` keeps only routes marked official, ``value`` orders by cost, ``auto`` keeps the
+catalogue's order. A route error that allows failover (rate limit, timeout, unknown) moves on to
+the next candidate; one that does not (safety block, invalid prompt, bad image) ends the try.
+Every try is recorded as a ``RouteAttempt``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from imagegate.config import ModelConfig
+from imagegate.contract import SubmitInput
+from imagegate.errors import FailCode, InvalidRequest, NotFound, RouteError, TaskError
+from imagegate.routes.base import GeneratedImage, Job, Route
+from imagegate.tasks import RouteAttempt
+
+
+@dataclass(frozen=True)
+class RouterOutcome:
+    """Images from the route that succeeded, or the error that ended the try."""
+
+    attempts: tuple[RouteAttempt, ...]
+    images: Sequence[GeneratedImage] = ()
+    route: str | None = None
+    error: TaskError | None = None
+
+
+class Router:
+    def __init__(self, models: Mapping[str, ModelConfig], routes: Mapping[str, Route]) -> None:
+        self.models = models
+        self.routes = routes
+
+    def model(self, model_id: str) -> ModelConfig:
+        try:
+            return self.models[model_id]
+        except KeyError:
+            raise NotFound(f"unknown model {model_id!r}") from None
+
+    def check_routable(self, model_id: str, inp: SubmitInput, provider: str) -> None:
+        """Raise InvalidRequest at submit when no configured route could ever serve the task."""
+        if self.candidates(model_id, inp, provider):
+            return
+        if inp.google_search:
+            raise InvalidRequest("no configured route for this model can ground on Google "
+                                 "search; send google_search false", field="input.google_search")
+        raise InvalidRequest(f"no configured route for this model serves provider "
+                             f"{provider!r} with these inputs", field="provider")
+
+    def candidates(self, model_id: str, inp: SubmitInput, provider: str) -> list[Route]:
+        routes = [self.routes[name] for name in self.model(model_id).routes]
+        fit = [r for r in routes if _can_serve(r, inp)]
+        if provider == "official":
+            return [r for r in fit if r.capabilities.official]
+        if provider == "value":
+            return sorted(fit, key=lambda r: r.capabilities.cost_micros.get(inp.resolution, 0))
+        return fit
+
+    async def run(self, job: Job, inp: SubmitInput, provider: str) -> RouterOutcome:
+        attempts: list[RouteAttempt] = []
+        last: TaskError = RouteError(FailCode.UNKNOWN, "no route could serve this task")
+        for route in self.candidates(job.model, inp, provider):
+            started = time.monotonic()
+            try:
+                images = await route.generate(job)
+            except TaskError as exc:
+                attempts.append(_attempt(job, route, exc.fail_code, started, exc.message))
+                last = exc
+                if not exc.failover:
+                    break
+                continue
+            attempts.append(_attempt(job, route, "success", started, ""))
+            return RouterOutcome(tuple(attempts), images=images, route=route.name)
+        return RouterOutcome(tuple(attempts), error=last)
+
+
+def _can_serve(route: Route, inp: SubmitInput) -> bool:
+    caps = route.capabilities
+    return (inp.mode in caps.modes
+            and len(inp.image_urls) <= caps.max_references
+            and inp.resolution in caps.resolutions
+            and (inp.aspect_ratio == "auto" or inp.aspect_ratio in caps.ratios)
+            and (caps.search_grounding or not inp.google_search))
+
+
+def _attempt(job: Job, route: Route, outcome: str, started: float, detail: str) -> RouteAttempt:
+    duration = int((time.monotonic() - started) * 1000)
+    return RouteAttempt(job.attempt, route.name, outcome, duration, detail[:500])

@@ -1,0 +1,64 @@
+"""The route seam: one way to produce images for a task.
+
+A route declares what it can do (``Capabilities``) and implements ``generate``. It raises only
+``RouteError`` (with a failCode and whether a retry or failover may help), and never touches the
+database, the HTTP layer or another route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+from imagegate.contract import MODES, RATIOS, RESOLUTIONS
+from imagegate.fetch import FetchedImage
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    modes: tuple[str, ...] = MODES
+    max_references: int = 14
+    resolutions: tuple[str, ...] = RESOLUTIONS
+    ratios: tuple[str, ...] = RATIOS
+    search_grounding: bool = False
+    official: bool = False
+    # Cost to the operator per image per resolution in micro-USD (for provider="value").
+    cost_micros: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a route needs for one task; sizes already resolved (no ``auto`` left)."""
+
+    task_id: str
+    model: str
+    mode: str
+    prompt: str
+    aspect_ratio: str
+    resolution: str
+    width: int
+    height: int
+    output_format: str
+    references: tuple[FetchedImage, ...] = ()
+    google_search: bool = False
+    seed: int | None = None
+    num_images: int = 1
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    image: Image.Image
+    note: str = ""  # e.g. "upscaled from 1024x1024"
+
+
+class Route(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    async def generate(self, job: Job) -> Sequence[GeneratedImage]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,151 @@
+"""The store seam: every durable read and write goes through ``Store``.
+
+Implementations: ``store.sqlite.SqliteStore`` (embedded default); a PostgreSQL adapter implements
+the same protocol. The contract-test suite in ``tests/integration/test_store_contract.py`` runs
+against each implementation.
+
+Rules every implementation keeps (ARCHITECTURE.md):
+- ``insert_task`` holds the money, checks the key's unfinished-task limit and stores the task in
+  ONE transaction; it raises ``PaymentRequired`` or ``TooManyRequests`` and then stores nothing.
+- Task transitions out of ``running`` are fenced on (id, attempt, state='running'); a call that
+  loses the fence changes nothing and returns False.
+- Settle and refund are conditional on ``charge_state='held'``, so each happens at most once.
+- ``get_task`` takes no lock and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    name: str
+    balance_micros: int
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    account_id: str
+    name: str
+    prefix: str
+    created_ms: int
+    revoked_ms: int | None = None
+    submit_rate: float | None = None  # None: the configured default
+    submit_burst: int | None = None
+    max_concurrent_tasks: int | None = None
+    models: tuple[str, ...] | None = None  # None: every model
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_ms is None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    account_id: str
+    kind: str
+    amount_micros: int
+    balance_after_micros: int
+    created_ms: int
+    task_id: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A terminal outcome for a running task."""
+
+    state: TaskState  # SUCCEEDED or FAILED
+    now_ms: int
+    results: tuple[ResultFile, ...] = ()
+    expire_ms: int | None = None
+    fail_code: str | None = None
+    fail_msg: str | None = None
+    route_attempts: tuple[RouteAttempt, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A callback to send: the exact body is fixed now, so every retry sends the same bytes."""
+
+    id: str  # also the webhook-id, stable across retries
+    task_id: str
+    account_id: str
+    url: str
+    body: str
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    task_id: str
+    account_id: str
+    url: str
+    body: str
+    state: str  # pending | delivered | failed
+    attempts: int
+    next_attempt_ms: int
+    created_ms: int
+    last_error: str | None = None
+    last_status: int | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    delivery_id: str
+    attempt: int
+    started_ms: int
+    duration_ms: int
+    status: int | None  # HTTP status, None when no answer
+    error: str | None  # why it is not a delivery, None when delivered
+
+
+class Store(Protocol):
+    async def migrate(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    # Accounts, keys, ledger
+    async def create_account(self, account_id: str, name: str, now_ms: int) -> Account: ...
+    async def get_account(self, account_id: str) -> Account | None: ...
+    async def count_accounts(self) -> int: ...
+    async def credit(self, account_id: str, micros: int, now_ms: int, note: str) -> int: ...
+    async def ledger(self, account_id: str) -> list[LedgerEntry]: ...
+    async def create_key(self, key: ApiKey, key_hash: str) -> None: ...
+    async def key_by_hash(self, key_hash: str) -> ApiKey | None: ...
+    async def get_key(self, key_id: str) -> ApiKey | None: ...
+    async def list_keys(self) -> list[ApiKey]: ...
+    async def revoke_key(self, key_id: str, now_ms: int) -> bool: ...
+
+    # Tasks
+    async def insert_task(self, task: Task, max_unfinished: int) -> None: ...
+    async def get_task(self, task_id: str) -> Task | None: ...
+    async def claim_tasks(self, worker_id: str, now_ms: int, lease_ms: int, limit: int,
+                          models: Sequence[str] | None = None) -> list[Task]: ...
+    async def renew_lease(self, task_id: str, attempt: int, lease_until_ms: int,
+                          stage: str | None = None) -> bool: ...
+    async def finish_task(self, task_id: str, attempt: int, finish: Finish,
+                          delivery: NewDelivery | None) -> bool: ...
+    async def retry_later(self, task_id: str, attempt: int, not_before_ms: int,
+                          route_attempts: tuple[RouteAttempt, ...], note: str) -> bool: ...
+    async def expired_leases(self, now_ms: int, limit: int) -> list[Task]: ...
+    async def expired_results(self, now_ms: int, limit: int) -> list[Task]: ...
+    async def mark_results_deleted(self, task_id: str) -> None: ...
+
+    # Callback deliveries
+    async def claim_deliveries(self, now_ms: int, lease_ms: int, limit: int) -> list[Delivery]: ...
+    async def record_delivery_attempt(self, attempt: DeliveryAttempt, state: str,
+                                      next_attempt_ms: int) -> None: ...
+    async def delivery_attempts(self, delivery_id: str) -> list[DeliveryAttempt]: ...
+    async def deliveries_for_task(self, task_id: str) -> list[Delivery]: ...

@@ -1,0 +1,124 @@
+"""Conversion between database rows and domain records, and the statements whose column lists
+must match those conversions. Shared by every SQL store (placeholders written as ``?``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from imagegate.contract import SubmitInput
+from imagegate.store.base import (
+    Account,
+    ApiKey,
+    Delivery,
+    DeliveryAttempt,
+    Finish,
+    LedgerEntry,
+    NewDelivery,
+)
+from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState
+
+Row = Mapping[str, Any]
+
+INSERT_TASK = (
+    "INSERT INTO tasks (id, account_id, key_id, model, input_json, request_type, callback_url, "
+    "provider, source, state, stage, created_ms, price_micros, charge_state, result_token) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+FINISH_TASK = (
+    "UPDATE tasks SET state = ?, stage = ?, complete_ms = ?, expire_ms = ?, results_json = ?, "
+    "fail_code = ?, fail_msg = ?, attempts_json = ?, notes_json = ?, lease_until_ms = NULL "
+    "WHERE id = ? AND attempt = ? AND state = 'running'"
+)
+
+INSERT_DELIVERY = (
+    "INSERT INTO deliveries (id, task_id, account_id, url, body, state, attempts, "
+    "next_attempt_ms, created_ms) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
+)
+
+
+def task_params(task: Task) -> tuple[Any, ...]:
+    return (task.id, task.account_id, task.key_id, task.model,
+            json.dumps(dataclasses.asdict(task.input)), task.request_type, task.callback_url,
+            task.provider, task.source, task.state.value, task.stage, task.created_ms,
+            task.price_micros, task.charge_state, task.result_token)
+
+
+def finish_params(task_id: str, attempt: int, f: Finish) -> tuple[Any, ...]:
+    return (f.state.value, "done", f.now_ms, f.expire_ms,
+            json.dumps([dataclasses.asdict(r) for r in f.results]), f.fail_code, f.fail_msg,
+            dump_attempts(f.route_attempts), json.dumps(list(f.notes)), task_id, attempt)
+
+
+def delivery_params(d: NewDelivery) -> tuple[Any, ...]:
+    return (d.id, d.task_id, d.account_id, d.url, d.body, d.created_ms, d.created_ms)
+
+
+def dump_attempts(attempts: tuple[RouteAttempt, ...]) -> str:
+    return json.dumps([dataclasses.asdict(a) for a in attempts])
+
+
+def dump_models(models: tuple[str, ...] | None) -> str | None:
+    return None if models is None else json.dumps(list(models))
+
+
+def task(row: Row) -> Task:
+    raw_input = json.loads(row["input_json"])
+    raw_input["image_urls"] = tuple(raw_input.get("image_urls", ()))
+    return Task(
+        id=row["id"], account_id=row["account_id"], key_id=row["key_id"], model=row["model"],
+        input=SubmitInput(**raw_input), state=TaskState(row["state"]),
+        created_ms=row["created_ms"], price_micros=row["price_micros"],
+        charge_state=row["charge_state"], result_token=row["result_token"],
+        request_type=row["request_type"], callback_url=row["callback_url"],
+        provider=row["provider"], source=row["source"], stage=row["stage"],
+        attempt=row["attempt"], lease_until_ms=row["lease_until_ms"],
+        not_before_ms=row["not_before_ms"], started_ms=row["started_ms"],
+        complete_ms=row["complete_ms"], expire_ms=row["expire_ms"],
+        fail_code=row["fail_code"], fail_msg=row["fail_msg"],
+        results=tuple(ResultFile(**r) for r in json.loads(row["results_json"])),
+        route_attempts=tuple(RouteAttempt(**a) for a in json.loads(row["attempts_json"])),
+        notes=tuple(json.loads(row["notes_json"])),
+    )
+
+
+def account(row: Row) -> Account:
+    return Account(row["id"], row["name"], row["balance_micros"], row["created_ms"])
+
+
+def api_key(row: Row) -> ApiKey:
+    models = row["models"]
+    return ApiKey(
+        id=row["id"], account_id=row["account_id"], name=row["name"], prefix=row["prefix"],
+        created_ms=row["created_ms"], revoked_ms=row["revoked_ms"],
+        submit_rate=row["submit_rate"], submit_burst=row["submit_burst"],
+        max_concurrent_tasks=row["max_concurrent_tasks"],
+        models=tuple(json.loads(models)) if models else None,
+    )
+
+
+def ledger_entry(row: Row) -> LedgerEntry:
+    return LedgerEntry(
+        id=row["id"], account_id=row["account_id"], kind=row["kind"],
+        amount_micros=row["amount_micros"], balance_after_micros=row["balance_after_micros"],
+        created_ms=row["created_ms"], task_id=row["task_id"], note=row["note"],
+    )
+
+
+def delivery(row: Row) -> Delivery:
+    return Delivery(
+        id=row["id"], task_id=row["task_id"], account_id=row["account_id"], url=row["url"],
+        body=row["body"], state=row["state"], attempts=row["attempts"],
+        next_attempt_ms=row["next_attempt_ms"], created_ms=row["created_ms"],
+        last_error=row["last_error"], last_status=row["last_status"],
+    )
+
+
+def delivery_attempt(row: Row) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        delivery_id=row["delivery_id"], attempt=row["attempt"], started_ms=row["started_ms"],
+        duration_ms=row["duration_ms"], status=row["status"], error=row["error"],
+    )

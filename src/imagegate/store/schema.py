@@ -1,0 +1,100 @@
+"""The schema, as ordered migrations. Plain SQL that SQLite and PostgreSQL both accept.
+
+Append new migrations; never edit one that has shipped. ``schema_migrations`` records which ran.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, """
+CREATE TABLE accounts (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    balance_micros  BIGINT NOT NULL CHECK (balance_micros >= 0),
+    created_ms      BIGINT NOT NULL
+);
+CREATE TABLE api_keys (
+    id                    TEXT PRIMARY KEY,
+    account_id            TEXT NOT NULL REFERENCES accounts(id),
+    key_hash              TEXT NOT NULL UNIQUE,
+    name                  TEXT NOT NULL,
+    prefix                TEXT NOT NULL,
+    created_ms            BIGINT NOT NULL,
+    revoked_ms            BIGINT,
+    submit_rate           DOUBLE PRECISION,
+    submit_burst          INTEGER,
+    max_concurrent_tasks  INTEGER,
+    models                TEXT
+);
+CREATE TABLE ledger (
+    id                    INTEGER PRIMARY KEY,
+    account_id            TEXT NOT NULL REFERENCES accounts(id),
+    kind                  TEXT NOT NULL,
+    amount_micros         BIGINT NOT NULL,
+    balance_after_micros  BIGINT NOT NULL,
+    task_id               TEXT,
+    note                  TEXT NOT NULL DEFAULT '',
+    created_ms            BIGINT NOT NULL
+);
+CREATE INDEX ledger_account ON ledger (account_id, id);
+CREATE TABLE tasks (
+    id              TEXT PRIMARY KEY,
+    account_id      TEXT NOT NULL REFERENCES accounts(id),
+    key_id          TEXT NOT NULL,
+    model           TEXT NOT NULL,
+    input_json      TEXT NOT NULL,
+    request_type    TEXT NOT NULL,
+    callback_url    TEXT,
+    provider        TEXT NOT NULL,
+    source          TEXT,
+    state           TEXT NOT NULL,
+    stage           TEXT NOT NULL,
+    attempt         INTEGER NOT NULL DEFAULT 0,
+    lease_until_ms  BIGINT,
+    worker_id       TEXT,
+    not_before_ms   BIGINT NOT NULL DEFAULT 0,
+    created_ms      BIGINT NOT NULL,
+    started_ms      BIGINT,
+    complete_ms     BIGINT,
+    expire_ms       BIGINT,
+    price_micros    BIGINT NOT NULL,
+    charge_state    TEXT NOT NULL,
+    result_token    TEXT NOT NULL,
+    results_json    TEXT NOT NULL DEFAULT '[]',
+    results_deleted INTEGER NOT NULL DEFAULT 0,
+    fail_code       TEXT,
+    fail_msg        TEXT,
+    attempts_json   TEXT NOT NULL DEFAULT '[]',
+    notes_json      TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX tasks_queue ON tasks (state, not_before_ms, created_ms);
+CREATE INDEX tasks_key_state ON tasks (key_id, state);
+CREATE INDEX tasks_lease ON tasks (state, lease_until_ms);
+CREATE INDEX tasks_expiry ON tasks (results_deleted, expire_ms);
+CREATE TABLE deliveries (
+    id               TEXT PRIMARY KEY,
+    task_id          TEXT NOT NULL REFERENCES tasks(id),
+    account_id       TEXT NOT NULL,
+    url              TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms  BIGINT NOT NULL,
+    lease_until_ms   BIGINT,
+    last_status      INTEGER,
+    last_error       TEXT,
+    created_ms       BIGINT NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);
+CREATE INDEX deliveries_task ON deliveries (task_id);
+CREATE TABLE delivery_attempts (
+    delivery_id  TEXT NOT NULL REFERENCES deliveries(id),
+    attempt      INTEGER NOT NULL,
+    started_ms   BIGINT NOT NULL,
+    duration_ms  BIGINT NOT NULL,
+    status       INTEGER,
+    error        TEXT,
+    PRIMARY KEY (delivery_id, attempt)
+);
+"""),
+)

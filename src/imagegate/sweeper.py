@@ -1,0 +1,70 @@
+"""The sweeper: requeues tasks whose worker stopped renewing the lease, fails (and refunds) a task
+whose attempts are used up, and deletes result files past their retention."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from imagegate.blobs.base import BlobStore, task_prefix
+from imagegate.clock import Clock
+from imagegate.completion import Completion
+from imagegate.config import Settings
+from imagegate.errors import FailCode, TaskError
+from imagegate.events import TaskEvents
+from imagegate.store.base import Store
+
+log = logging.getLogger("imagegate.sweeper")
+
+BATCH = 200
+
+
+class Sweeper:
+    def __init__(self, store: Store, blobs: BlobStore, completion: Completion,
+                 settings: Settings, clock: Clock, events: TaskEvents) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.completion = completion
+        self.settings = settings
+        self.clock = clock
+        self.events = events
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("sweep failed; trying again next interval")
+            try:
+                await asyncio.wait_for(stop.wait(), self.settings.sweeper_interval_seconds)
+            except TimeoutError:
+                pass
+
+    async def sweep_once(self) -> tuple[int, int]:
+        """Returns (leases recovered, tasks whose results were deleted)."""
+        return await self.recover_leases(), await self.delete_expired_results()
+
+    async def recover_leases(self) -> int:
+        expired = await self.store.expired_leases(self.clock.now_ms(), BATCH)
+        for task in expired:
+            if task.attempt >= self.settings.worker_max_attempts:
+                error = TaskError(FailCode.UNKNOWN, f"the worker running this task stopped "
+                                  f"responding, {task.attempt} times")
+                await self.completion.fail(task, error, task.route_attempts)
+                continue
+            requeued = await self.store.retry_later(
+                task.id, task.attempt, self.clock.now_ms(), task.route_attempts,
+                f"attempt {task.attempt}: lease expired; requeued")
+            if requeued:
+                log.warning("task %s: lease of attempt %d expired; requeued",
+                            task.id, task.attempt)
+        if expired:
+            self.events.work_available()
+        return len(expired)
+
+    async def delete_expired_results(self) -> int:
+        expired = await self.store.expired_results(self.clock.now_ms(), BATCH)
+        for task in expired:
+            await self.blobs.delete_prefix(task_prefix(task.id))
+            await self.store.mark_results_deleted(task.id)
+        return len(expired)

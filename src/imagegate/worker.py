@@ -1,0 +1,202 @@
+"""The worker loop: claim a task under a lease -> fetch references -> router -> normalise ->
+store the files -> finish. Runs in the API process (``serve``) or on its own.
+
+This is the one place that catches broadly: any exception inside a task attempt becomes a
+failed (or retried) task with a clear failMsg; nothing escapes to kill the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Sequence
+
+from imagegate.blobs.base import BlobStore, result_key
+from imagegate.clock import Clock
+from imagegate.completion import Completion
+from imagegate.config import Settings
+from imagegate.contract import nearest_ratio, output_size
+from imagegate.errors import FailCode, RouteError, TaskError
+from imagegate.events import TaskEvents
+from imagegate.fetch import FetchedImage, ReferenceFetcher
+from imagegate.imaging import EncodedImage, normalise
+from imagegate.router import Router
+from imagegate.routes.base import GeneratedImage, Job
+from imagegate.store.base import Store
+from imagegate.tasks import ResultFile, RouteAttempt, Task
+
+log = logging.getLogger("imagegate.worker")
+
+
+class Worker:
+    def __init__(self, store: Store, blobs: BlobStore, router: Router, fetcher: ReferenceFetcher,
+                 completion: Completion, settings: Settings, clock: Clock, events: TaskEvents,
+                 models: Sequence[str] | None = None) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.router = router
+        self.fetcher = fetcher
+        self.completion = completion
+        self.settings = settings
+        self.clock = clock
+        self.events = events
+        self.models = models
+        self.id = "w-" + secrets.token_hex(4)
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run tasks until ``stop`` is set; then let running attempts finish."""
+        while not stop.is_set():
+            free = self.settings.worker_concurrency - len(self._running)
+            claimed = await self._claim(free) if free > 0 else []
+            for task in claimed:
+                running = asyncio.create_task(self.run_task(task), name=f"task-{task.id}")
+                self._running.add(running)
+                running.add_done_callback(self._done)
+            if free > 0 and not claimed:
+                await self._idle(stop)
+            elif free <= len(claimed):
+                await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+        if self._running:
+            await asyncio.wait(self._running)
+
+    def _done(self, running: asyncio.Task[None]) -> None:
+        self._running.discard(running)
+        self.events.work_available()  # a slot is free: look for more work
+
+    async def _claim(self, limit: int) -> list[Task]:
+        lease_ms = int(self.settings.worker_lease_seconds * 1000)
+        try:
+            return await self.store.claim_tasks(self.id, self.clock.now_ms(), lease_ms, limit,
+                                                self.models)
+        except Exception:
+            log.exception("claiming tasks failed; retrying shortly")
+            return []
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        waiter = asyncio.create_task(self.events.wait_for_work(self.settings.worker_poll_seconds))
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (waiter, stopper):
+            t.cancel()
+
+    async def run_task(self, task: Task) -> None:
+        """One attempt of one task, with a heartbeat that keeps its lease."""
+        attempt = asyncio.create_task(self._attempt(task))
+        beat = asyncio.create_task(self._heartbeat(task, attempt))
+        try:
+            await attempt
+        except asyncio.CancelledError:
+            if not attempt.cancelled():
+                raise
+            log.warning("task %s attempt %d lost its lease; abandoned", task.id, task.attempt)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _heartbeat(self, task: Task, attempt: asyncio.Task[None]) -> None:
+        lease_ms = int(self.settings.worker_lease_seconds * 1000)
+        while True:
+            await asyncio.sleep(self.settings.worker_lease_seconds / 3)
+            try:
+                kept = await self.store.renew_lease(task.id, task.attempt,
+                                                    self.clock.now_ms() + lease_ms)
+            except Exception:
+                log.exception("heartbeat for task %s failed", task.id)
+                continue
+            if not kept:
+                attempt.cancel()
+                return
+
+    async def _attempt(self, task: Task) -> None:
+        record = list(task.route_attempts)  # the router appends each route it tries
+        try:
+            remaining = self._remaining_s(task)
+            if remaining <= 0:
+                raise RouteError(FailCode.TIMEOUT, "the task ran past its deadline")
+            async with asyncio.timeout(remaining):
+                results, notes = await self._produce(task, record)
+            await self.completion.succeed(task, results, tuple(record), notes)
+        except TimeoutError:
+            error = TaskError(FailCode.TIMEOUT, "the task ran past its deadline")
+            await self.completion.fail(task, error, tuple(record))
+        except TaskError as error:
+            await self._failed(task, error, tuple(record))
+        except Exception as exc:
+            log.exception("task %s attempt %d crashed", task.id, task.attempt)
+            error = TaskError(FailCode.UNKNOWN, f"internal error: {type(exc).__name__}",
+                              retryable=True)
+            await self._failed(task, error, tuple(record))
+
+    async def _failed(self, task: Task, error: TaskError,
+                      attempts: tuple[RouteAttempt, ...]) -> None:
+        if self.completion.may_retry(task, error):
+            await self.completion.retry_later(task, error, attempts)
+        else:
+            await self.completion.fail(task, error, attempts)
+
+    def _remaining_s(self, task: Task) -> float:
+        deadline = task.created_ms + int(self.settings.worker_task_deadline_seconds * 1000)
+        return (deadline - self.clock.now_ms()) / 1000
+
+    async def _produce(self, task: Task, record: list[RouteAttempt],
+                       ) -> tuple[tuple[ResultFile, ...], tuple[str, ...]]:
+        references: list[FetchedImage] = []
+        if task.input.image_urls:
+            await self._stage(task, "fetching")
+            references = await self.fetcher.fetch_all(task.input.image_urls)
+        job = build_job(task, references)
+        await self._stage(task, "generating")
+        outcome = await self.router.run(job, task.input, task.provider)
+        record.extend(outcome.attempts)
+        if outcome.error is not None:
+            raise outcome.error
+        await self._stage(task, "storing")
+        return await self._store_images(task, job, outcome.images)
+
+    async def _stage(self, task: Task, stage: str) -> None:
+        lease_ms = int(self.settings.worker_lease_seconds * 1000)
+        await self.store.renew_lease(task.id, task.attempt, self.clock.now_ms() + lease_ms, stage)
+
+    async def _store_images(self, task: Task, job: Job, images: Sequence[GeneratedImage],
+                            ) -> tuple[tuple[ResultFile, ...], tuple[str, ...]]:
+        if len(images) < job.num_images:
+            raise RouteError.of(FailCode.UNKNOWN, f"the route returned {len(images)} images, "
+                                f"{job.num_images} were asked for")
+        results, notes = [], []
+        for index, generated in enumerate(images[: job.num_images]):
+            encoded: EncodedImage = await asyncio.to_thread(
+                normalise, generated.image, job.width, job.height, job.output_format)
+            key = result_key(task.id, index, encoded.extension)
+            await self.blobs.put(key, encoded.data, encoded.content_type)
+            results.append(ResultFile(key, f"image-{index}.{encoded.extension}",
+                                      encoded.content_type, len(encoded.data), encoded.width,
+                                      encoded.height))
+            notes.extend(_notes(index, generated, encoded))
+        return tuple(results), tuple(notes)
+
+
+def _notes(index: int, generated: GeneratedImage, encoded: EncodedImage) -> list[str]:
+    notes = [f"image {index}: {generated.note}"] if generated.note else []
+    if encoded.adjusted:
+        w, h = generated.image.size
+        notes.append(f"image {index}: route gave {w}x{h}; cropped and resized to "
+                     f"{encoded.width}x{encoded.height}")
+    return notes
+
+
+def build_job(task: Task, references: Sequence[FetchedImage]) -> Job:
+    """Resolve ``auto`` (CONTRACT.md §6) and the exact output size."""
+    inp = task.input
+    ratio = inp.aspect_ratio
+    if ratio == "auto":
+        ratio = nearest_ratio(*references[0].image.size) if references else "1:1"
+    width, height = output_size(ratio, inp.resolution)
+    return Job(task_id=task.id, model=task.model, mode=inp.mode, prompt=inp.prompt,
+               aspect_ratio=ratio, resolution=inp.resolution, width=width, height=height,
+               output_format=inp.output_format, references=tuple(references),
+               google_search=inp.google_search, seed=inp.seed, num_images=inp.num_images,
+               attempt=task.attempt)

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from serverproc import Server  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real server per test module, on embedded defaults, sandbox with no delay."""
+    srv = Server(tmp_path_factory.mktemp("data")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def key(server: Server) -> str:
+    return server.new_key("100")
