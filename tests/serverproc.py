@@ -59,9 +59,10 @@ class Server:
                "--port", str(self.port)]
         if self.config:
             cmd += ["--config", str(self.config)]
-        log = self.log_path.open("a")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, **self.env}, start_new_session=True)
+        with self.log_path.open("a") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                         env={**os.environ, **self.env},
+                                         start_new_session=True)
         self._wait_ready(timeout)
         self.first_output = self.log_path.read_text()
         return self

@@ -69,6 +69,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sandbox_delay_seconds", float, 1.0, "Delay before the sandbox route answers."),
     Setting("callbacks_timeout_seconds", float, 30.0, "Time a callback receiver has to answer."),
     Setting("callbacks_max_attempts", int, 10, "Delivery attempts before a callback is given up."),
+    Setting("callbacks_retry_schedule", str, "10,60,300,900,3600,7200,14400,28800,28800",
+            "Seconds to wait after each failed delivery attempt (comma-separated; the last "
+            "repeats), each with +-10% jitter. The default spans about a day."),
     Setting("demo_credit_usd", str, "10", "Credit of the demo key created on first start."),
     Setting("log_level", str, "info", "Log level: debug, info, warning, error."),
 )
@@ -127,6 +130,7 @@ class Settings:
     sandbox_delay_seconds: float = 1.0
     callbacks_timeout_seconds: float = 30.0
     callbacks_max_attempts: int = 10
+    callbacks_retry_schedule: str = "10,60,300,900,3600,7200,14400,28800,28800"
     demo_credit_usd: str = "10"
     log_level: str = "info"
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
@@ -180,10 +184,15 @@ class Settings:
             raise ConfigError("setting port must be 0 to 65535")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("setting log_level must be debug, info, warning or error")
+        _schedule(self.callbacks_retry_schedule)
         for model in self.models.values():
             for route in model.routes:
                 if route not in self.routes:
                     raise ConfigError(f"models.{model.id}.routes names unknown route {route!r}")
+
+    @property
+    def retry_schedule_s(self) -> tuple[float, ...]:
+        return _schedule(self.callbacks_retry_schedule)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -314,6 +323,17 @@ def _prices(value: Any, resolutions: tuple[str, ...], where: str) -> dict[str, i
         except (InvalidOperation, ValueError) as exc:
             raise ConfigError(f"{where}.{res} must be a USD amount, got {raw!r}") from exc
     return prices
+
+
+def _schedule(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v < 0 for v in values):
+        raise ConfigError("setting callbacks_retry_schedule must be a comma-separated list of "
+                          "seconds, such as 10,60,300")
+    return values
 
 
 def reference_markdown() -> str:

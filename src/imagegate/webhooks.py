@@ -2,7 +2,7 @@
 to ``callback_url`` from a persisted delivery row, so a restart loses nothing (at-least-once).
 
 A 2xx answer within the timeout is a delivery. Anything else, a redirect included (never
-followed), is recorded and retried on ``RETRY_SCHEDULE_S`` with jitter, then given up. The body
+followed), is recorded and retried on the configured schedule with jitter, then given up. The body
 is fixed when the task ends and sent byte for byte on every attempt; ``webhook-id`` is the
 delivery id, stable across attempts. The address is checked again at every attempt (DNS can
 change between attempts).
@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -30,8 +30,6 @@ from imagegate.store.base import Delivery, DeliveryAttempt, Store
 
 log = logging.getLogger("imagegate.webhooks")
 
-# Delay before attempt n+1 after attempt n failed: about a day in all over 10 attempts.
-RETRY_SCHEDULE_S: tuple[float, ...] = (10, 60, 300, 900, 3600, 7200, 14400, 28800, 28800)
 LEASE_MS = 120_000
 
 
@@ -41,9 +39,11 @@ class DeliveryState:
     FAILED = "failed"  # given up after the last attempt
 
 
-def next_delay_s(attempts_made: int, rand: Callable[[], float] = random.random) -> float:
-    """Delay after ``attempts_made`` failed attempts, with +-10% jitter."""
-    base = RETRY_SCHEDULE_S[min(attempts_made, len(RETRY_SCHEDULE_S)) - 1]
+def next_delay_s(schedule: Sequence[float], attempts_made: int,
+                 rand: Callable[[], float] = random.random) -> float:
+    """Delay after ``attempts_made`` (>= 1) failed attempts: the schedule's entry for it (the
+    last entry repeats), with +-10% jitter."""
+    base = schedule[min(attempts_made, len(schedule)) - 1]
     return base * (0.9 + 0.2 * rand())
 
 
@@ -143,7 +143,8 @@ class Dispatcher:
             return DeliveryState.DELIVERED, now_ms
         if attempt_no >= self.settings.callbacks_max_attempts:
             return DeliveryState.FAILED, now_ms
-        return DeliveryState.PENDING, now_ms + int(next_delay_s(attempt_no) * 1000)
+        delay = next_delay_s(self.settings.retry_schedule_s, attempt_no)
+        return DeliveryState.PENDING, now_ms + int(delay * 1000)
 
     async def _post(self, delivery: Delivery, now_ms: int) -> tuple[int | None, str | None]:
         refusal = await self.policy.refusal(delivery.url)

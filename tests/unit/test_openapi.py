@@ -1,0 +1,174 @@
+"""The OpenAPI document: valid 3.1, complete against ROUTES, and faithful to the contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import validate
+
+from imagegate.api.app import ROUTES
+from imagegate.api.openapi import openapi_document
+from imagegate.contract import (
+    MODES,
+    OUTPUT_FORMATS,
+    PROVIDERS,
+    RATIOS,
+    REQUEST_TYPES,
+    RESOLUTIONS,
+    ModelLimits,
+    parse_submit,
+)
+from imagegate.errors import FailCode, InvalidRequest
+
+BASE_URL = "https://imagegate.example"
+IMPLICIT = {"HEAD"}  # Starlette adds HEAD to every GET route
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return openapi_document(BASE_URL)
+
+
+def schema_validator(doc: dict[str, Any], name: str) -> Any:
+    """A validator for one component schema, with the document's $refs resolvable."""
+    root = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+    return OAS31Validator(root)
+
+
+def test_document_is_valid_openapi_3_1(doc: dict[str, Any]) -> None:
+    assert doc["openapi"].startswith("3.1")
+    validate(doc)
+
+
+def test_info_and_servers(doc: dict[str, Any]) -> None:
+    assert doc["info"]["title"] == "imagegate"
+    assert doc["info"]["version"]
+    assert doc["servers"] == [{"url": BASE_URL}]
+
+
+def test_every_route_is_documented_and_nothing_else(doc: dict[str, Any]) -> None:
+    served = {(route.path, method.lower())
+              for route in ROUTES for method in (route.methods or set()) - IMPLICIT}
+    documented = {(path, method) for path, item in doc["paths"].items() for method in item}
+    assert served == documented
+
+
+def test_every_operation_has_200_405_and_500_or_is_operational(doc: dict[str, Any]) -> None:
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            responses = op["responses"]
+            assert "200" in responses, (path, method)
+            assert "405" in responses, (path, method)
+            if path.startswith("/api/"):
+                assert {"401", "500", "503"} <= responses.keys(), (path, method)
+                assert op["security"] == [{"bearerAuth": []}]
+
+
+def test_submit_documents_every_http_error(doc: dict[str, Any]) -> None:
+    responses = doc["paths"]["/api/v1/generateTask/{model}"]["post"]["responses"]
+    expected = {"200", "400", "401", "402", "403", "404", "405", "413", "415", "429", "500",
+                "503"}
+    assert expected <= responses.keys()
+    assert "Retry-After" in responses["429"]["headers"]
+
+
+def test_file_download_is_public_image_with_404_and_410(doc: dict[str, Any]) -> None:
+    op = doc["paths"]["/files/{task_id}/{token}/{name}"]["get"]
+    assert op["security"] == []
+    assert set(op["responses"]["200"]["content"]) == {"image/png", "image/jpeg"}
+    assert {"404", "410"} <= op["responses"].keys()
+
+
+def test_submit_enums_are_the_contract_constants(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    top = schemas["SubmitRequest"]["properties"]
+    inp = schemas["SubmitInput"]["properties"]
+    assert top["request_type"]["enum"] == list(REQUEST_TYPES)
+    assert top["provider"]["enum"] == list(PROVIDERS)
+    assert inp["mode"]["enum"] == list(MODES)
+    assert inp["aspect_ratio"]["enum"] == ["auto", *RATIOS]
+    assert inp["resolution"]["enum"] == list(RESOLUTIONS)
+    assert inp["output_format"]["enum"] == list(OUTPUT_FORMATS)
+
+
+def test_submit_limits_are_the_model_limits(doc: dict[str, Any]) -> None:
+    limits = ModelLimits()
+    inp = doc["components"]["schemas"]["SubmitInput"]["properties"]
+    assert (inp["prompt"]["minLength"], inp["prompt"]["maxLength"]) == (
+        1, limits.max_prompt_chars)
+    assert inp["image_urls"]["maxItems"] == limits.max_references
+    assert (inp["num_images"]["minimum"], inp["num_images"]["maximum"]) == (
+        1, limits.max_images)
+    assert doc["components"]["schemas"]["SubmitInput"]["additionalProperties"] is True
+
+
+def test_status_schema_says_result_json_is_a_string(doc: dict[str, Any]) -> None:
+    task = doc["components"]["schemas"]["Task"]
+    assert task["properties"]["resultJson"]["type"] == "string"
+    assert task["properties"]["state"]["enum"] == ["processing", "success", "failed"]
+    assert set(task["required"]) == {"taskId", "state", "createTime"}
+
+
+def test_description_lists_fail_codes_and_sandbox_directives(doc: dict[str, Any]) -> None:
+    text = doc["info"]["description"]
+    for code in FailCode.ALL:
+        assert f"`{code}`" in text
+    for directive in ("[sandbox:fail=CODE]", "[sandbox:fail=CODE:N]", "[sandbox:delay=SECONDS]"):
+        assert directive in text
+
+
+def test_examples_match_their_schemas(doc: dict[str, Any]) -> None:
+    submit = doc["paths"]["/api/v1/generateTask/{model}"]["post"]["requestBody"]
+    for example in submit["content"]["application/json"]["examples"].values():
+        schema_validator(doc, "SubmitRequest").validate(example["value"])
+    status = doc["paths"]["/api/v1/statusTask/{model}"]["get"]["responses"]["200"]
+    for example in status["content"]["application/json"]["examples"].values():
+        schema_validator(doc, "StatusResponse").validate(example["value"])
+
+
+TEXT = {"mode": "text-to-image", "prompt": "a cat", "aspect_ratio": "1:1", "resolution": "1k"}
+I2I = {**TEXT, "mode": "image-to-image", "image_urls": ["https://example.com/a.png"]}
+
+ACCEPTED = [
+    {"input": TEXT},
+    {"input": {**TEXT, "image_urls": []}, "source": "sdk", "extra": 1},
+    {"input": {**TEXT, "output_format": "jpg", "seed": 7, "num_images": 4, "x": True}},
+    {"input": I2I},
+    {"input": {**I2I, "image_urls": ["data:image/png;base64,AAAA"]}},
+    {"input": I2I, "request_type": "callback", "callback_url": "https://example.com/hook"},
+    {"input": TEXT, "provider": "value", "request_type": "async"},
+]
+REJECTED = [
+    {},
+    {"input": {**TEXT, "prompt": ""}},
+    {"input": {**TEXT, "prompt": "   "}},
+    {"input": {**TEXT, "prompt": "x" * 20001}},
+    {"input": {**TEXT, "mode": "video"}},
+    {"input": {**TEXT, "aspect_ratio": "2:1"}},
+    {"input": {**TEXT, "resolution": "8k"}},
+    {"input": {**TEXT, "output_format": "gif"}},
+    {"input": {**TEXT, "num_images": 5}},
+    {"input": {**TEXT, "seed": -1}},
+    {"input": {**TEXT, "image_urls": ["https://example.com/a.png"]}},
+    {"input": {**I2I, "image_urls": []}},
+    {"input": {**I2I, "image_urls": ["ftp://example.com/a.png"]}},
+    {"input": {**I2I, "image_urls": ["https://example.com/a.png"] * 15}},
+    {"input": TEXT, "request_type": "callback"},
+    {"input": TEXT, "provider": "cheapest"},
+    {"input": TEXT, "source": "s" * 129},
+]
+
+
+@pytest.mark.parametrize("body", ACCEPTED)
+def test_schema_accepts_what_the_server_accepts(doc: dict[str, Any], body: Any) -> None:
+    schema_validator(doc, "SubmitRequest").validate(body)
+    parse_submit(body, ModelLimits())
+
+
+@pytest.mark.parametrize("body", REJECTED)
+def test_schema_rejects_what_the_server_rejects(doc: dict[str, Any], body: Any) -> None:
+    assert not schema_validator(doc, "SubmitRequest").is_valid(body)
+    with pytest.raises(InvalidRequest):
+        parse_submit(body, ModelLimits())
