@@ -1,0 +1,161 @@
+"""Callback retry schedule and which callback URLs may be called (webhooks.py, CONTRACT.md §12)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from imagegate.config import Settings
+from imagegate.errors import InvalidRequest
+from imagegate.webhooks import CallbackPolicy, next_delay_s
+
+SCHEDULE = (10.0, 60.0, 300.0)
+PUBLIC_V4 = "93.184.216.34"
+PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
+
+
+class FakeResolver:
+    """Answers every name with fixed addresses and remembers what it was asked."""
+
+    def __init__(self, *addresses: str, error: OSError | None = None) -> None:
+        self.addresses = list(addresses)
+        self.error = error
+        self.calls: list[tuple[str, int]] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.calls.append((host, port))
+        if self.error is not None:
+            raise self.error
+        return self.addresses
+
+
+def refusal(policy: CallbackPolicy, url: str) -> str | None:
+    return asyncio.run(policy.refusal(url))
+
+
+# next_delay_s ---------------------------------------------------------------------------------
+
+
+def test_delay_without_jitter_is_the_schedules_entry() -> None:
+    assert [next_delay_s(SCHEDULE, n, rand=lambda: 0.5) for n in (1, 2, 3)] == [10, 60, 300]
+
+
+def test_delay_after_the_schedule_runs_out_repeats_the_last_entry() -> None:
+    assert next_delay_s(SCHEDULE, 4, rand=lambda: 0.5) == 300
+    assert next_delay_s(SCHEDULE, 40, rand=lambda: 0.5) == 300
+
+
+@pytest.mark.parametrize(("rand", "factor"), [(0.0, 0.9), (0.25, 0.95), (0.999999, 1.1)])
+def test_jitter_stays_within_ten_percent(rand: float, factor: float) -> None:
+    assert next_delay_s(SCHEDULE, 2, rand=lambda: rand) == pytest.approx(60 * factor)
+
+
+def test_default_jitter_stays_within_ten_percent() -> None:
+    for _ in range(200):
+        assert 54 <= next_delay_s(SCHEDULE, 2) <= 66
+
+
+def test_default_schedule_grows_and_spans_about_a_day() -> None:
+    settings = Settings()
+    schedule = settings.retry_schedule_s
+    delays = [next_delay_s(schedule, n, rand=lambda: 0.5)
+              for n in range(1, settings.callbacks_max_attempts)]
+    assert delays == sorted(delays)
+    assert delays[0] < 60  # the first retry comes quickly
+    assert 20 * 3600 <= sum(delays) <= 28 * 3600
+
+
+# CallbackPolicy.check_url_shape ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["https://example.com/hook", "https://93.184.216.34/h",
+                                 f"https://[{PUBLIC_V6}]:8443/h"])
+def test_public_https_callback_is_accepted(url: str) -> None:
+    CallbackPolicy().check_url_shape(url)
+
+
+@pytest.mark.parametrize("url", ["http://example.com/hook", "ftp://example.com/h",
+                                 "HTTP://example.com/h"])
+def test_callback_that_is_not_https_is_refused(url: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        CallbackPolicy().check_url_shape(url)
+    assert caught.value.field == "callback_url"
+
+
+def test_http_callback_is_accepted_when_allowed() -> None:
+    CallbackPolicy(allow_http=True).check_url_shape("http://example.com/hook")
+    with pytest.raises(InvalidRequest):
+        CallbackPolicy(allow_http=True).check_url_shape("ftp://example.com/hook")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.1.2.3", "192.168.0.10", "172.16.5.5",
+                                  "169.254.169.254", "0.0.0.0", "[::1]", "[fe80::1]",
+                                  "[fd00::1]", "[::ffff:127.0.0.1]", "100.64.0.1"])
+def test_callback_to_a_private_address_literal_is_refused(host: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        CallbackPolicy().check_url_shape(f"https://{host}/hook")
+    assert caught.value.field == "callback_url"
+    assert "not public" in caught.value.error
+
+
+def test_callback_to_a_private_address_is_accepted_when_allowed() -> None:
+    CallbackPolicy(allow_private=True).check_url_shape("https://127.0.0.1:9000/hook")
+
+
+# CallbackPolicy.refusal -----------------------------------------------------------------------
+
+
+def test_refusal_is_none_for_a_name_that_resolves_to_public_addresses() -> None:
+    resolver = FakeResolver(PUBLIC_V4, PUBLIC_V6)
+    assert refusal(CallbackPolicy(resolver=resolver), "https://hooks.example.com/x") is None
+    assert resolver.calls == [("hooks.example.com", 443)]
+
+
+def test_refusal_passes_an_explicit_port_to_the_resolver() -> None:
+    resolver = FakeResolver(PUBLIC_V4)
+    refusal(CallbackPolicy(resolver=resolver), "https://hooks.example.com:8443/x")
+    assert resolver.calls == [("hooks.example.com", 8443)]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: webhooks.CallbackPolicy.refusal resolves with "
+                   "`parts.port or 443` even for an http URL, whose default port is 80")
+def test_refusal_resolves_an_http_url_on_port_80() -> None:
+    resolver = FakeResolver(PUBLIC_V4)
+    refusal(CallbackPolicy(allow_http=True, resolver=resolver), "http://hooks.example.com/x")
+    assert resolver.calls == [("hooks.example.com", 80)]
+
+
+@pytest.mark.parametrize("addresses", [("10.0.0.7",), (PUBLIC_V4, "127.0.0.1"),
+                                       ("::1",), ("fe80::1%eth0",), ("::ffff:192.168.1.1",)])
+def test_refusal_names_a_private_address_the_name_resolves_to(addresses: tuple[str, ...]) -> None:
+    reason = refusal(CallbackPolicy(resolver=FakeResolver(*addresses)), "https://a.example/x")
+    assert reason is not None
+    assert "not public" in reason
+
+
+def test_refusal_explains_a_name_that_does_not_resolve() -> None:
+    resolver = FakeResolver(error=OSError("Name or service not known"))
+    reason = refusal(CallbackPolicy(resolver=resolver), "https://nowhere.invalid/x")
+    assert reason is not None
+    assert "nowhere.invalid" in reason
+
+
+def test_refusal_repeats_the_shape_check() -> None:
+    resolver = FakeResolver(PUBLIC_V4)
+    assert "https" in (refusal(CallbackPolicy(resolver=resolver), "http://a.example/x") or "")
+    assert refusal(CallbackPolicy(resolver=resolver), "https://10.0.0.1/x") is not None
+    assert resolver.calls == []
+
+
+def test_allow_private_skips_resolution() -> None:
+    resolver = FakeResolver("10.0.0.7")
+    policy = CallbackPolicy(allow_private=True, resolver=resolver)
+    assert refusal(policy, "https://internal.example/x") is None
+    assert refusal(policy, "https://127.0.0.1/x") is None
+    assert resolver.calls == []
+
+
+def test_allow_http_still_refuses_private_addresses() -> None:
+    policy = CallbackPolicy(allow_http=True, resolver=FakeResolver("192.168.1.20"))
+    assert refusal(policy, "http://printer.example/x") is not None
