@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from serverproc import Server  # noqa: E402
+from serverproc import Server
 
 
 @pytest.fixture(scope="module")

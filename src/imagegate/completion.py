@@ -54,7 +54,7 @@ class Completion:
         return done
 
     def backoff_s(self, attempt: int, retry_after: float | None) -> float:
-        base = self.settings.worker_retry_backoff_seconds * 2 ** max(0, attempt - 1)
+        base: float = self.settings.worker_retry_backoff_seconds * 2.0 ** max(0, attempt - 1)
         return max(base, retry_after or 0.0)
 
     def may_retry(self, task: Task, error: TaskError) -> bool:

@@ -34,7 +34,8 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("data_dir", str, "./imagegate-data", "Directory for the SQLite database and result files."),
+    Setting("data_dir", str, "./imagegate-data",
+            "Directory for the SQLite database and result files."),
     Setting("host", str, "127.0.0.1", "Address `imagegate serve` listens on."),
     Setting("port", int, 8000, "Port `imagegate serve` listens on."),
     Setting("public_url", str, "", "Base URL clients reach the service at; result and callback "
@@ -340,7 +341,7 @@ def reference_markdown() -> str:
     """The configuration reference, one row per setting."""
     rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
-        default = repr(s.default) if s.kind is str else str(s.default).lower()
+        default = f'"{s.default}"' if s.kind is str else str(s.default).lower()
         rows.append(f"| `{s.name}` | `{ENV_PREFIX}{s.name.upper()}` | `{default}` | {s.help} |")
     return "\n".join(rows)
 

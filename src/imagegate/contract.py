@@ -99,8 +99,6 @@ def parse_submit(body: Any, limits: ModelLimits) -> SubmitRequest:
             raise InvalidRequest("callback_url is required when request_type is callback",
                                  field="callback_url")
         _check_url(callback_url, "callback_url")
-    elif callback_url is not None:
-        _check_url(callback_url, "callback_url")
     provider = _enum(body, "provider", PROVIDERS, "auto", fold=False)
     source = body.get("source")
     if source is not None and (not isinstance(source, str) or len(source) > 128):

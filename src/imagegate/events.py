@@ -20,9 +20,9 @@ class TaskEvents:
     def work_available(self) -> None:
         self._work.set()
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(self, within_s: float) -> None:
         try:
-            await asyncio.wait_for(self._work.wait(), timeout)
+            await asyncio.wait_for(self._work.wait(), within_s)
         except TimeoutError:
             pass
         self._work.clear()
@@ -30,9 +30,9 @@ class TaskEvents:
     def delivery_queued(self) -> None:
         self._deliveries.set()
 
-    async def wait_for_deliveries(self, timeout: float) -> None:
+    async def wait_for_deliveries(self, within_s: float) -> None:
         try:
-            await asyncio.wait_for(self._deliveries.wait(), timeout)
+            await asyncio.wait_for(self._deliveries.wait(), within_s)
         except TimeoutError:
             pass
         self._deliveries.clear()
@@ -41,12 +41,12 @@ class TaskEvents:
         for event in self._waiters.pop(task_id, ()):
             event.set()
 
-    async def wait_for_change(self, task_id: str, timeout: float) -> bool:
-        """True when the task changed within ``timeout`` seconds."""
+    async def wait_for_change(self, task_id: str, within_s: float) -> bool:
+        """True when the task changed within ``within_s`` seconds."""
         event = asyncio.Event()
         self._waiters[task_id].add(event)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(event.wait(), within_s)
             return True
         except TimeoutError:
             return False

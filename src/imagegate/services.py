@@ -122,7 +122,12 @@ class Services:
         self.draining = True
         self._stop.set()
         if self._loops:
-            await asyncio.wait(self._loops, timeout=self.settings.worker_lease_seconds)
+            # Running attempts get one lease period to finish; what is cut off after that is
+            # requeued by the sweeper of the next start, once its lease expires.
+            _, late = await asyncio.wait(self._loops, timeout=self.settings.worker_lease_seconds)
+            for loop in late:
+                loop.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for routes in self.router.routes.values():
             with contextlib.suppress(Exception):
                 await routes.close()

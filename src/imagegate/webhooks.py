@@ -75,7 +75,8 @@ class CallbackPolicy:
             return None
         parts = urlsplit(url)
         try:
-            addresses = await self.resolver(parts.hostname or "", parts.port or 443)
+            default_port = 443 if parts.scheme == "https" else 80
+            addresses = await self.resolver(parts.hostname or "", parts.port or default_port)
         except OSError as exc:
             return f"cannot resolve {parts.hostname}: {exc}"
         for text in addresses:

@@ -47,7 +47,16 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Claim and run tasks until ``stop`` is set; then let running attempts finish."""
+        """Claim and run tasks until ``stop`` is set; then let running attempts finish.
+        Cancelled, it cancels the attempts it runs (their leases then expire)."""
+        try:
+            await self._loop(stop)
+        except asyncio.CancelledError:
+            for running in list(self._running):
+                running.cancel()
+            raise
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             free = self.settings.worker_concurrency - len(self._running)
             claimed = await self._claim(free) if free > 0 else []
@@ -121,15 +130,15 @@ class Worker:
                 results, notes = await self._produce(task, record)
             await self.completion.succeed(task, results, tuple(record), notes)
         except TimeoutError:
-            error = TaskError(FailCode.TIMEOUT, "the task ran past its deadline")
-            await self.completion.fail(task, error, tuple(record))
+            late = TaskError(FailCode.TIMEOUT, "the task ran past its deadline")
+            await self.completion.fail(task, late, tuple(record))
         except TaskError as error:
             await self._failed(task, error, tuple(record))
         except Exception as exc:
             log.exception("task %s attempt %d crashed", task.id, task.attempt)
-            error = TaskError(FailCode.UNKNOWN, f"internal error: {type(exc).__name__}",
+            crash = TaskError(FailCode.UNKNOWN, f"internal error: {type(exc).__name__}",
                               retryable=True)
-            await self._failed(task, error, tuple(record))
+            await self._failed(task, crash, tuple(record))
 
     async def _failed(self, task: Task, error: TaskError,
                       attempts: tuple[RouteAttempt, ...]) -> None:

@@ -21,7 +21,8 @@ def test_keys_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) -> No
 def test_keys_create_json(tmp_path: Path) -> None:
     made = json.loads(cli(tmp_path, "keys", "create", "--credit", "1", "--json").stdout)
     assert made["key"].startswith("ig_") and made["balanceUsd"] == 1.0
-    rows = [json.loads(line) for line in cli(tmp_path, "keys", "list", "--json").stdout.splitlines()]
+    listing = cli(tmp_path, "keys", "list", "--json").stdout
+    rows = [json.loads(line) for line in listing.splitlines()]
     assert [r["keyId"] for r in rows] == [made["keyId"]]
 
 

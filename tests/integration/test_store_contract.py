@@ -1,0 +1,804 @@
+"""The store contract (store/base.py): every implementation must pass this file unchanged.
+
+Runs against a real database; add a param to the ``store`` fixture for each new adapter
+(PostgreSQL). Money rules checked throughout: the sum of an account's ledger amounts is its
+balance, settle and refund happen at most once, and a refused submit stores nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from imagegate.contract import SubmitInput
+from imagegate.errors import PaymentRequired, TooManyRequests
+from imagegate.money import ChargeState, LedgerKind
+from imagegate.store.base import ApiKey, DeliveryAttempt, Finish, NewDelivery, Store
+from imagegate.store.sqlite import SqliteStore
+from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState, new_task_id
+
+T = TypeVar("T")
+
+NOW = 1_700_000_000_000
+PRICE = 50_000
+ACCOUNT = "acct_1"
+KEY = "key_1"
+LEASE_MS = 30_000
+LOTS = 100_000_000  # $100
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def open_store(kind: str, tmp_path: Path) -> Store:
+    if kind == "sqlite":
+        return SqliteStore(tmp_path / "imagegate.db")
+    raise AssertionError(f"no store of kind {kind}")
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s = open_store(request.param, tmp_path)
+    run(s.migrate())
+    try:
+        yield s
+    finally:
+        run(s.close())
+
+
+# Builders and checks --------------------------------------------------------------------------
+
+
+def make_input(**changes: Any) -> SubmitInput:
+    base = SubmitInput(mode="text-to-image", prompt="a fox in watercolor style",
+                       aspect_ratio="1:1", resolution="1k", output_format="png")
+    return dataclasses.replace(base, **changes)
+
+
+def make_task(*, created_ms: int = NOW, price: int = PRICE, account_id: str = ACCOUNT,
+              key_id: str = KEY, **changes: Any) -> Task:
+    task = Task(id=new_task_id(), account_id=account_id, key_id=key_id, model="nano-banana-2",
+                input=make_input(), state=TaskState.QUEUED, created_ms=created_ms,
+                price_micros=price, charge_state=ChargeState.HELD,
+                result_token=secrets.token_urlsafe(16))
+    return dataclasses.replace(task, **changes)
+
+
+def succeeded(now_ms: int = NOW + 5_000, **changes: Any) -> Finish:
+    result = ResultFile(key="r/0.png", name="0.png", content_type="image/png", size=1234,
+                        width=1024, height=1024)
+    finish = Finish(TaskState.SUCCEEDED, now_ms, results=(result,),
+                    expire_ms=now_ms + 15 * 86_400_000,
+                    route_attempts=(RouteAttempt(1, "sandbox", "success", 900),))
+    return dataclasses.replace(finish, **changes)
+
+
+def failed(now_ms: int = NOW + 5_000, code: str = "SensitiveContent") -> Finish:
+    return Finish(TaskState.FAILED, now_ms, fail_code=code, fail_msg="refused as asked",
+                  route_attempts=(RouteAttempt(1, "sandbox", code, 900),))
+
+
+def new_delivery(task: Task, now_ms: int = NOW + 5_000, delivery_id: str = "msg_1",
+                 ) -> NewDelivery:
+    return NewDelivery(id=delivery_id, task_id=task.id, account_id=task.account_id,
+                       url="https://hooks.example.com/x",
+                       body='{"code":200,"message":"success","data":{"taskId":"%s"}}' % task.id,
+                       created_ms=now_ms)
+
+
+async def open_account(store: Store, micros: int, account_id: str = ACCOUNT) -> None:
+    await store.create_account(account_id, f"account {account_id}", NOW)
+    if micros:
+        await store.credit(account_id, micros, NOW, "opening credit")
+
+
+async def balance(store: Store, account_id: str = ACCOUNT) -> int:
+    account = await store.get_account(account_id)
+    assert account is not None
+    return account.balance_micros
+
+
+async def assert_ledger_explains_balance(store: Store, account_id: str = ACCOUNT) -> None:
+    entries = await store.ledger(account_id)
+    assert sum(e.amount_micros for e in entries) == await balance(store, account_id)
+    running = 0
+    for entry in entries:
+        running += entry.amount_micros
+        assert entry.balance_after_micros == running, entry
+        assert entry.account_id == account_id
+
+
+async def submitted(store: Store, *tasks: Task, max_unfinished: int = 100) -> None:
+    for task in tasks:
+        await store.insert_task(task, max_unfinished)
+
+
+async def claim_one(store: Store, now_ms: int = NOW, lease_ms: int = LEASE_MS) -> Task:
+    claimed = await store.claim_tasks("worker-1", now_ms, lease_ms, 1)
+    assert len(claimed) == 1
+    return claimed[0]
+
+
+async def running_task(store: Store, credit: int = LOTS, **changes: Any) -> Task:
+    """An account with ``credit``, and one task of it submitted and claimed (attempt 1)."""
+    await open_account(store, credit)
+    await submitted(store, make_task(**changes))
+    return await claim_one(store)
+
+
+# Migrations -----------------------------------------------------------------------------------
+
+
+def test_migrate_twice_is_harmless(store: Store) -> None:
+    async def scenario() -> None:
+        await store.migrate()
+        await store.ping()
+        assert await store.count_accounts() == 0
+
+    run(scenario())
+
+
+# Accounts, credit, ledger ---------------------------------------------------------------------
+
+
+def test_new_account_starts_at_zero_with_an_empty_ledger(store: Store) -> None:
+    async def scenario() -> None:
+        created = await store.create_account(ACCOUNT, "Ada", NOW)
+        assert (created.id, created.name, created.balance_micros, created.created_ms) == (
+            ACCOUNT, "Ada", 0, NOW)
+        assert await store.get_account(ACCOUNT) == created
+        assert await store.ledger(ACCOUNT) == []
+        assert await store.count_accounts() == 1
+        assert await store.get_account("nobody") is None
+
+    run(scenario())
+
+
+def test_credit_adds_to_the_balance_and_writes_a_ledger_line(store: Store) -> None:
+    async def scenario() -> None:
+        await store.create_account(ACCOUNT, "Ada", NOW)
+        assert await store.credit(ACCOUNT, 10_000_000, NOW + 1, "welcome") == 10_000_000
+        assert await store.credit(ACCOUNT, 2_500_000, NOW + 2, "top-up") == 12_500_000
+        assert await balance(store) == 12_500_000
+        entries = await store.ledger(ACCOUNT)
+        assert [(e.kind, e.amount_micros, e.balance_after_micros, e.note, e.created_ms)
+                for e in entries] == [
+            (LedgerKind.CREDIT, 10_000_000, 10_000_000, "welcome", NOW + 1),
+            (LedgerKind.CREDIT, 2_500_000, 12_500_000, "top-up", NOW + 2)]
+        assert all(e.task_id is None for e in entries)
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_negative_credit_may_not_take_the_balance_below_zero(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 1_000_000)
+        assert await store.credit(ACCOUNT, -400_000, NOW, "correction") == 600_000
+        with pytest.raises(PaymentRequired):
+            await store.credit(ACCOUNT, -600_001, NOW, "too much")
+        assert await balance(store) == 600_000
+        assert len(await store.ledger(ACCOUNT)) == 2
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_credit_to_an_unknown_account_is_refused(store: Store) -> None:
+    async def scenario() -> None:
+        with pytest.raises(PaymentRequired):
+            await store.credit("nobody", 1_000_000, NOW, "x")
+        assert await store.get_account("nobody") is None
+
+    run(scenario())
+
+
+def test_ledgers_are_per_account(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 1_000_000, "a")
+        await open_account(store, 2_000_000, "b")
+        assert [e.amount_micros for e in await store.ledger("a")] == [1_000_000]
+        assert [e.amount_micros for e in await store.ledger("b")] == [2_000_000]
+        assert await store.count_accounts() == 2
+
+    run(scenario())
+
+
+# API keys -------------------------------------------------------------------------------------
+
+
+def make_key(key_id: str = "k1", created_ms: int = NOW, **changes: Any) -> ApiKey:
+    key = ApiKey(id=key_id, account_id=ACCOUNT, name=f"key {key_id}", prefix=f"ig_{key_id}",
+                 created_ms=created_ms)
+    return dataclasses.replace(key, **changes)
+
+
+def test_key_is_found_by_its_hash_and_id(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 0)
+        key = make_key("k1", submit_rate=2.5, submit_burst=5, max_concurrent_tasks=3,
+                       models=("nano-banana-2", "other"))
+        await store.create_key(key, "hash-1")
+        assert await store.key_by_hash("hash-1") == key
+        assert await store.get_key("k1") == key
+        assert await store.key_by_hash("hash-2") is None
+        assert await store.get_key("k2") is None
+
+    run(scenario())
+
+
+def test_key_limits_left_unset_read_back_as_none(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 0)
+        await store.create_key(make_key("k1"), "hash-1")
+        found = await store.get_key("k1")
+        assert found is not None
+        assert found.active
+        assert (found.submit_rate, found.submit_burst, found.max_concurrent_tasks,
+                found.models) == (None, None, None, None)
+
+    run(scenario())
+
+
+def test_list_keys_returns_every_key_oldest_first(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 0)
+        await store.create_key(make_key("kb", NOW + 2), "hash-b")
+        await store.create_key(make_key("ka", NOW + 1), "hash-a")
+        await store.create_key(make_key("kc", NOW + 3), "hash-c")
+        assert [k.id for k in await store.list_keys()] == ["ka", "kb", "kc"]
+
+    run(scenario())
+
+
+def test_revoke_key_happens_once_and_the_key_stays_findable_as_inactive(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 0)
+        await store.create_key(make_key("k1"), "hash-1")
+        assert await store.revoke_key("k1", NOW + 10) is True
+        assert await store.revoke_key("k1", NOW + 20) is False
+        assert await store.revoke_key("nope", NOW) is False
+        found = await store.key_by_hash("hash-1")
+        assert found is not None
+        assert found.revoked_ms == NOW + 10
+        assert not found.active
+
+    run(scenario())
+
+
+# Submit: hold and store in one transaction ----------------------------------------------------
+
+
+def test_insert_task_holds_the_price_and_writes_a_hold_line(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 1_000_000)
+        task = make_task(price=120_000)
+        await store.insert_task(task, 10)
+        assert await balance(store) == 880_000
+        hold = (await store.ledger(ACCOUNT))[-1]
+        assert (hold.kind, hold.amount_micros, hold.balance_after_micros, hold.task_id,
+                hold.created_ms) == (LedgerKind.HOLD, -120_000, 880_000, task.id, NOW)
+        stored = await store.get_task(task.id)
+        assert stored is not None
+        assert stored.state is TaskState.QUEUED
+        assert stored.charge_state == ChargeState.HELD
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_balance_exactly_the_price_pays_for_the_task(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, PRICE)
+        await store.insert_task(make_task(), 10)
+        assert await balance(store) == 0
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_insufficient_balance_raises_payment_required_and_stores_nothing(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, PRICE - 1)
+        before = await store.ledger(ACCOUNT)
+        task = make_task()
+        with pytest.raises(PaymentRequired) as caught:
+            await store.insert_task(task, 10)
+        assert caught.value.status == 402
+        assert await store.get_task(task.id) is None
+        assert await store.ledger(ACCOUNT) == before
+        assert await balance(store) == PRICE - 1
+
+    run(scenario())
+
+
+def test_task_of_an_unknown_account_is_refused_and_not_stored(store: Store) -> None:
+    async def scenario() -> None:
+        task = make_task(account_id="nobody")
+        with pytest.raises(PaymentRequired):
+            await store.insert_task(task, 10)
+        assert await store.get_task(task.id) is None
+
+    run(scenario())
+
+
+def test_unfinished_task_limit_raises_too_many_requests_and_stores_nothing(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        await submitted(store, make_task(), make_task(), max_unfinished=2)
+        before_ledger = await store.ledger(ACCOUNT)
+        before_balance = await balance(store)
+        task = make_task()
+        with pytest.raises(TooManyRequests) as caught:
+            await store.insert_task(task, 2)
+        assert caught.value.status == 429
+        assert caught.value.retry_after > 0
+        assert await store.get_task(task.id) is None
+        assert await store.ledger(ACCOUNT) == before_ledger
+        assert await balance(store) == before_balance
+
+    run(scenario())
+
+
+def test_unfinished_task_limit_counts_running_tasks_per_key_and_frees_on_finish(
+        store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        await submitted(store, make_task(), max_unfinished=1)
+        claimed = await claim_one(store)  # running still counts
+        with pytest.raises(TooManyRequests):
+            await store.insert_task(make_task(), 1)
+        await store.insert_task(make_task(key_id="key_2"), 1)  # another key has its own limit
+        assert await store.finish_task(claimed.id, claimed.attempt, succeeded(), None)
+        await store.insert_task(make_task(), 1)
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_concurrent_submits_never_overdraw_the_balance(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 17 * PRICE)
+        tasks = [make_task(created_ms=NOW + i) for i in range(50)]
+        outcomes = await asyncio.gather(*(store.insert_task(t, 1000) for t in tasks),
+                                        return_exceptions=True)
+        refused = [o for o in outcomes if o is not None]
+        assert all(isinstance(o, PaymentRequired) for o in refused), refused
+        assert len(refused) == 33
+        stored = [await store.get_task(t.id) for t in tasks]
+        assert sum(s is not None for s in stored) == 17
+        for task, outcome, found in zip(tasks, outcomes, stored, strict=True):
+            assert (found is not None) == (outcome is None), task.id
+        assert await balance(store) == 0
+        holds = [e for e in await store.ledger(ACCOUNT) if e.kind == LedgerKind.HOLD]
+        assert len(holds) == 17
+        assert {e.task_id for e in holds} == {t.id for t, o in zip(tasks, outcomes,
+                                                                    strict=True) if o is None}
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_concurrent_submits_never_exceed_the_unfinished_task_limit(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        tasks = [make_task() for _ in range(20)]
+        outcomes = await asyncio.gather(*(store.insert_task(t, 5) for t in tasks),
+                                        return_exceptions=True)
+        refused = [o for o in outcomes if o is not None]
+        assert all(isinstance(o, TooManyRequests) for o in refused), refused
+        assert len(refused) == 15
+        assert await balance(store) == LOTS - 5 * PRICE
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+# Claiming -------------------------------------------------------------------------------------
+
+
+def test_claim_takes_the_oldest_first_and_starts_an_attempt_under_a_lease(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        middle, newest, oldest = (make_task(created_ms=NOW + d) for d in (20, 30, 10))
+        await submitted(store, middle, newest, oldest)
+        claimed = await store.claim_tasks("worker-1", NOW + 100, LEASE_MS, 2)
+        assert [t.id for t in claimed] == [oldest.id, middle.id]
+        for task in claimed:
+            assert task.state is TaskState.RUNNING
+            assert task.stage == "running"
+            assert task.attempt == 1
+            assert task.lease_until_ms == NOW + 100 + LEASE_MS
+            assert task.started_ms == NOW + 100
+            assert await store.get_task(task.id) == task
+        rest = await store.claim_tasks("worker-2", NOW + 200, LEASE_MS, 10)
+        assert [t.id for t in rest] == [newest.id]
+        assert await store.claim_tasks("worker-3", NOW + 300, LEASE_MS, 10) == []
+
+    run(scenario())
+
+
+def test_claim_respects_not_before(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store)
+        assert await store.retry_later(task.id, 1, NOW + 10_000, (), "wait")
+        assert await store.claim_tasks("w", NOW + 9_999, LEASE_MS, 10) == []
+        again = await store.claim_tasks("w", NOW + 10_000, LEASE_MS, 10)
+        assert [t.id for t in again] == [task.id]
+        assert again[0].attempt == 2
+
+    run(scenario())
+
+
+def test_claim_can_be_limited_to_models(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        banana, other = make_task(), make_task(model="other-model", created_ms=NOW - 1)
+        await submitted(store, banana, other)
+        claimed = await store.claim_tasks("w", NOW, LEASE_MS, 10, models=["nano-banana-2"])
+        assert [t.id for t in claimed] == [banana.id]
+        claimed = await store.claim_tasks("w", NOW, LEASE_MS, 10, models=["other-model"])
+        assert [t.id for t in claimed] == [other.id]
+
+    run(scenario())
+
+
+def test_concurrent_claims_never_take_the_same_task_twice(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        tasks = [make_task(created_ms=NOW + i) for i in range(12)]
+        await submitted(store, *tasks)
+        batches = await asyncio.gather(*(store.claim_tasks(f"w{i}", NOW, LEASE_MS, 3)
+                                         for i in range(6)))
+        ids = [t.id for batch in batches for t in batch]
+        assert len(ids) == len(set(ids)) == 12
+        assert all(len(batch) <= 3 for batch in batches)
+        assert all(t.attempt == 1 for batch in batches for t in batch)
+
+    run(scenario())
+
+
+def test_renew_lease_is_fenced_on_the_attempt(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store)
+        assert await store.renew_lease(task.id, 1, NOW + 99_000, stage="storing")
+        renewed = await store.get_task(task.id)
+        assert renewed is not None
+        assert (renewed.lease_until_ms, renewed.stage) == (NOW + 99_000, "storing")
+        assert await store.renew_lease(task.id, 1, NOW + 100_000)  # stage kept when None
+        renewed = await store.get_task(task.id)
+        assert renewed is not None
+        assert (renewed.lease_until_ms, renewed.stage) == (NOW + 100_000, "storing")
+        assert not await store.renew_lease(task.id, 2, NOW + 200_000)
+        assert not await store.renew_lease("no-such-task", 1, NOW + 200_000)
+        assert await store.finish_task(task.id, 1, succeeded(), None)
+        assert not await store.renew_lease(task.id, 1, NOW + 300_000)
+
+    run(scenario())
+
+
+# Finishing: money moves exactly once ----------------------------------------------------------
+
+
+def test_success_settles_exactly_once(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store)
+        held = await balance(store)
+        assert held == LOTS - PRICE
+        assert await store.finish_task(task.id, 1, succeeded(), None) is True
+        after = await store.get_task(task.id)
+        assert after is not None
+        assert after.state is TaskState.SUCCEEDED
+        assert after.charge_state == ChargeState.SETTLED
+        assert await balance(store) == held  # the hold became the charge
+        ledger = await store.ledger(ACCOUNT)
+        assert (ledger[-1].kind, ledger[-1].amount_micros, ledger[-1].task_id) == (
+            LedgerKind.SETTLE, 0, task.id)
+        assert await store.finish_task(task.id, 1, succeeded(NOW + 6_000), None) is False
+        assert await store.finish_task(task.id, 1, failed(), None) is False
+        assert await store.ledger(ACCOUNT) == ledger
+        assert await balance(store) == held
+        assert await store.get_task(task.id) == after
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_failure_refunds_exactly_once(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store)
+        assert await store.finish_task(task.id, 1, failed(code="Timeout"), None) is True
+        after = await store.get_task(task.id)
+        assert after is not None
+        assert (after.state, after.charge_state, after.fail_code, after.fail_msg) == (
+            TaskState.FAILED, ChargeState.REFUNDED, "Timeout", "refused as asked")
+        assert await balance(store) == LOTS
+        ledger = await store.ledger(ACCOUNT)
+        refunds = [e for e in ledger if e.kind == LedgerKind.REFUND]
+        assert [(e.amount_micros, e.task_id) for e in refunds] == [(PRICE, task.id)]
+        assert await store.finish_task(task.id, 1, failed(), None) is False
+        assert await store.finish_task(task.id, 1, succeeded(), None) is False
+        assert await store.ledger(ACCOUNT) == ledger
+        assert await balance(store) == LOTS
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_concurrent_finishes_of_one_attempt_move_money_once(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store)
+        outcomes = await asyncio.gather(
+            *(store.finish_task(task.id, 1, failed(NOW + i), None) for i in range(8)))
+        assert sorted(outcomes) == [False] * 7 + [True]
+        assert await balance(store) == LOTS
+        assert len([e for e in await store.ledger(ACCOUNT) if e.kind == LedgerKind.REFUND]) == 1
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_finish_of_a_task_that_is_not_running_changes_nothing(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        task = make_task()
+        await submitted(store, task)
+        assert await store.finish_task(task.id, 0, succeeded(), None) is False
+        assert await store.finish_task(task.id, 1, failed(), new_delivery(task)) is False
+        stored = await store.get_task(task.id)
+        assert stored is not None
+        assert stored.state is TaskState.QUEUED
+        assert await store.deliveries_for_task(task.id) == []
+        assert await store.finish_task("no-such-task", 1, succeeded(), None) is False
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_stale_attempt_cannot_finish_after_a_retry_and_reclaim(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store)
+        assert await store.retry_later(task.id, 1, NOW + 1_000, (), "attempt 1: Timeout")
+        second = await claim_one(store, NOW + 2_000)
+        assert second.attempt == 2
+        assert second.started_ms == NOW  # the first start is kept
+        held = await balance(store)
+        ledger = await store.ledger(ACCOUNT)
+        assert await store.finish_task(task.id, 1, succeeded(), new_delivery(task)) is False
+        assert await store.finish_task(task.id, 1, failed(), None) is False
+        assert not await store.retry_later(task.id, 1, NOW + 9_000, (), "zombie")
+        assert not await store.renew_lease(task.id, 1, NOW + 9_000)
+        assert await balance(store) == held
+        assert await store.ledger(ACCOUNT) == ledger
+        assert await store.deliveries_for_task(task.id) == []
+        assert await store.get_task(task.id) == second
+        assert await store.finish_task(task.id, 2, succeeded(), None) is True
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_finish_inserts_the_delivery_row_in_the_same_step(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store, request_type="callback",
+                                  callback_url="https://hooks.example.com/x")
+        delivery = new_delivery(task, NOW + 5_000)
+        assert await store.finish_task(task.id, 1, succeeded(NOW + 5_000), delivery)
+        (found,) = await store.deliveries_for_task(task.id)
+        assert (found.id, found.task_id, found.account_id, found.url, found.body) == (
+            delivery.id, task.id, ACCOUNT, delivery.url, delivery.body)
+        assert (found.state, found.attempts, found.next_attempt_ms, found.created_ms) == (
+            "pending", 0, NOW + 5_000, NOW + 5_000)
+        assert (found.last_error, found.last_status) == (None, None)
+        assert await store.delivery_attempts(delivery.id) == []
+
+    run(scenario())
+
+
+# Retry, leases, expiry ------------------------------------------------------------------------
+
+
+def test_retry_later_requeues_with_not_before_and_keeps_the_record(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store, notes=())
+        attempts = (RouteAttempt(1, "sandbox", "Timeout", 1500, "slow"),)
+        assert await store.retry_later(task.id, 1, NOW + 4_000, attempts, "attempt 1: Timeout")
+        after = await store.get_task(task.id)
+        assert after == dataclasses.replace(
+            task, state=TaskState.QUEUED, stage="retrying", lease_until_ms=None,
+            not_before_ms=NOW + 4_000, route_attempts=attempts, notes=("attempt 1: Timeout",))
+        assert await balance(store) == LOTS - PRICE  # still held
+        second = await claim_one(store, NOW + 4_000)
+        assert await store.retry_later(task.id, second.attempt, NOW + 9_000, attempts, "again")
+        again = await store.get_task(task.id)
+        assert again is not None
+        assert again.notes == ("attempt 1: Timeout", "again")
+
+    run(scenario())
+
+
+def test_expired_leases_lists_running_tasks_whose_lease_ran_out(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        short, long, queued = make_task(created_ms=NOW), make_task(created_ms=NOW + 1), \
+            make_task(created_ms=NOW + 2)
+        await submitted(store, short, long, queued)
+        await store.claim_tasks("w", NOW, 1_000, 1)
+        await store.claim_tasks("w", NOW, 5_000, 1)
+        assert await store.expired_leases(NOW + 1_000, 10) == []
+        assert [t.id for t in await store.expired_leases(NOW + 1_001, 10)] == [short.id]
+        both = await store.expired_leases(NOW + 60_000, 10)
+        assert [t.id for t in both] == [short.id, long.id]
+        assert [t.id for t in await store.expired_leases(NOW + 60_000, 1)] == [short.id]
+        assert await store.renew_lease(short.id, 1, NOW + 120_000)
+        assert [t.id for t in await store.expired_leases(NOW + 60_000, 10)] == [long.id]
+
+    run(scenario())
+
+
+def test_expired_results_until_marked_deleted(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        ok, bad, waiting = make_task(), make_task(created_ms=NOW + 1), \
+            make_task(created_ms=NOW + 2)
+        await submitted(store, ok, bad, waiting)
+        await store.claim_tasks("w", NOW, LEASE_MS, 2)
+        assert await store.finish_task(ok.id, 1, succeeded(NOW, expire_ms=NOW + 10_000), None)
+        assert await store.finish_task(bad.id, 1, failed(NOW), None)
+        assert await store.expired_results(NOW + 10_000, 10) == []
+        assert [t.id for t in await store.expired_results(NOW + 10_001, 10)] == [ok.id]
+        await store.mark_results_deleted(ok.id)
+        assert await store.expired_results(NOW + 10**9, 10) == []
+        still = await store.get_task(ok.id)
+        assert still is not None
+        assert still.state is TaskState.SUCCEEDED
+
+    run(scenario())
+
+
+# Callback deliveries --------------------------------------------------------------------------
+
+
+async def finished_callback_task(store: Store, deliveries: int = 1) -> list[str]:
+    """Finished callback tasks, each with its delivery row; returns the delivery ids."""
+    await open_account(store, LOTS)
+    ids = []
+    for i in range(deliveries):
+        task = make_task(created_ms=NOW + i, request_type="callback",
+                         callback_url="https://hooks.example.com/x")
+        await submitted(store, task)
+        claimed = await claim_one(store)
+        delivery = new_delivery(claimed, NOW + 5_000 + i, f"msg_{i}")
+        assert await store.finish_task(claimed.id, 1, succeeded(NOW + 5_000 + i), delivery)
+        ids.append(delivery.id)
+    return ids
+
+
+def test_claim_deliveries_leases_due_rows(store: Store) -> None:
+    async def scenario() -> None:
+        (delivery_id,) = await finished_callback_task(store)
+        assert await store.claim_deliveries(NOW + 4_999, 120_000, 10) == []  # not due yet
+        (claimed,) = await store.claim_deliveries(NOW + 5_000, 120_000, 10)
+        assert claimed.id == delivery_id
+        assert claimed.attempts == 0
+        assert await store.claim_deliveries(NOW + 5_000, 120_000, 10) == []  # leased
+        assert await store.claim_deliveries(NOW + 125_000, 120_000, 10) == []  # lease ends at
+        again = await store.claim_deliveries(NOW + 125_001, 120_000, 10)
+        assert [d.id for d in again] == [delivery_id]
+
+    run(scenario())
+
+
+def test_concurrent_delivery_claims_never_take_a_row_twice(store: Store) -> None:
+    async def scenario() -> None:
+        ids = await finished_callback_task(store, deliveries=5)
+        batches = await asyncio.gather(*(store.claim_deliveries(NOW + 10_000, 120_000, 2)
+                                         for _ in range(5)))
+        claimed = [d.id for batch in batches for d in batch]
+        assert sorted(claimed) == sorted(ids)
+        assert all(len(batch) <= 2 for batch in batches)
+
+    run(scenario())
+
+
+def test_record_delivery_attempt_updates_the_row_and_appends_the_attempt(store: Store) -> None:
+    async def scenario() -> None:
+        (delivery_id,) = await finished_callback_task(store)
+        (leased,) = await store.claim_deliveries(NOW + 5_000, 120_000, 10)
+        task_id = leased.task_id
+        first = DeliveryAttempt(delivery_id, 1, NOW + 5_000, 35, 500, "HTTP 500")
+        await store.record_delivery_attempt(first, "pending", NOW + 65_000)
+        (row,) = [d for d in await store.deliveries_for_task(task_id) if d.id == delivery_id]
+        assert (row.state, row.attempts, row.next_attempt_ms, row.last_status,
+                row.last_error) == ("pending", 1, NOW + 65_000, 500, "HTTP 500")
+        assert await store.claim_deliveries(NOW + 64_999, 120_000, 10) == []
+        (again,) = await store.claim_deliveries(NOW + 65_000, 120_000, 10)  # lease released
+        assert again.attempts == 1
+        second = DeliveryAttempt(delivery_id, 2, NOW + 65_000, 12, 204, None)
+        await store.record_delivery_attempt(second, "delivered", NOW + 65_000)
+        assert await store.delivery_attempts(delivery_id) == [first, second]
+        (row,) = await store.deliveries_for_task(task_id)
+        assert (row.state, row.attempts, row.last_status, row.last_error) == (
+            "delivered", 2, 204, None)
+        assert await store.claim_deliveries(NOW + 10**9, 120_000, 10) == []
+
+    run(scenario())
+
+
+def test_given_up_delivery_is_never_claimed_again(store: Store) -> None:
+    async def scenario() -> None:
+        (delivery_id,) = await finished_callback_task(store)
+        await store.claim_deliveries(NOW + 5_000, 120_000, 10)
+        attempt = DeliveryAttempt(delivery_id, 1, NOW + 5_000, 30_000, None, "no answer")
+        await store.record_delivery_attempt(attempt, "failed", NOW + 5_000)
+        assert await store.claim_deliveries(NOW + 10**9, 120_000, 10) == []
+        assert await store.delivery_attempts(delivery_id) == [attempt]
+
+    run(scenario())
+
+
+# Round trip -----------------------------------------------------------------------------------
+
+
+def test_get_task_round_trips_every_field(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        task = make_task(
+            price=4 * 120_000,
+            input=make_input(
+                mode="image-to-image",
+                prompt='\U0001F98A a fox, "quoted", ünïcödé, \\ back\\slash\nnew line',
+                aspect_ratio="auto", resolution="4k", output_format="jpg",
+                image_urls=("https://a.example/1.png", "data:image/png;base64,iVBORw0KGgo="),
+                google_search=True, seed=2**63 - 1, num_images=4),
+            request_type="callback", callback_url="https://hooks.example.com/x?y=1",
+            provider="official", source="my-app/1.0")
+        await store.insert_task(task, 10)
+        assert await store.get_task(task.id) == task
+
+        claimed = await claim_one(store, NOW + 100)
+        running = dataclasses.replace(task, state=TaskState.RUNNING, stage="running",
+                                      attempt=1, lease_until_ms=NOW + 100 + LEASE_MS,
+                                      started_ms=NOW + 100)
+        assert claimed == running
+        assert await store.get_task(task.id) == running
+
+        results = tuple(ResultFile(key=f"{task.id}/{i}.jpg", name=f"{i}.jpg",
+                                   content_type="image/jpeg", size=1000 + i, width=4096,
+                                   height=4096) for i in range(4))
+        attempts = (RouteAttempt(1, "gemini", "RateLimited", 120, "429"),
+                    RouteAttempt(1, "sandbox", "success", 900, ""))
+        finish = Finish(TaskState.SUCCEEDED, NOW + 9_000, results=results,
+                        expire_ms=NOW + 9_000 + 15 * 86_400_000, route_attempts=attempts,
+                        notes=("resized from 1024x1024", "failed over to sandbox"))
+        assert await store.finish_task(task.id, 1, finish, None)
+        assert await store.get_task(task.id) == dataclasses.replace(
+            running, state=TaskState.SUCCEEDED, stage="done", lease_until_ms=None,
+            complete_ms=NOW + 9_000, expire_ms=finish.expire_ms, results=results,
+            route_attempts=attempts, notes=finish.notes, charge_state=ChargeState.SETTLED)
+
+    run(scenario())
+
+
+def test_get_task_round_trips_a_failed_task(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store)
+        finish = failed(NOW + 3_000, code="Unknown error")
+        assert await store.finish_task(task.id, 1, finish, None)
+        assert await store.get_task(task.id) == dataclasses.replace(
+            task, state=TaskState.FAILED, stage="done", lease_until_ms=None,
+            complete_ms=NOW + 3_000, fail_code="Unknown error", fail_msg="refused as asked",
+            route_attempts=finish.route_attempts, charge_state=ChargeState.REFUNDED)
+
+    run(scenario())
+
+
+def test_get_task_of_an_unknown_id_is_none(store: Store) -> None:
+    assert run(store.get_task("0" * 32)) is None

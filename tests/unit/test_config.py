@@ -1,0 +1,412 @@
+"""Settings from defaults, TOML, environment and overrides (config.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagegate.config import SETTINGS, RouteConfig, Settings, reference_markdown
+from imagegate.contract import RATIOS, RESOLUTIONS
+from imagegate.errors import ConfigError
+
+NOT_SETTINGS = {"models", "routes", "config_file"}
+
+
+def toml(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "imagegate.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def load(tmp_path: Path | None = None, text: str | None = None,
+         env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    path = toml(tmp_path, text) if tmp_path is not None and text is not None else None
+    return Settings.load(path, env={} if env is None else env, **overrides)
+
+
+def config_error(*args: Any, **kwargs: Any) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(*args, **kwargs)
+    return str(caught.value)
+
+
+# Defaults and the SETTINGS table --------------------------------------------------------------
+
+
+def test_settings_table_defaults_equal_the_dataclass_defaults() -> None:
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)
+                if f.name not in NOT_SETTINGS}
+    assert {s.name for s in SETTINGS} == set(defaults)
+    for setting in SETTINGS:
+        assert defaults[setting.name] == setting.default, setting.name
+        assert type(defaults[setting.name]) is setting.kind, setting.name
+
+
+def test_settings_table_kinds_match_the_dataclass_annotations() -> None:
+    hints = typing.get_type_hints(Settings)
+    for setting in SETTINGS:
+        assert hints[setting.name] is setting.kind, setting.name
+
+
+def test_every_setting_has_help_and_a_unique_name() -> None:
+    names = [s.name for s in SETTINGS]
+    assert len(names) == len(set(names))
+    assert all(s.help.strip() for s in SETTINGS)
+
+
+def test_loading_nothing_gives_the_defaults() -> None:
+    settings = load()
+    for setting in SETTINGS:
+        assert getattr(settings, setting.name) == setting.default, setting.name
+    assert settings.config_file == ""
+
+
+def test_default_catalogue_serves_nano_banana_2_on_the_sandbox_at_the_contract_prices() -> None:
+    settings = load()
+    assert set(settings.models) == {"nano-banana-2"}
+    model = settings.models["nano-banana-2"]
+    assert dict(model.prices) == {"1k": 50_000, "2k": 80_000, "4k": 120_000}
+    assert model.routes == ("sandbox",)
+    assert model.limits.ratios == RATIOS
+    assert model.limits.resolutions == RESOLUTIONS
+    assert model.limits.max_prompt_chars == 20000
+    assert model.limits.max_references == 14
+    assert settings.routes == {"sandbox": RouteConfig("sandbox", "sandbox")}
+
+
+def test_defaults_pass_their_own_check() -> None:
+    Settings().check()
+
+
+# TOML -----------------------------------------------------------------------------------------
+
+
+def test_toml_flat_keys_are_read(tmp_path: Path) -> None:
+    settings = load(tmp_path, 'worker_concurrency = 8\nhost = "0.0.0.0"\nport = 9000\n'
+                              "allow_private_networks = true\nretention_days = 1.5\n")
+    assert settings.worker_concurrency == 8
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 9000
+    assert settings.allow_private_networks is True
+    assert settings.retention_days == 1.5
+    assert settings.config_file.endswith("imagegate.toml")
+
+
+def test_toml_sectioned_keys_are_read(tmp_path: Path) -> None:
+    settings = load(tmp_path, "[worker]\nconcurrency = 8\nlease_seconds = 12\n"
+                              "[limits]\nsubmit_rate = 2.5\nmax_concurrent_tasks = 7\n"
+                              "[callbacks]\nmax_attempts = 3\n"
+                              "[sandbox]\ndelay_seconds = 0\n"
+                              '[log]\nlevel = "debug"\n'
+                              '[demo]\ncredit_usd = "25"\n')
+    assert settings.worker_concurrency == 8
+    assert settings.worker_lease_seconds == 12.0
+    assert isinstance(settings.worker_lease_seconds, float)
+    assert settings.limits_submit_rate == 2.5
+    assert settings.limits_max_concurrent_tasks == 7
+    assert settings.callbacks_max_attempts == 3
+    assert settings.sandbox_delay_seconds == 0.0
+    assert settings.log_level == "debug"
+    assert settings.demo_credit_usd == "25"
+
+
+def test_toml_file_may_be_named_by_the_environment(tmp_path: Path) -> None:
+    path = toml(tmp_path, "worker_concurrency = 6\n")
+    settings = Settings.load(env={"IMAGEGATE_CONFIG": path})
+    assert settings.worker_concurrency == 6
+    assert settings.config_file == path
+
+
+def test_unknown_toml_key_is_refused_by_name(tmp_path: Path) -> None:
+    assert "colour" in config_error(tmp_path, 'colour = "blue"\n')
+
+
+def test_unknown_key_in_a_toml_section_is_refused_by_name(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "[worker]\nspeed = 3\n")
+    assert "[worker] speed" in message
+
+
+def test_unknown_toml_section_is_refused(tmp_path: Path) -> None:
+    assert "gpu" in config_error(tmp_path, "[gpu]\ncount = 1\n")
+
+
+def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        Settings.load(str(tmp_path / "nope.toml"), env={})
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    assert "not valid TOML" in config_error(tmp_path, "port = = 3\n")
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ('port = "eighty"\n', "port"),
+    ('worker_concurrency = "many"\n', "worker_concurrency"),
+    ('[worker]\nlease_seconds = "long"\n', "worker_lease_seconds"),
+    ('allow_http_callbacks = "sometimes"\n', "allow_http_callbacks"),
+    ("worker_concurrency = true\n", "worker_concurrency"),
+])
+def test_toml_value_of_the_wrong_kind_names_the_setting(tmp_path: Path, text: str,
+                                                        name: str) -> None:
+    assert name in config_error(tmp_path, text)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: config._coerce catches only ValueError, so a TOML "
+                   "array or table given for a number (int([1]) raises TypeError) escapes as "
+                   "TypeError instead of ConfigError naming the setting")
+def test_toml_array_for_a_number_names_the_setting(tmp_path: Path) -> None:
+    assert "port" in config_error(tmp_path, "port = [8000]\n")
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: config._coerce does int(2.7) == 2 for an int "
+                   "setting given a TOML float, silently truncating instead of refusing")
+def test_toml_fraction_for_an_integer_setting_is_refused(tmp_path: Path) -> None:
+    assert "worker_concurrency" in config_error(tmp_path, "worker_concurrency = 2.7\n")
+
+
+# Environment and overrides --------------------------------------------------------------------
+
+
+def test_environment_sets_values_with_the_prefix() -> None:
+    settings = load(env={"IMAGEGATE_WORKER_CONCURRENCY": "9", "IMAGEGATE_HOST": "::",
+                         "IMAGEGATE_ALLOW_HTTP_CALLBACKS": "yes",
+                         "IMAGEGATE_RETENTION_DAYS": "0.5", "WORKER_CONCURRENCY": "1"})
+    assert settings.worker_concurrency == 9
+    assert settings.host == "::"
+    assert settings.allow_http_callbacks is True
+    assert settings.retention_days == 0.5
+
+
+@pytest.mark.parametrize(("raw", "value"), [("1", True), ("true", True), ("YES", True),
+                                            ("on", True), ("0", False), ("false", False),
+                                            ("No", False), ("off", False)])
+def test_environment_booleans(raw: str, value: bool) -> None:
+    settings = load(env={"IMAGEGATE_ALLOW_PRIVATE_NETWORKS": raw})
+    assert settings.allow_private_networks is value
+
+
+def test_empty_environment_value_keeps_the_default() -> None:
+    assert load(env={"IMAGEGATE_PORT": ""}).port == 8000
+
+
+def test_environment_overrides_toml(tmp_path: Path) -> None:
+    settings = load(tmp_path, "worker_concurrency = 8\n[limits]\nsubmit_burst = 5\n",
+                    env={"IMAGEGATE_WORKER_CONCURRENCY": "9"})
+    assert settings.worker_concurrency == 9
+    assert settings.limits_submit_burst == 5
+
+
+def test_explicit_overrides_win_over_environment_and_toml(tmp_path: Path) -> None:
+    settings = load(tmp_path, "worker_concurrency = 8\nport = 1234\n",
+                    env={"IMAGEGATE_WORKER_CONCURRENCY": "9"}, worker_concurrency=10,
+                    port=None)
+    assert settings.worker_concurrency == 10
+    assert settings.port == 1234  # a None override means "not given"
+
+
+@pytest.mark.parametrize(("env", "name"), [
+    ({"IMAGEGATE_PORT": "eighty"}, "IMAGEGATE_PORT"),
+    ({"IMAGEGATE_WORKER_LEASE_SECONDS": "soon"}, "IMAGEGATE_WORKER_LEASE_SECONDS"),
+    ({"IMAGEGATE_ALLOW_HTTP_CALLBACKS": "maybe"}, "IMAGEGATE_ALLOW_HTTP_CALLBACKS"),
+    ({"IMAGEGATE_WORKER_CONCURRENCY": "0"}, "worker_concurrency"),
+    ({"IMAGEGATE_WORKER_CONCURRENCY": "-2"}, "worker_concurrency"),
+    ({"IMAGEGATE_LIMITS_SUBMIT_RATE": "0"}, "limits_submit_rate"),
+    ({"IMAGEGATE_WORKER_LEASE_SECONDS": "0"}, "worker_lease_seconds"),
+    ({"IMAGEGATE_SANDBOX_DELAY_SECONDS": "-1"}, "sandbox_delay_seconds"),
+    ({"IMAGEGATE_PORT": "70000"}, "port"),
+    ({"IMAGEGATE_PORT": "-1"}, "port"),
+    ({"IMAGEGATE_LOG_LEVEL": "loud"}, "log_level"),
+    ({"IMAGEGATE_CALLBACKS_RETRY_SCHEDULE": "soon,later"}, "callbacks_retry_schedule"),
+])
+def test_bad_environment_value_names_the_setting(env: dict[str, str], name: str) -> None:
+    assert name in config_error(env=env)
+
+
+def test_bad_override_names_the_setting() -> None:
+    assert "worker_max_attempts" in config_error(worker_max_attempts=0)
+
+
+def test_settings_that_may_be_zero() -> None:
+    settings = load(env={"IMAGEGATE_SANDBOX_DELAY_SECONDS": "0",
+                         "IMAGEGATE_WORKER_RETRY_BACKOFF_SECONDS": "0", "IMAGEGATE_PORT": "0"})
+    assert settings.sandbox_delay_seconds == 0.0
+    assert settings.worker_retry_backoff_seconds == 0.0
+    assert settings.port == 0
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf"])
+@pytest.mark.xfail(strict=True, reason="BUG: Settings.check compares with `<= 0`, which nan "
+                   "passes, and has no upper bound, so nan/inf reach the lease and timeout math "
+                   "(int(nan * 1000) raises at run time); refuse non-finite floats")
+def test_non_finite_float_setting_is_refused(raw: str) -> None:
+    assert "worker_lease_seconds" in config_error(env={"IMAGEGATE_WORKER_LEASE_SECONDS": raw})
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: demo_credit_usd is never checked at load; a bad "
+                   "value surfaces as a bare ValueError from usd_to_micros in cli.py at first "
+                   "start instead of a ConfigError naming the setting")
+def test_bad_demo_credit_names_the_setting() -> None:
+    assert "demo_credit_usd" in config_error(env={"IMAGEGATE_DEMO_CREDIT_USD": "ten dollars"})
+
+
+# Models and routes ----------------------------------------------------------------------------
+
+
+def test_custom_prices_replace_the_defaults_per_resolution(tmp_path: Path) -> None:
+    settings = load(tmp_path, '[models.nano-banana-2]\nprices = { 1k = "0.10", 4k = 0.5 }\n')
+    prices = settings.models["nano-banana-2"].prices
+    assert dict(prices) == {"1k": 100_000, "2k": 80_000, "4k": 500_000}
+
+
+def test_bad_price_names_the_model_and_resolution(tmp_path: Path) -> None:
+    message = config_error(tmp_path, '[models.nano-banana-2]\nprices = { 2k = "cheap" }\n')
+    assert "models.nano-banana-2.prices.2k" in message
+
+
+def test_price_finer_than_a_micro_dollar_is_refused(tmp_path: Path) -> None:
+    message = config_error(tmp_path, '[models.nano-banana-2]\nprices = { 1k = "0.0000001" }\n')
+    assert "models.nano-banana-2.prices.1k" in message
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: config._prices accepts a negative price; a task "
+                   "priced below zero would *add* money to the balance at submit (insert_task "
+                   "subtracts the price); refuse prices below 0")
+def test_negative_price_is_refused(tmp_path: Path) -> None:
+    message = config_error(tmp_path, '[models.nano-banana-2]\nprices = { 1k = "-1" }\n')
+    assert "models.nano-banana-2.prices.1k" in message
+
+
+def test_model_table_sets_limits_and_ratio_subset(tmp_path: Path) -> None:
+    settings = load(tmp_path, '[models.tiny]\nratios = ["16:9", "1:1"]\nresolutions = ["1k"]\n'
+                              "max_prompt_chars = 100\nmax_references = 2\nmax_images = 1\n"
+                              'routes = ["sandbox"]\nprices = { 1k = "0.01" }\n')
+    model = settings.models["tiny"]
+    assert model.limits.ratios == ("1:1", "16:9")  # the contract's order, not the file's
+    assert model.limits.resolutions == ("1k",)
+    assert model.limits.max_prompt_chars == 100
+    assert model.limits.max_references == 2
+    assert model.limits.max_images == 1
+    assert dict(model.prices) == {"1k": 10_000}
+    assert "nano-banana-2" in settings.models
+
+
+@pytest.mark.parametrize(("value", "where"), [('["1:2"]', "models.m.ratios"),
+                                              ("[]", "models.m.ratios"),
+                                              ('"1:1"', "models.m.ratios")])
+def test_ratios_must_be_a_subset_of_the_listed_ones(tmp_path: Path, value: str,
+                                                    where: str) -> None:
+    assert where in config_error(tmp_path, f"[models.m]\nratios = {value}\n")
+
+
+def test_resolutions_must_be_a_subset_of_the_listed_ones(tmp_path: Path) -> None:
+    assert "models.m.resolutions" in config_error(tmp_path, '[models.m]\nresolutions = ["8k"]\n')
+
+
+@pytest.mark.parametrize("line", ['max_images = "many"', "max_images = 0",
+                                  "max_references = -1", "max_prompt_chars = 0"])
+@pytest.mark.xfail(strict=True, reason="BUG: config._model converts max_prompt_chars, "
+                   "max_references and max_images with bare int(): a non-number raises "
+                   "ValueError instead of ConfigError, and 0 or negative is accepted (every "
+                   "request would then be refused); check them and name models.<id>.<field>")
+def test_bad_model_limit_names_the_model(tmp_path: Path, line: str) -> None:
+    assert "models.m" in config_error(tmp_path, f"[models.m]\n{line}\n")
+
+
+def test_routes_table_configures_routes_by_type(tmp_path: Path) -> None:
+    settings = load(tmp_path, '[routes.gem]\ntype = "gemini"\napi_key = "k"\ntimeout = 60\n'
+                              '[routes.slow-sandbox]\ntype = "sandbox"\ndelay = 2\n'
+                              '[models.nano-banana-2]\nroutes = ["gem", "slow-sandbox"]\n')
+    assert settings.routes["gem"] == RouteConfig("gem", "gemini", {"api_key": "k", "timeout": 60})
+    assert settings.routes["slow-sandbox"].type == "sandbox"
+    assert "sandbox" in settings.routes
+    assert settings.models["nano-banana-2"].routes == ("gem", "slow-sandbox")
+
+
+def test_route_type_defaults_to_its_name(tmp_path: Path) -> None:
+    assert load(tmp_path, "[routes.relay]\nurl = 'https://x'\n").routes["relay"].type == "relay"
+
+
+def test_model_naming_an_unknown_route_is_refused(tmp_path: Path) -> None:
+    message = config_error(tmp_path, '[models.nano-banana-2]\nroutes = ["gemini"]\n')
+    assert "gemini" in message
+    assert "models.nano-banana-2" in message
+
+
+def test_model_with_no_routes_is_refused(tmp_path: Path) -> None:
+    assert "models.m.routes" in config_error(tmp_path, "[models.m]\nroutes = []\n")
+
+
+@pytest.mark.parametrize("text", ["[models]\nm = 3\n", "[routes]\nr = 3\n"])
+def test_each_model_and_route_must_be_a_table(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError):
+        load(tmp_path, text)
+
+
+@pytest.mark.parametrize("text", ["models = 3\n", "routes = [1]\n"])
+@pytest.mark.xfail(strict=True, reason="BUG: Settings.load passes doc.get(\"models\") and "
+                   "doc.get(\"routes\") to _models_from_toml/_routes_from_toml without checking "
+                   "they are tables; a scalar or array there raises AttributeError (.items()) "
+                   "instead of ConfigError")
+def test_models_and_routes_must_be_tables(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError):
+        load(tmp_path, text)
+
+
+# Documentation and derived values -------------------------------------------------------------
+
+
+def test_reference_markdown_lists_every_setting_with_its_variable_and_default() -> None:
+    text = reference_markdown()
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(SETTINGS)
+    for setting in SETTINGS:
+        row = next(line for line in lines if line.startswith(f"| `{setting.name}` |"))
+        assert f"`IMAGEGATE_{setting.name.upper()}`" in row
+        assert setting.help in row
+
+
+def test_reference_markdown_writes_defaults_as_a_reader_would_type_them() -> None:
+    text = reference_markdown()
+    assert "| `port` | `IMAGEGATE_PORT` | `8000` |" in text
+    assert "| `allow_http_callbacks` | `IMAGEGATE_ALLOW_HTTP_CALLBACKS` | `false` |" in text
+    assert "| `host` | `IMAGEGATE_HOST` | `'127.0.0.1'` |" in text
+
+
+@pytest.mark.parametrize(("changes", "url"), [
+    ({}, "http://127.0.0.1:8000"),
+    ({"host": "0.0.0.0", "port": 9000}, "http://127.0.0.1:9000"),
+    ({"host": "::"}, "http://127.0.0.1:8000"),
+    ({"host": "::1"}, "http://[::1]:8000"),
+    ({"host": "images.local", "port": 80}, "http://images.local:80"),
+    ({"public_url": "https://img.example.com/"}, "https://img.example.com"),
+    ({"public_url": "https://example.com/imagegate", "host": "0.0.0.0"},
+     "https://example.com/imagegate"),
+])
+def test_base_url_derivation(changes: dict[str, Any], url: str) -> None:
+    assert Settings(**changes).base_url == url
+
+
+def test_database_and_results_dir_derive_from_data_dir() -> None:
+    settings = Settings(data_dir="/srv/ig")
+    assert settings.database == "sqlite:////srv/ig/imagegate.db"
+    assert settings.results_dir == Path("/srv/ig/results")
+    explicit = Settings(data_dir="/srv/ig", database_url="postgresql://db/ig",
+                        storage_dir="/mnt/results")
+    assert explicit.database == "postgresql://db/ig"
+    assert explicit.results_dir == Path("/mnt/results")
+
+
+def test_retry_schedule_is_parsed_from_its_setting() -> None:
+    assert load(env={"IMAGEGATE_CALLBACKS_RETRY_SCHEDULE": "5, 30,600"}).retry_schedule_s == (
+        5.0, 30.0, 600.0)
+
+
+def test_with_returns_a_changed_copy() -> None:
+    settings = Settings()
+    changed = settings.with_(port=1)
+    assert changed.port == 1
+    assert settings.port == 8000
