@@ -106,6 +106,8 @@ class Server:
         args = ["keys", "create", "--credit", credit]
         for name, value in extra.items():
             args += [f"--{name}", value]
+        if self.config:
+            args += ["--config", str(self.config)]
         return cli(self.data_dir, *args).stdout.strip().splitlines()[-1]
 
     def client(self, key: str | None = None) -> httpx.Client:

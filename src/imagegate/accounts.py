@@ -20,7 +20,8 @@ class NewKey:
 
 async def create_key(store: Store, clock: Clock, *, credit_micros: int = 0, name: str = "",
                      account_id: str | None = None, submit_rate: float | None = None,
-                     max_concurrent_tasks: int | None = None) -> NewKey:
+                     max_concurrent_tasks: int | None = None,
+                     models: tuple[str, ...] | None = None) -> NewKey:
     """A new key, on a new account (credited ``credit_micros``) unless ``account_id`` is given."""
     now = clock.now_ms()
     if account_id is None:
@@ -33,7 +34,7 @@ async def create_key(store: Store, clock: Clock, *, credit_micros: int = 0, name
     minted = mint_key()
     key = ApiKey(id=minted.key_id, account_id=account.id, name=name, prefix=minted.plain[:12],
                  created_ms=now, submit_rate=submit_rate,
-                 max_concurrent_tasks=max_concurrent_tasks)
+                 max_concurrent_tasks=max_concurrent_tasks, models=models)
     await store.create_key(key, minted.hash)
     if credit_micros:
         await store.credit(account.id, credit_micros, now, "initial credit")

@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="starting balance in USD, e.g. 10 or 2.50")
     create.add_argument("--name", default="", help="a label for the key")
     create.add_argument("--account", help="add the key to this existing account instead")
+    create.add_argument("--models", type=_models, help="comma-separated model ids this key may "
+                        "use (default: every model)")
+    create.add_argument("--rate", type=_positive, help="submits per second (default: "
+                        "limits_submit_rate)")
+    create.add_argument("--max-concurrent", type=int, help="unfinished tasks at once "
+                        "(default: limits_max_concurrent_tasks)")
     create.add_argument("--json", action="store_true", help="print a JSON object")
     create.set_defaults(run=cmd_keys_create)
     listing = keys.add_parser("list", parents=[common], help="list keys")
@@ -101,6 +107,23 @@ def _usd(text: str) -> int:
             from exc
 
 
+def _models(text: str) -> tuple[str, ...]:
+    models = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not models:
+        raise argparse.ArgumentTypeError("--models needs at least one model id")
+    return models
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
@@ -123,9 +146,16 @@ def with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    unknown = [m for m in args.models or () if m not in settings.models]
+    if unknown:
+        raise RequestError(f"unknown model {unknown[0]!r}; the catalogue has "
+                           f"{', '.join(settings.models)}")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise RequestError("--max-concurrent must be at least 1")
     new = with_store(settings, lambda store: accounts.create_key(
         store, SystemClock(), credit_micros=args.credit, name=args.name,
-        account_id=args.account))
+        account_id=args.account, models=args.models, submit_rate=args.rate,
+        max_concurrent_tasks=args.max_concurrent))
     if args.json:
         print(json.dumps({"key": new.plain, "keyId": new.key.id, "accountId": new.account.id,
                           "name": new.key.name,

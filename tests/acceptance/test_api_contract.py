@@ -256,3 +256,4 @@ def test_health_ready_and_openapi(server: Server) -> None:
 def test_unknown_path_is_404_with_envelope(server: Server) -> None:
     r = httpx.get(server.base_url + "/api/v1/nothing-here")
     assert r.status_code == 404 and r.json()["code"] == 404
+

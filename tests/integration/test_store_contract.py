@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import secrets
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -21,7 +22,14 @@ from imagegate.errors import PaymentRequired, TooManyRequests
 from imagegate.money import ChargeState, LedgerKind
 from imagegate.store.base import ApiKey, DeliveryAttempt, Finish, NewDelivery, Store
 from imagegate.store.sqlite import SqliteStore
-from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState, new_task_id
+from imagegate.tasks import (
+    ResultFile,
+    RouteAttempt,
+    Task,
+    TaskState,
+    envelope,
+    new_task_id,
+)
 
 T = TypeVar("T")
 
@@ -89,7 +97,7 @@ def new_delivery(task: Task, now_ms: int = NOW + 5_000, delivery_id: str = "msg_
                  ) -> NewDelivery:
     return NewDelivery(id=delivery_id, task_id=task.id, account_id=task.account_id,
                        url="https://hooks.example.com/x",
-                       body='{"code":200,"message":"success","data":{"taskId":"%s"}}' % task.id,
+                       body=json.dumps(envelope({"taskId": task.id, "state": "success"})),
                        created_ms=now_ms)
 
 

@@ -118,8 +118,6 @@ def test_refusal_passes_an_explicit_port_to_the_resolver() -> None:
     assert resolver.calls == [("hooks.example.com", 8443)]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: webhooks.CallbackPolicy.refusal resolves with "
-                   "`parts.port or 443` even for an http URL, whose default port is 80")
 def test_refusal_resolves_an_http_url_on_port_80() -> None:
     resolver = FakeResolver(PUBLIC_V4)
     refusal(CallbackPolicy(allow_http=True, resolver=resolver), "http://hooks.example.com/x")
