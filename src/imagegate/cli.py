@@ -224,6 +224,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     with_store(settings, lambda store: _first_start(store, settings))
     _export(settings, args)
     print(f"imagegate serving on {settings.base_url} (data in {settings.data_dir})", flush=True)
+    if settings.host in ("0.0.0.0", "::") and not settings.public_url:
+        print("note: result and callback URLs use http://127.0.0.1; set IMAGEGATE_PUBLIC_URL "
+              "to the address clients reach this server at", file=sys.stderr, flush=True)
     Granian("imagegate.api.app:create_app_from_env", address=settings.host, port=settings.port,
             interface=Interfaces.ASGI, factory=True, workers=1,
             log_level=settings.log_level.lower()).serve()  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ generated from ``SETTINGS`` below (``imagegate config reference``).
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -149,8 +150,8 @@ class Settings:
         values.update(_scalars_from_toml(doc))
         values.update(_scalars_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
-        routes = _routes_from_toml(doc.get("routes", {}))
-        models = _models_from_toml(doc.get("models", {}), routes)
+        routes = _routes_from_toml(_table(doc, "routes"))
+        models = _models_from_toml(_table(doc, "models"), routes)
         settings = cls(models=models, routes=routes, config_file=path, **values)
         settings.check()
         return settings
@@ -177,6 +178,8 @@ class Settings:
         """Raise ``ConfigError`` naming the first setting that cannot work."""
         numbers = [s.name for s in SETTINGS if s.kind in (int, float) and s.name != "port"]
         for name in numbers:
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"setting {name} must be a finite number")
             if name in _MAY_BE_ZERO and getattr(self, name) < 0:
                 raise ConfigError(f"setting {name} must be 0 or more")
             if name not in _MAY_BE_ZERO and getattr(self, name) <= 0:
@@ -186,6 +189,12 @@ class Settings:
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("setting log_level must be debug, info, warning or error")
         _schedule(self.callbacks_retry_schedule)
+        try:
+            if usd_to_micros(self.demo_credit_usd) < 0:
+                raise ValueError("negative")
+        except ValueError as exc:
+            raise ConfigError("setting demo_credit_usd must be a USD amount of 0 or more, "
+                              f"got {self.demo_credit_usd!r}") from exc
         for model in self.models.values():
             for route in model.routes:
                 if route not in self.routes:
@@ -210,6 +219,13 @@ def _read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} in the config file must be a table ([{key}.<name>])")
+    return value
 
 
 def _scalars_from_toml(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -245,13 +261,13 @@ def _coerce(setting: Setting, value: Any, where: str) -> Any:
     try:
         if kind is bool:
             return _to_bool(value)
-        if kind is int and not isinstance(value, bool):
+        if kind is int and isinstance(value, (int, str)) and not isinstance(value, bool):
             return int(value)
-        if kind is float and not isinstance(value, bool):
+        if kind is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
             return float(value)
-        if kind is str:
+        if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-    except ValueError:
+    except (TypeError, ValueError):
         pass
     raise ConfigError(f"{where} must be a {kind.__name__}, got {value!r}")
 
@@ -292,17 +308,24 @@ def _model(model_id: str, table: Mapping[str, Any], routes: Mapping[str, RouteCo
     where = f"models.{model_id}"
     base = ModelLimits()
     limits = ModelLimits(
-        max_prompt_chars=int(table.get("max_prompt_chars", base.max_prompt_chars)),
-        max_references=int(table.get("max_references", base.max_references)),
+        max_prompt_chars=_count(table, "max_prompt_chars", base.max_prompt_chars, where),
+        max_references=_count(table, "max_references", base.max_references, where),
         ratios=_subset(table.get("ratios"), RATIOS, f"{where}.ratios"),
         resolutions=_subset(table.get("resolutions"), RESOLUTIONS, f"{where}.resolutions"),
-        max_images=int(table.get("max_images", base.max_images)),
+        max_images=_count(table, "max_images", base.max_images, where),
     )
     prices = _prices(table.get("prices", DEFAULT_PRICES), limits.resolutions, f"{where}.prices")
     route_names = tuple(table.get("routes", ("sandbox",)))
     if not route_names:
         raise ConfigError(f"{where}.routes must name at least one route")
     return ModelConfig(model_id, limits, prices, route_names)
+
+
+def _count(table: Mapping[str, Any], key: str, default: int, where: str) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where}.{key} must be a whole number of at least 1, got {value!r}")
+    return value
 
 
 def _subset(value: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
@@ -323,6 +346,8 @@ def _prices(value: Any, resolutions: tuple[str, ...], where: str) -> dict[str, i
             prices[res] = usd_to_micros(str(raw))
         except (InvalidOperation, ValueError) as exc:
             raise ConfigError(f"{where}.{res} must be a USD amount, got {raw!r}") from exc
+        if prices[res] < 0:
+            raise ConfigError(f"{where}.{res} must not be negative, got {raw!r}")
     return prices
 
 

@@ -76,7 +76,10 @@ class CallbackPolicy:
         parts = urlsplit(url)
         try:
             default_port = 443 if parts.scheme == "https" else 80
-            addresses = await self.resolver(parts.hostname or "", parts.port or default_port)
+            async with asyncio.timeout(10):
+                addresses = await self.resolver(parts.hostname or "", parts.port or default_port)
+        except TimeoutError:
+            return f"resolving {parts.hostname} took more than 10 s"
         except OSError as exc:
             return f"cannot resolve {parts.hostname}: {exc}"
         for text in addresses:
@@ -134,7 +137,10 @@ class Dispatcher:
         attempt = DeliveryAttempt(delivery.id, attempt_no, started_ms,
                                   int((time.monotonic() - t0) * 1000), status, error)
         state, next_ms = self._next(attempt_no, error, started_ms)
-        await self.store.record_delivery_attempt(attempt, state, next_ms)
+        if not await self.store.record_delivery_attempt(attempt, state, next_ms):
+            log.warning("callback %s attempt %d was recorded by another dispatcher",
+                        delivery.id, attempt_no)
+            return attempt
         log.info("callback %s for task %s attempt %d: %s", delivery.id, delivery.task_id,
                  attempt_no, error or f"delivered ({status})")
         return attempt

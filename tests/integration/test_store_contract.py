@@ -810,3 +810,20 @@ def test_get_task_round_trips_a_failed_task(store: Store) -> None:
 
 def test_get_task_of_an_unknown_id_is_none(store: Store) -> None:
     assert run(store.get_task("0" * 32)) is None
+
+
+
+def test_delivery_attempt_from_a_dispatcher_that_lost_its_lease_is_not_recorded(
+        store: Store) -> None:
+    async def scenario() -> tuple[bool, bool, int]:
+        await open_account(store, LOTS)
+        await store.insert_task(make_task(), 10)
+        [claimed] = await store.claim_tasks("w", NOW, LEASE_MS, 1)
+        await store.finish_task(claimed.id, claimed.attempt, failed(),
+                                new_delivery(claimed, delivery_id="msg_fence"))
+        attempt = DeliveryAttempt("msg_fence", 1, NOW, 5, 500, "HTTP 500")
+        first = await store.record_delivery_attempt(attempt, "pending", NOW + 1000)
+        second = await store.record_delivery_attempt(attempt, "pending", NOW + 1000)
+        return first, second, len(await store.delivery_attempts("msg_fence"))
+
+    assert run(scenario()) == (True, False, 1)

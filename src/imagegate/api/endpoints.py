@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from imagegate.api.openapi import openapi_document
-from imagegate.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
+from imagegate.errors import InvalidRequest, NotReady, PayloadTooLarge, UnsupportedMedia
 from imagegate.money import micros_to_usd
 from imagegate.services import Services
 from imagegate.tasks import envelope
@@ -26,6 +26,8 @@ def ok(data: Any) -> JSONResponse:
 
 async def generate_task(request: Request) -> Response:
     svc = services(request)
+    if svc.draining:
+        raise NotReady("the service is shutting down; submit again in a moment")
     key = await svc.authenticate(request.headers.get("authorization"))
     model_id = request.path_params["model"]
     svc.check_model(key, model_id)

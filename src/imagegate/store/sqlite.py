@@ -280,17 +280,22 @@ class SqliteStore:
         return [rows.delivery(r) for r in found]
 
     async def record_delivery_attempt(self, attempt: DeliveryAttempt, state: str,
-                                      next_attempt_ms: int) -> None:
-        def run(c: Conn) -> None:
+                                      next_attempt_ms: int) -> bool:
+        def run(c: Conn) -> bool:
+            # Fenced on the attempt count: a dispatcher whose lease ran out records nothing.
+            cur = c.execute("UPDATE deliveries SET state = ?, attempts = ?, next_attempt_ms = ?, "
+                            "lease_until_ms = NULL, last_status = ?, last_error = ? "
+                            "WHERE id = ? AND attempts = ?",
+                            (state, attempt.attempt, next_attempt_ms, attempt.status,
+                             attempt.error, attempt.delivery_id, attempt.attempt - 1))
+            if cur.rowcount != 1:
+                return False
             c.execute("INSERT INTO delivery_attempts VALUES (?, ?, ?, ?, ?, ?)",
                       (attempt.delivery_id, attempt.attempt, attempt.started_ms,
                        attempt.duration_ms, attempt.status, attempt.error))
-            c.execute("UPDATE deliveries SET state = ?, attempts = ?, next_attempt_ms = ?, "
-                      "lease_until_ms = NULL, last_status = ?, last_error = ? WHERE id = ?",
-                      (state, attempt.attempt, next_attempt_ms, attempt.status, attempt.error,
-                       attempt.delivery_id))
+            return True
 
-        await self._write(run)
+        return await self._write(run)
 
     async def delivery_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
         found = await self._read(lambda c: c.execute(
