@@ -19,7 +19,7 @@ from decimal import InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from imagegate.contract import RATIOS, RESOLUTIONS, ModelLimits
+from imagegate.contract import RATIOS, RESOLUTIONS, SIZE_TABLES, ModelLimits
 from imagegate.errors import ConfigError
 from imagegate.money import usd_to_micros
 
@@ -74,15 +74,38 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("callbacks_retry_schedule", str, "10,60,300,900,3600,7200,14400,28800,28800",
             "Seconds to wait after each failed delivery attempt (comma-separated; the last "
             "repeats), each with +-10% jitter. The default spans about a day."),
+    Setting("gemini_api_key", str, "", "Google Gemini API key. Set, the default catalogue "
+            "serves every model from Google's Gemini API instead of the sandbox. Never logged."),
+    Setting("gemini_base_url", str, "https://generativelanguage.googleapis.com",
+            "Gemini API endpoint (a regional or proxy endpoint can go here)."),
     Setting("demo_credit_usd", str, "10", "Credit of the demo key created on first start."),
     Setting("log_level", str, "info", "Log level: debug, info, warning, error."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 _MAY_BE_ZERO = {"sandbox_delay_seconds", "worker_retry_backoff_seconds"}
-_SECTIONS = {"limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log"}
+_SECTIONS = {"limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
+             "gemini"}
 
 DEFAULT_PRICES = {"1k": "0.05", "2k": "0.08", "4k": "0.12"}
+
+# The default catalogue, in the form of the TOML ``[models.<id>]`` tables; a TOML table of the
+# same id overrides these keys one by one. ``gemini_route`` and ``gemini_model``: the route that
+# serves the model, and its upstream model, when a Gemini API key is configured.
+DEFAULT_CATALOGUE: dict[str, dict[str, Any]] = {
+    "nano-banana-2": {"prices": DEFAULT_PRICES, "gemini_route": "gemini",
+                      "gemini_model": "gemini-3.1-flash-image-preview"},
+    "nano-banana-pro": {
+        "prices": {"1k": "0.09", "2k": "0.09", "4k": "0.16"},
+        "ratios": ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"],
+        "gemini_route": "gemini-pro", "gemini_model": "gemini-3-pro-image-preview",
+    },
+    "nano-banana": {
+        "prices": {"1k": "0.03"}, "resolutions": ["1k"], "size_table": "gemini-2.5",
+        "max_references": 10, "max_prompt_chars": 5000,
+        "gemini_route": "gemini-2.5-flash", "gemini_model": "gemini-2.5-flash-image",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -133,6 +156,8 @@ class Settings:
     callbacks_timeout_seconds: float = 30.0
     callbacks_max_attempts: int = 10
     callbacks_retry_schedule: str = "10,60,300,900,3600,7200,14400,28800,28800"
+    gemini_api_key: str = field(default="", repr=False)
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
     demo_credit_usd: str = "10"
     log_level: str = "info"
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
@@ -150,8 +175,9 @@ class Settings:
         values.update(_scalars_from_toml(doc))
         values.update(_scalars_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
-        routes = _routes_from_toml(_table(doc, "routes"))
-        models = _models_from_toml(_table(doc, "models"), routes)
+        gemini = bool(values.get("gemini_api_key"))
+        routes = _routes_from_toml(_table(doc, "routes"), gemini)
+        models = _models_from_toml(_table(doc, "models"), gemini)
         settings = cls(models=models, routes=routes, config_file=path, **values)
         settings.check()
         return settings
@@ -283,8 +309,12 @@ def _to_bool(value: Any) -> bool:
     raise ValueError(value)
 
 
-def _routes_from_toml(doc: Mapping[str, Any]) -> dict[str, RouteConfig]:
+def _routes_from_toml(doc: Mapping[str, Any], gemini: bool) -> dict[str, RouteConfig]:
     routes = {"sandbox": RouteConfig("sandbox", "sandbox")}
+    if gemini:
+        for model_id, table in DEFAULT_CATALOGUE.items():
+            name = table["gemini_route"]
+            routes[name] = RouteConfig(name, "gemini", {"model": table["gemini_model"]})
     for name, table in doc.items():
         if not isinstance(table, dict):
             raise ConfigError(f"routes.{name} must be a table")
@@ -293,32 +323,50 @@ def _routes_from_toml(doc: Mapping[str, Any]) -> dict[str, RouteConfig]:
     return routes
 
 
-def _models_from_toml(doc: Mapping[str, Any], routes: Mapping[str, RouteConfig],
-                      ) -> dict[str, ModelConfig]:
-    models = {"nano-banana-2": _model("nano-banana-2", {}, routes)}
+def _models_from_toml(doc: Mapping[str, Any], gemini: bool) -> dict[str, ModelConfig]:
+    models = {}
+    for model_id, default in DEFAULT_CATALOGUE.items():
+        routes = [default["gemini_route"]] if gemini else ["sandbox"]
+        models[model_id] = {"routes": routes, **default}
     for model_id, table in doc.items():
         if not isinstance(table, dict):
             raise ConfigError(f"models.{model_id} must be a table")
-        models[model_id] = _model(model_id, table, routes)
-    return models
+        models[model_id] = {**models.get(model_id, {}), **table}
+    return {model_id: _model(model_id, table) for model_id, table in models.items()}
 
 
-def _model(model_id: str, table: Mapping[str, Any], routes: Mapping[str, RouteConfig],
-           ) -> ModelConfig:
+_MODEL_KEYS = {"routes", "prices", "ratios", "resolutions", "max_prompt_chars", "max_references",
+               "max_images", "size_table", "gemini_model", "gemini_route"}
+
+
+def _model(model_id: str, table: Mapping[str, Any]) -> ModelConfig:
     where = f"models.{model_id}"
+    unknown = sorted(set(table) - _MODEL_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_MODEL_KEYS))
+        raise ConfigError(f"unknown key {where}.{unknown[0]}; known: {known}")
     base = ModelLimits()
+    size_table = _size_table(table.get("size_table", base.size_table), where)
+    table_ratios = tuple(r for r in RATIOS if r in SIZE_TABLES[size_table])
     limits = ModelLimits(
         max_prompt_chars=_count(table, "max_prompt_chars", base.max_prompt_chars, where),
         max_references=_count(table, "max_references", base.max_references, where),
-        ratios=_subset(table.get("ratios"), RATIOS, f"{where}.ratios"),
+        ratios=_subset(table.get("ratios"), table_ratios, f"{where}.ratios"),
         resolutions=_subset(table.get("resolutions"), RESOLUTIONS, f"{where}.resolutions"),
         max_images=_count(table, "max_images", base.max_images, where),
+        size_table=size_table,
     )
     prices = _prices(table.get("prices", DEFAULT_PRICES), limits.resolutions, f"{where}.prices")
     route_names = tuple(table.get("routes", ("sandbox",)))
-    if not route_names:
+    if not route_names or not all(isinstance(r, str) for r in route_names):
         raise ConfigError(f"{where}.routes must name at least one route")
     return ModelConfig(model_id, limits, prices, route_names)
+
+
+def _size_table(value: Any, where: str) -> str:
+    if value not in SIZE_TABLES:
+        raise ConfigError(f"{where}.size_table must be one of {', '.join(SIZE_TABLES)}")
+    return str(value)
 
 
 def _count(table: Mapping[str, Any], key: str, default: int, where: str) -> int:

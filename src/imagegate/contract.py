@@ -31,27 +31,38 @@ _SIZES_1K: dict[str, tuple[int, int]] = {
     "4:5": (928, 1152), "5:4": (1152, 928), "9:16": (768, 1376),
     "16:9": (1376, 768), "21:9": (1584, 672),
 }
+# Google's published 1k sizes for gemini-2.5-flash-image (nano-banana), which has ten ratios.
+_SIZES_1K_GEMINI25: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184),
+    "4:3": (1184, 864), "4:5": (896, 1152), "5:4": (1152, 896), "9:16": (768, 1344),
+    "16:9": (1344, 768), "21:9": (1536, 672),
+}
+SIZE_TABLES: dict[str, dict[str, tuple[int, int]]] = {
+    "gemini-3": _SIZES_1K,
+    "gemini-2.5": _SIZES_1K_GEMINI25,
+}
 _TIER_SCALE = {"1k": 1, "2k": 2, "4k": 4}
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 
 
-def output_size(ratio: str, resolution: str) -> tuple[int, int]:
-    """Width and height in pixels for a concrete ratio (not ``auto``) and a resolution tier."""
-    w, h = _SIZES_1K[ratio]
+def output_size(ratio: str, resolution: str, table: str = "gemini-3") -> tuple[int, int]:
+    """Width and height in pixels for a concrete ratio (not ``auto``) and a resolution tier,
+    from the named size table (``gemini-3``: CONTRACT.md §6)."""
+    w, h = SIZE_TABLES[table][ratio]
     k = _TIER_SCALE[resolution]
     return w * k, h * k
 
 
-def nearest_ratio(width: int, height: int) -> str:
-    """The listed ratio nearest to width/height, measured in log space (the ``auto`` rule)."""
+def nearest_ratio(width: int, height: int, ratios: tuple[str, ...] = RATIOS) -> str:
+    """The ratio of ``ratios`` nearest to width/height, in log space (the ``auto`` rule)."""
     target = math.log(width / height)
 
     def distance(ratio: str) -> float:
         a, b = (int(x) for x in ratio.split(":"))
         return abs(math.log(a / b) - target)
 
-    return min(RATIOS, key=distance)
+    return min(ratios, key=distance)
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ class ModelLimits:
     ratios: tuple[str, ...] = RATIOS
     resolutions: tuple[str, ...] = RESOLUTIONS
     max_images: int = 4
+    size_table: str = "gemini-3"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from imagegate.blobs.base import BlobStore, result_key
 from imagegate.clock import Clock
 from imagegate.completion import Completion
 from imagegate.config import Settings
-from imagegate.contract import nearest_ratio, output_size
+from imagegate.contract import ModelLimits, nearest_ratio, output_size
 from imagegate.errors import FailCode, RouteError, TaskError
 from imagegate.events import TaskEvents
 from imagegate.fetch import FetchedImage, ReferenceFetcher
@@ -157,7 +157,7 @@ class Worker:
         if task.input.image_urls:
             await self._stage(task, "fetching")
             references = await self.fetcher.fetch_all(task.input.image_urls)
-        job = build_job(task, references)
+        job = build_job(task, references, self.router.model(task.model).limits)
         await self._stage(task, "generating")
         outcome = await self.router.run(job, task.input, task.provider)
         record.extend(outcome.attempts)
@@ -197,15 +197,17 @@ def _notes(index: int, generated: GeneratedImage, encoded: EncodedImage) -> list
     return notes
 
 
-def build_job(task: Task, references: Sequence[FetchedImage]) -> Job:
-    """Resolve ``auto`` (CONTRACT.md §6) and the exact output size."""
+def build_job(task: Task, references: Sequence[FetchedImage], limits: ModelLimits) -> Job:
+    """Resolve ``auto`` (CONTRACT.md §6) among the model's ratios, and the exact output size."""
     inp = task.input
     ratio = inp.aspect_ratio
     if ratio == "auto":
-        ratio = nearest_ratio(*references[0].image.size) if references else "1:1"
-    width, height = output_size(ratio, inp.resolution)
+        ratio = (nearest_ratio(*references[0].image.size, limits.ratios) if references
+                 else "1:1")
+    width, height = output_size(ratio, inp.resolution, limits.size_table)
     return Job(task_id=task.id, model=task.model, mode=inp.mode, prompt=inp.prompt,
                aspect_ratio=ratio, resolution=inp.resolution, width=width, height=height,
                output_format=inp.output_format, references=tuple(references),
+               image_urls=inp.image_urls,
                google_search=inp.google_search, seed=inp.seed, num_images=inp.num_images,
                attempt=task.attempt)

@@ -67,7 +67,7 @@ def test_loading_nothing_gives_the_defaults() -> None:
 
 def test_default_catalogue_serves_nano_banana_2_on_the_sandbox_at_the_contract_prices() -> None:
     settings = load()
-    assert set(settings.models) == {"nano-banana-2"}
+    assert set(settings.models) == {"nano-banana-2", "nano-banana-pro", "nano-banana"}
     model = settings.models["nano-banana-2"]
     assert dict(model.prices) == {"1k": 50_000, "2k": 80_000, "4k": 120_000}
     assert model.routes == ("sandbox",)
@@ -76,6 +76,25 @@ def test_default_catalogue_serves_nano_banana_2_on_the_sandbox_at_the_contract_p
     assert model.limits.max_prompt_chars == 20000
     assert model.limits.max_references == 14
     assert settings.routes == {"sandbox": RouteConfig("sandbox", "sandbox")}
+    assert {m.routes for m in settings.models.values()} == {("sandbox",)}
+
+
+def test_other_default_models_have_their_own_limits() -> None:
+    models = load().models
+    pro, flash = models["nano-banana-pro"].limits, models["nano-banana"].limits
+    assert "8:1" not in pro.ratios and len(pro.ratios) == 10 and pro.resolutions == RESOLUTIONS
+    assert flash.resolutions == ("1k",) and flash.size_table == "gemini-2.5"
+    assert len(flash.ratios) == 10 and flash.max_prompt_chars == 5000
+    assert dict(models["nano-banana"].prices) == {"1k": 30_000}
+
+
+def test_a_gemini_key_puts_every_default_model_on_gemini() -> None:
+    settings = load(env={"IMAGEGATE_GEMINI_API_KEY": "secret-key"})
+    assert {m: c.routes for m, c in settings.models.items()} == {
+        "nano-banana-2": ("gemini",), "nano-banana-pro": ("gemini-pro",),
+        "nano-banana": ("gemini-2.5-flash",)}
+    assert settings.routes["gemini-pro"].options["model"] == "gemini-3-pro-image-preview"
+    assert "secret-key" not in repr(settings)
 
 
 def test_defaults_pass_their_own_check() -> None:

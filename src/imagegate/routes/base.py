@@ -42,7 +42,8 @@ class Job:
     width: int
     height: int
     output_format: str
-    references: tuple[FetchedImage, ...] = ()
+    references: tuple[FetchedImage, ...] = ()  # fetched, checked and decoded
+    image_urls: tuple[str, ...] = ()  # as the client sent them (for relays that fetch)
     google_search: bool = False
     seed: int | None = None
     num_images: int = 1
