@@ -312,7 +312,7 @@ def _to_bool(value: Any) -> bool:
 def _routes_from_toml(doc: Mapping[str, Any], gemini: bool) -> dict[str, RouteConfig]:
     routes = {"sandbox": RouteConfig("sandbox", "sandbox")}
     if gemini:
-        for model_id, table in DEFAULT_CATALOGUE.items():
+        for table in DEFAULT_CATALOGUE.values():
             name = table["gemini_route"]
             routes[name] = RouteConfig(name, "gemini", {"model": table["gemini_model"]})
     for name, table in doc.items():
