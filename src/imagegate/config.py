@@ -66,6 +66,10 @@ SETTINGS: tuple[Setting, ...] = (
             "not told about."),
     Setting("worker_retry_backoff_seconds", float, 2.0, "First delay before retrying a task; "
             "doubles each attempt."),
+    Setting("router_failure_threshold", int, 5, "Failures in a row (rate limits, timeouts, "
+            "unknown errors) that open a route's circuit."),
+    Setting("router_cooldown_seconds", float, 30.0, "How long an open circuit keeps a route "
+            "out before one trial task is let through."),
     Setting("sweeper_interval_seconds", float, 2.0, "How often expired leases and results are "
             "swept."),
     Setting("sandbox_delay_seconds", float, 1.0, "Delay before the sandbox route answers."),
@@ -85,7 +89,7 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 _MAY_BE_ZERO = {"sandbox_delay_seconds", "worker_retry_backoff_seconds"}
 _SECTIONS = {"limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
-             "gemini"}
+             "gemini", "router"}
 
 DEFAULT_PRICES = {"1k": "0.05", "2k": "0.08", "4k": "0.12"}
 
@@ -151,6 +155,8 @@ class Settings:
     worker_task_deadline_seconds: float = 900.0
     worker_poll_seconds: float = 1.0
     worker_retry_backoff_seconds: float = 2.0
+    router_failure_threshold: int = 5
+    router_cooldown_seconds: float = 30.0
     sweeper_interval_seconds: float = 2.0
     sandbox_delay_seconds: float = 1.0
     callbacks_timeout_seconds: float = 30.0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from imagegate.config import ModelConfig
 from imagegate.contract import SubmitInput
 from imagegate.errors import FailCode, InvalidRequest, NotFound, RouteError, TaskError
+from imagegate.health import HealthBook
 from imagegate.routes.base import GeneratedImage, Job, Route
 from imagegate.tasks import RouteAttempt
 
@@ -32,9 +33,11 @@ class RouterOutcome:
 
 
 class Router:
-    def __init__(self, models: Mapping[str, ModelConfig], routes: Mapping[str, Route]) -> None:
+    def __init__(self, models: Mapping[str, ModelConfig], routes: Mapping[str, Route],
+                 health: HealthBook | None = None) -> None:
         self.models = models
         self.routes = routes
+        self.health = health or HealthBook()
 
     def model(self, model_id: str) -> ModelConfig:
         try:
@@ -63,20 +66,40 @@ class Router:
 
     async def run(self, job: Job, inp: SubmitInput, provider: str) -> RouterOutcome:
         attempts: list[RouteAttempt] = []
-        last: TaskError = RouteError(FailCode.UNKNOWN, "no route could serve this task")
+        closed: list[str] = []
+        last: TaskError | None = None
         for route in self.candidates(job.model, inp, provider):
+            if not self.health.acquire(route.name):
+                closed.append(route.name)
+                continue
             started = time.monotonic()
             try:
                 images = await route.generate(job)
             except TaskError as exc:
+                self.health.failed(route.name, exc)
                 attempts.append(_attempt(job, route, exc.fail_code, started, exc.message))
-                last = exc
                 if not exc.failover:
-                    break
+                    return RouterOutcome(tuple(attempts), error=exc)
+                last = exc
                 continue
+            except BaseException:
+                self.health.release(route.name)
+                raise
+            self.health.succeeded(route.name)
             attempts.append(_attempt(job, route, "success", started, ""))
             return RouterOutcome(tuple(attempts), images=images, route=route.name)
-        return RouterOutcome(tuple(attempts), error=last)
+        return RouterOutcome(tuple(attempts), error=last or self._all_resting(closed))
+
+    def _all_resting(self, closed: list[str]) -> TaskError:
+        """When every route was skipped: a retryable error that waits for the first to reopen."""
+        if not closed:
+            return RouteError(FailCode.UNKNOWN, "no route could serve this task")
+        wait = min(self.health.wait_s(name) for name in closed)
+        codes = {self.health.last_code(name) for name in closed}
+        code = FailCode.RATE_LIMITED if codes == {FailCode.RATE_LIMITED} else FailCode.UNKNOWN
+        names = ", ".join(closed)
+        return RouteError(code, f"every route is resting after failures ({names})",
+                          retryable=True, failover=False, retry_after=max(wait, 0.1))
 
 
 def _can_serve(route: Route, inp: SubmitInput) -> bool:

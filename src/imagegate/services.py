@@ -22,6 +22,7 @@ from imagegate.contract import parse_submit
 from imagegate.errors import ConfigError, Forbidden, Gone, NotFound, TooManyRequests, Unauthorized
 from imagegate.events import TaskEvents
 from imagegate.fetch import FetchLimits, ReferenceFetcher
+from imagegate.health import HealthBook
 from imagegate.keys import bearer_token, hash_key
 from imagegate.limits import InMemoryRateLimiter, RateLimiter
 from imagegate.money import ChargeState, task_price
@@ -94,7 +95,8 @@ class Services:
         clock = clock or SystemClock()
         client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
                                    timeout=httpx.Timeout(30.0, connect=10.0))
-        router = Router(settings.models, routes or build_routes(settings, client))
+        health = HealthBook(settings.router_failure_threshold, settings.router_cooldown_seconds)
+        router = Router(settings.models, routes or build_routes(settings, client), health)
         events = TaskEvents()
         completion = Completion(store, settings, clock, events)
         fetcher = ReferenceFetcher(client, FetchLimits(

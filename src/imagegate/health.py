@@ -1,0 +1,97 @@
+"""Per-route health: a circuit breaker for each route, kept by the router of one worker process.
+
+closed     the route is tried.
+open       ``threshold`` failures in a row that speak of the route's health (rate limits,
+           timeouts, unknown errors) open it for ``cooldown_s``; it is skipped meanwhile. A rate
+           limit with a known retry delay also keeps it out for that long.
+half-open  after the cooldown one trial task is let through: success closes the circuit, a
+           failure opens it for another cooldown.
+
+Content outcomes (SensitiveContent, PromptInvalid, ImageFormatIncorrect, MissingParameter) say
+nothing about the route's health and leave the breaker alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from imagegate.errors import TaskError
+
+
+class Circuit:
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+@dataclass
+class _State:
+    failures: int = 0
+    open_until: float = 0.0
+    tripped: bool = False  # opened by failures (a half-open trial is due after open_until)
+    trial_running: bool = False
+    last_code: str = ""
+
+
+class HealthBook:
+    def __init__(self, threshold: int = 5, cooldown_s: float = 30.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self._now = monotonic
+        self._states: dict[str, _State] = {}
+
+    def _state(self, route: str) -> _State:
+        return self._states.setdefault(route, _State())
+
+    def circuit(self, route: str) -> str:
+        s = self._state(route)
+        if self._now() < s.open_until:
+            return Circuit.OPEN
+        return Circuit.HALF_OPEN if s.tripped else Circuit.CLOSED
+
+    def acquire(self, route: str) -> bool:
+        """May a task try this route now? A half-open route admits one trial at a time."""
+        state = self.circuit(route)
+        if state == Circuit.CLOSED:
+            return True
+        s = self._state(route)
+        if state == Circuit.HALF_OPEN and not s.trial_running:
+            s.trial_running = True
+            return True
+        return False
+
+    def wait_s(self, route: str) -> float:
+        """Seconds until the route may be tried again (0 when it may now)."""
+        return max(0.0, self._state(route).open_until - self._now())
+
+    def succeeded(self, route: str) -> None:
+        self._states[route] = _State()
+
+    def failed(self, route: str, error: TaskError) -> None:
+        s = self._state(route)
+        s.trial_running = False
+        if not error.failover:
+            return  # a content outcome, not a health signal
+        s.failures += 1
+        s.last_code = error.fail_code
+        if error.retry_after:
+            s.open_until = max(s.open_until, self._now() + error.retry_after)
+        if s.tripped or s.failures >= self.threshold:
+            s.tripped = True
+            s.open_until = max(s.open_until, self._now() + self.cooldown_s)
+
+    def last_code(self, route: str) -> str:
+        """The failCode of the route's last health failure ("" when none)."""
+        return self._state(route).last_code
+
+    def release(self, route: str) -> None:
+        """A trial that ended without a verdict (cancelled) frees the half-open slot."""
+        self._state(route).trial_running = False
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        return {name: {"circuit": self.circuit(name), "failures": s.failures,
+                       "retryInS": round(self.wait_s(name), 1)}
+                for name, s in self._states.items()}

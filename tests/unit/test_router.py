@@ -1,0 +1,155 @@
+"""Candidate selection, failover and health, with scripted fake routes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+from PIL import Image
+
+from imagegate.config import ModelConfig
+from imagegate.contract import ModelLimits, SubmitInput
+from imagegate.errors import FailCode, InvalidRequest, NotFound, RouteError
+from imagegate.health import HealthBook
+from imagegate.router import Router
+from imagegate.routes.base import Capabilities, GeneratedImage, Job
+
+
+class ScriptedRoute:
+    """Answers each call with the next outcome: an error to raise, or None for an image."""
+
+    def __init__(self, name: str, outcomes: Sequence[RouteError | None] = (),
+                 **caps: object) -> None:
+        self.name = name
+        self.capabilities = Capabilities(**caps)  # type: ignore[arg-type]
+        self.outcomes = list(outcomes)
+        self.calls = 0
+
+    async def generate(self, job: Job) -> list[GeneratedImage]:
+        self.calls += 1
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+        return [GeneratedImage(Image.new("RGB", (8, 8)))]
+
+    async def close(self) -> None:
+        return None
+
+
+def err(code: str, retry_after: float | None = None) -> RouteError:
+    return RouteError.of(code, f"{code} happened", retry_after=retry_after)
+
+
+def inp(**changes: object) -> SubmitInput:
+    base: dict[str, object] = dict(mode="text-to-image", prompt="p", aspect_ratio="1:1",
+                                   resolution="1k", output_format="png")
+    base.update(changes)
+    return SubmitInput(**base)  # type: ignore[arg-type]
+
+
+JOB = Job(task_id="t", model="m", mode="text-to-image", prompt="p", aspect_ratio="1:1",
+          resolution="1k", width=1024, height=1024, output_format="png")
+
+
+def router(*routes: ScriptedRoute, health: HealthBook | None = None) -> Router:
+    model = ModelConfig("m", ModelLimits(), {"1k": 1}, tuple(r.name for r in routes))
+    return Router({"m": model}, {r.name: r for r in routes}, health)
+
+
+def run(r: Router, provider: str = "auto", **changes: object):  # type: ignore[no-untyped-def]
+    return asyncio.run(r.run(JOB, inp(**changes), provider))
+
+
+def test_first_route_that_succeeds_produces_the_images() -> None:
+    a, b = ScriptedRoute("a"), ScriptedRoute("b")
+    out = run(router(a, b))
+    assert out.route == "a" and len(out.images) == 1 and b.calls == 0
+    assert [(x.route, x.outcome) for x in out.attempts] == [("a", "success")]
+
+
+@pytest.mark.parametrize("code", [FailCode.RATE_LIMITED, FailCode.TIMEOUT, FailCode.UNKNOWN])
+def test_health_failures_fail_over_to_the_next_route(code: str) -> None:
+    a, b = ScriptedRoute("a", [err(code)]), ScriptedRoute("b")
+    out = run(router(a, b))
+    assert out.route == "b"
+    assert [(x.route, x.outcome) for x in out.attempts] == [("a", code), ("b", "success")]
+
+
+@pytest.mark.parametrize("code", [FailCode.SENSITIVE_CONTENT, FailCode.PROMPT_INVALID,
+                                  FailCode.IMAGE_FORMAT_INCORRECT, FailCode.MISSING_PARAMETER])
+def test_content_failures_never_fail_over(code: str) -> None:
+    a, b = ScriptedRoute("a", [err(code)]), ScriptedRoute("b")
+    out = run(router(a, b))
+    assert out.error is not None and out.error.fail_code == code and b.calls == 0
+
+
+def test_when_every_route_fails_the_last_error_is_returned() -> None:
+    a = ScriptedRoute("a", [err(FailCode.TIMEOUT)])
+    b = ScriptedRoute("b", [err(FailCode.RATE_LIMITED, retry_after=3)])
+    out = run(router(a, b))
+    assert out.error is not None and out.error.fail_code == FailCode.RATE_LIMITED
+    assert out.error.retry_after == 3 and len(out.attempts) == 2
+
+
+def test_a_storm_opens_the_circuit_and_traffic_moves_to_the_second_route() -> None:
+    now = [0.0]
+    health = HealthBook(threshold=3, cooldown_s=30, monotonic=lambda: now[0])
+    a = ScriptedRoute("a", [err(FailCode.UNKNOWN)] * 3)
+    b = ScriptedRoute("b")
+    r = router(a, b, health=health)
+    for _ in range(3):
+        assert run(r).route == "b"
+    assert a.calls == 3
+    for _ in range(5):
+        assert run(r).route == "b"
+    assert a.calls == 3  # open: skipped
+    now[0] += 30
+    assert run(r).route == "a"  # half-open trial succeeds and closes it
+    assert a.calls == 4 and health.circuit("a") == "closed"
+
+
+def test_when_every_route_is_resting_the_task_is_told_when_to_retry() -> None:
+    now = [0.0]
+    health = HealthBook(threshold=1, cooldown_s=20, monotonic=lambda: now[0])
+    a = ScriptedRoute("a", [err(FailCode.RATE_LIMITED, retry_after=5)])
+    r = router(a, health=health)
+    run(r)
+    out = run(r)
+    assert a.calls == 1 and out.attempts == ()
+    assert out.error is not None and out.error.fail_code == FailCode.RATE_LIMITED
+    assert out.error.retryable and out.error.retry_after == 20
+
+
+def test_capabilities_filter_candidates() -> None:
+    plain = ScriptedRoute("plain", resolutions=("1k",))
+    grounded = ScriptedRoute("grounded", search_grounding=True)
+    r = router(plain, grounded)
+    assert [c.name for c in r.candidates("m", inp(), "auto")] == ["plain", "grounded"]
+    assert [c.name for c in r.candidates("m", inp(google_search=True), "auto")] == ["grounded"]
+    assert [c.name for c in r.candidates("m", inp(resolution="4k"), "auto")] == ["grounded"]
+    few = ScriptedRoute("few", max_references=1)
+    urls = ("https://a/1.png", "https://a/2.png")
+    i2i = inp(mode="image-to-image", image_urls=urls)
+    assert router(few).candidates("m", i2i, "auto") == []
+
+
+def test_provider_official_and_value() -> None:
+    cheap = ScriptedRoute("cheap", cost_micros={"1k": 10})
+    dear = ScriptedRoute("dear", official=True, cost_micros={"1k": 50})
+    r = router(dear, cheap)
+    assert [c.name for c in r.candidates("m", inp(), "auto")] == ["dear", "cheap"]
+    assert [c.name for c in r.candidates("m", inp(), "value")] == ["cheap", "dear"]
+    assert [c.name for c in r.candidates("m", inp(), "official")] == ["dear"]
+
+
+def test_grounding_nobody_offers_is_refused_at_submit() -> None:
+    r = router(ScriptedRoute("plain"))
+    with pytest.raises(InvalidRequest) as exc:
+        r.check_routable("m", inp(google_search=True), "auto")
+    assert exc.value.field == "input.google_search"
+    with pytest.raises(InvalidRequest) as exc:
+        r.check_routable("m", inp(), "official")
+    assert exc.value.field == "provider"
+    with pytest.raises(NotFound):
+        r.model("nope")
