@@ -5,6 +5,7 @@
     imagegate keys list [--json]
     imagegate keys revoke KEY_ID
     imagegate accounts credit KEY_ID_OR_ACCOUNT USD
+    imagegate tasks show TASK_ID [--json]
     imagegate config reference
 
 Every command takes --data-dir and --config. Bad arguments exit with status 2 and a message
@@ -30,6 +31,7 @@ from imagegate.errors import ConfigError, ImagegateError, RequestError
 from imagegate.money import format_usd, usd_to_micros
 from imagegate.services import open_store
 from imagegate.store.base import Store
+from imagegate.tasks import Task
 
 T = TypeVar("T")
 
@@ -92,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     credit.add_argument("ref", help="a key id or an account id")
     credit.add_argument("usd", type=_usd, help="amount in USD (negative to debit)")
     credit.set_defaults(run=cmd_accounts_credit)
+
+    tasks = sub.add_parser("tasks", help="inspect tasks").add_subparsers(metavar="ACTION")
+    show = tasks.add_parser("show", parents=[common], help="a task as operators see it: state, "
+                            "money, every route attempt and note")
+    show.add_argument("task_id")
+    show.add_argument("--json", action="store_true", help="print a JSON object")
+    show.set_defaults(run=cmd_tasks_show)
 
     config = sub.add_parser("config", help="configuration").add_subparsers(metavar="ACTION")
     ref = config.add_parser("reference", parents=[common], help="print every setting")
@@ -212,6 +221,41 @@ def cmd_accounts_credit(args: argparse.Namespace, settings: Settings) -> int:
     account_id, balance = with_store(settings, credit)
     print(f"account {account_id}: balance {format_usd(balance)}")
     return 0
+
+
+def cmd_tasks_show(args: argparse.Namespace, settings: Settings) -> int:
+    async def load(store: Store) -> Task:
+        task = await store.get_task(args.task_id)
+        if task is None:
+            raise RequestError(f"no task with id {args.task_id!r}")
+        return task
+
+    task = with_store(settings, load)
+    view = operator_view(task)
+    if args.json:
+        print(json.dumps(view))
+        return 0
+    for name in ("taskId", "model", "state", "stage", "attempt", "account", "key",
+                 "price", "charge", "created", "completed", "failCode", "failMsg"):
+        if view.get(name) is not None:
+            print(f"{name:>10}: {view[name]}")
+    for a in view["routeAttempts"]:
+        print(f"   attempt {a['attempt']}: {a['route']} -> {a['outcome']} in "
+              f"{a['durationMs']} ms {a['detail']}".rstrip())
+    for note in view["notes"]:
+        print(f"      note: {note}")
+    return 0
+
+
+def operator_view(task: Task) -> dict[str, Any]:
+    return {"taskId": task.id, "model": task.model, "state": task.state.value,
+            "stage": task.stage, "attempt": task.attempt, "account": task.account_id,
+            "key": task.key_id, "price": format_usd(task.price_micros),
+            "charge": task.charge_state, "created": _iso(task.created_ms),
+            "completed": _iso(task.complete_ms) if task.complete_ms else None,
+            "failCode": task.fail_code, "failMsg": task.fail_msg,
+            "routeAttempts": [a.to_json() for a in task.route_attempts],
+            "notes": list(task.notes)}
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

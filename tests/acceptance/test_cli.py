@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
-from serverproc import Server, cli
+from serverproc import Server, cli, t2i, wait_done
 
 
 def test_keys_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) -> None:
@@ -74,3 +74,24 @@ def test_first_start_creates_a_demo_key_and_prints_a_working_curl(tmp_path: Path
     again = Server(tmp_path / "fresh").start()
     again.stop()
     assert "demo API key" not in again.first_output
+
+
+def test_tasks_show_lists_every_route_attempt(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "d", env={"IMAGEGATE_WORKER_RETRY_BACKOFF_SECONDS": "0"}).start()
+    try:
+        key = srv.new_key("1")
+        with srv.client(key) as c:
+            r = c.post("/api/v1/generateTask/nano-banana-2",
+                       json=t2i("[sandbox:fail=Timeout:1] retried once"))
+            task_id = r.json()["data"]["taskId"]
+            assert wait_done(c, task_id)["state"] == "success"
+    finally:
+        srv.stop()
+    view = json.loads(cli(tmp_path / "d", "tasks", "show", task_id, "--json").stdout)
+    assert [(a["attempt"], a["route"], a["outcome"]) for a in view["routeAttempts"]] == [
+        (1, "sandbox", "Timeout"), (2, "sandbox", "success")]
+    assert view["charge"] == "settled" and view["price"] == "$0.05"
+    text = cli(tmp_path / "d", "tasks", "show", task_id).stdout
+    assert "attempt 1: sandbox -> Timeout" in text
+    missing = cli(tmp_path / "d", "tasks", "show", "nope", check=False)
+    assert missing.returncode == 1 and "no task" in missing.stderr
