@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -294,8 +295,9 @@ def submit_to_success(server: Server, key: str, count: int, poll_s: float,
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile: the smallest value with ``pct`` % of the values at or below it."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))]
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
 # Phases -------------------------------------------------------------------------------------
