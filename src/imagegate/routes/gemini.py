@@ -1,0 +1,502 @@
+"""The Gemini route: Google's Gemini API over REST, the real Nano Banana models.
+
+One image is one ``POST {base_url}/v1beta/models/{model}:generateContent``: the prompt and the
+reference images (``inlineData``, re-encoded to fit ``max_inline_bytes``) go in one user turn,
+``generationConfig.imageConfig`` carries the aspect ratio and, for models that take it, the size
+tier. Gemini answers one image per call, so ``num_images`` calls run concurrently and any failure
+fails the job. Interim "thought" parts (the thinking images of Gemini 3 image models) are skipped;
+the last non-thought image of the first candidate is the result.
+
+Failures map to failCodes as CONTRACT.md §7 says:
+
+    promptFeedback.blockReason, or a safety finishReason        SensitiveContent (final)
+    NO_IMAGE, IMAGE_OTHER, OTHER, text and no image, no candidate Unknown error (retry, failover)
+    LANGUAGE finishReason                                         PromptInvalid
+    429 / RESOURCE_EXHAUSTED                                      RateLimited (RetryInfo delay)
+    504 / DEADLINE_EXCEEDED, client timeouts                      Timeout
+    400 INVALID_ARGUMENT about the input images, 413              ImageFormatIncorrect
+    other 400 INVALID_ARGUMENT                                    PromptInvalid
+    5xx, 408, 409, 499, connection errors, undecodable answers    Unknown error (retry, failover)
+    bad or refused key, model not found, FAILED_PRECONDITION,     Unknown error, failover to
+    other 4xx: the route itself cannot work                       another route, no retry here
+
+The API key travels only in the ``x-goog-api-key`` header: never in a URL, a log line or an
+error message, and upstream text is scrubbed of it before it is used in either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+from PIL import Image
+
+from imagegate.config import Settings
+from imagegate.contract import CONTENT_TYPES, RATIOS, RESOLUTIONS
+from imagegate.errors import ConfigError, FailCode, RouteError
+from imagegate.imaging import ImageDecodeError, decode_image, encode
+from imagegate.money import usd_to_micros
+from imagegate.routes.base import Capabilities, GeneratedImage, Job
+
+__all__ = ["DEFAULT_BASE_URL", "GeminiRoute", "default_capabilities", "encode_reference"]
+
+log = logging.getLogger("imagegate.routes.gemini")
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+# Gemini 3 Pro Image and 2.5 Flash Image take these ten; Gemini 3.1 Flash Image takes all 14.
+TEN_RATIOS: tuple[str, ...] = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9",
+                               "21:9")
+SAFETY_REASONS = frozenset({
+    "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
+})
+_MIB = 1024 * 1024
+_MAX_OUTPUT_PIXELS = 100_000_000  # the largest table size (4k 8:1) is 18.9 MP: a bomb guard only
+_SNIPPET = 200
+_MIN_REFERENCE_SIDE = 16
+_JPEG_QUALITY = 90
+# 400 INVALID_ARGUMENT messages that blame the input images rather than the prompt or config.
+_IMAGE_PROBLEM = re.compile(
+    r"input image|provided image|image (?:is|was) (?:not valid|invalid|too large|corrupt)"
+    r"|invalid image|unsupported image|image format|inline.?data|mime|base64", re.IGNORECASE)
+# gRPC codes that say "try again" whatever the HTTP status (google.rpc.Code).
+_TRANSIENT = frozenset({"ABORTED", "CANCELLED", "INTERNAL", "UNAVAILABLE", "UNKNOWN"})
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
+_OPTIONS = frozenset({
+    "type", "model", "api_key", "base_url", "timeout_seconds", "search_grounding", "official",
+    "max_references", "resolutions", "ratios", "cost", "send_image_size", "max_inline_bytes",
+})
+
+T = TypeVar("T")
+
+
+def _is_legacy(model: str) -> bool:
+    """Gemini 2.x image models: 1k only, ten ratios, no imageSize, no search grounding."""
+    return model.startswith("gemini-2")
+
+
+def default_capabilities(model: str) -> Capabilities:
+    """What a Gemini image model can do, judged from its name; options may override each."""
+    legacy = _is_legacy(model)
+    return Capabilities(
+        max_references=14,
+        resolutions=("1k",) if legacy else RESOLUTIONS,
+        ratios=RATIOS if model.startswith("gemini-3.1") else TEN_RATIOS,
+        search_grounding=model.startswith("gemini-3"),
+        official=True,
+    )
+
+
+class GeminiRoute:
+    """Generates images with one Gemini model. ``client`` is shared and owned by the caller;
+    ``timeout_s`` bounds one ``generate`` call, reference encoding included."""
+
+    def __init__(self, name: str, client: httpx.AsyncClient, *, api_key: str, model: str,
+                 base_url: str = DEFAULT_BASE_URL, timeout_s: float = 120.0,
+                 capabilities: Capabilities | None = None,
+                 max_inline_bytes: int = 7 * _MIB, send_image_size: bool | None = None) -> None:
+        if not api_key:
+            raise ConfigError(f"routes.{name}.api_key: a Gemini API key is required")
+        model = model.removeprefix("models/")
+        self.name = name
+        self.model = model
+        self.capabilities = capabilities or default_capabilities(model)
+        self.timeout_s = timeout_s
+        self.max_inline_bytes = max_inline_bytes
+        if send_image_size is None:
+            send_image_size = not _is_legacy(model)
+        self.send_image_size = send_image_size
+        self._client = client
+        self._api_key = api_key
+        self._url = f"{base_url.rstrip('/')}/v1beta/models/{model}:generateContent"
+        self._http_timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+
+    def __repr__(self) -> str:
+        return f"GeminiRoute(name={self.name!r}, model={self.model!r})"
+
+    @classmethod
+    def from_options(cls, name: str, options: Mapping[str, Any], client: httpx.AsyncClient,
+                     settings: Settings) -> GeminiRoute:
+        """Build from a ``[routes.<name>]`` table; raise ``ConfigError`` naming a bad option."""
+        where = f"routes.{name}"
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            known = ", ".join(sorted(_OPTIONS - {"type"}))
+            raise ConfigError(f"unknown option {where}.{unknown[0]}; known: {known}")
+        model = _opt_str(options, "model", where)
+        if not model:
+            raise ConfigError(f"{where}.model is required (for example "
+                              f"\"gemini-3.1-flash-image-preview\")")
+        api_key = _opt_str(options, "api_key", where, secret=True) or settings.gemini_api_key
+        if not api_key:
+            raise ConfigError(f"{where}.api_key is not set, and neither is "
+                              f"IMAGEGATE_GEMINI_API_KEY")
+        base_url = _opt_str(options, "base_url", where) or settings.gemini_base_url
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.base_url must be an http(s) URL, got {base_url!r}")
+        return cls(name, client, api_key=api_key, model=model, base_url=base_url,
+                   timeout_s=_opt_seconds(options, "timeout_seconds", 120.0, where),
+                   capabilities=_capabilities(options, model, where),
+                   max_inline_bytes=_opt_int(options, "max_inline_bytes", 7 * _MIB, where,
+                                             low=4096, high=100 * _MIB),
+                   send_image_size=_opt_bool(options, "send_image_size", None, where))
+
+    # Generating -------------------------------------------------------------------------------
+
+    async def generate(self, job: Job) -> list[GeneratedImage]:
+        """``job.num_images`` images, or ``RouteError`` (see the module docstring)."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                payload = await self._payload(job)
+                if job.num_images <= 1:
+                    return [await self._generate_one(payload)]
+                calls = [self._generate_one(payload) for _ in range(job.num_images)]
+                return await _all_or_none(calls)
+        except TimeoutError as exc:
+            raise self._error(FailCode.TIMEOUT,
+                              f"no image within {self.timeout_s:g} s") from exc
+
+    async def close(self) -> None:
+        return None  # the HTTP client belongs to whoever built the route
+
+    async def _payload(self, job: Job) -> bytes:
+        parts: list[dict[str, Any]] = [{"text": job.prompt}]
+        parts += await asyncio.gather(*(self._reference_part(i, ref.image)
+                                        for i, ref in enumerate(job.references, start=1)))
+        image_config = {"aspectRatio": job.aspect_ratio}
+        if self.send_image_size:
+            image_config["imageSize"] = job.resolution.upper()
+        body: dict[str, Any] = {
+            "contents": [{"role": "user", "parts": parts}],
+            "generationConfig": {"responseModalities": ["TEXT", "IMAGE"],
+                                 "imageConfig": image_config},
+        }
+        if job.google_search:
+            body["tools"] = [{"google_search": {}}]
+        return await asyncio.to_thread(lambda: json.dumps(body).encode())
+
+    async def _reference_part(self, index: int, image: Image.Image) -> dict[str, Any]:
+        try:
+            mime, data = await asyncio.to_thread(encode_reference, image, self.max_inline_bytes)
+        except ValueError as exc:
+            raise self._error(FailCode.IMAGE_FORMAT_INCORRECT,
+                              f"reference image {index}: {exc}") from exc
+        return {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode("ascii")}}
+
+    async def _generate_one(self, payload: bytes) -> GeneratedImage:
+        response = await self._post(payload)
+        if response.status_code != 200:
+            raise self._http_error(response)
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise self._error(FailCode.UNKNOWN, "the answer was not JSON") from exc
+        data = self._image_bytes(answer if isinstance(answer, dict) else {})
+        try:
+            image = await asyncio.to_thread(decode_image, data, _MAX_OUTPUT_PIXELS)
+        except ImageDecodeError as exc:
+            raise self._error(FailCode.UNKNOWN, f"the returned image is unusable: {exc}") from exc
+        width, height = image.size
+        return GeneratedImage(image, note=f"gemini {self.model}: {width}x{height}")
+
+    async def _post(self, payload: bytes) -> httpx.Response:
+        headers = {"x-goog-api-key": self._api_key, "Content-Type": "application/json"}
+        try:
+            return await self._client.post(self._url, content=payload, headers=headers,
+                                           timeout=self._http_timeout)
+        except httpx.TimeoutException as exc:
+            raise self._error(FailCode.TIMEOUT,
+                              f"the Gemini API did not answer in time ({type(exc).__name__})"
+                              ) from exc
+        except httpx.HTTPError as exc:
+            raise self._error(FailCode.UNKNOWN,
+                              f"could not reach the Gemini API ({type(exc).__name__})") from exc
+
+    # Reading answers --------------------------------------------------------------------------
+
+    def _image_bytes(self, answer: Mapping[str, Any]) -> bytes:
+        """The final image of a 200 answer, or the RouteError its signals call for."""
+        feedback = _mapping(answer.get("promptFeedback"))
+        if feedback.get("blockReason"):
+            raise self._error(FailCode.SENSITIVE_CONTENT, "the prompt was blocked by Google's "
+                              f"safety filters ({_reason(feedback, 'blockReason')})")
+        candidates = answer.get("candidates")
+        if not isinstance(candidates, list) or not candidates:
+            raise self._error(FailCode.UNKNOWN, "the answer held no candidate")
+        candidate = _mapping(candidates[0])
+        reason = str(candidate.get("finishReason") or "")
+        if reason in SAFETY_REASONS:
+            raise self._error(FailCode.SENSITIVE_CONTENT, "the output was blocked by Google's "
+                              f"safety filters ({_reason(candidate, 'finishReason')})")
+        parts = [p for p in _mapping(candidate.get("content")).get("parts") or []
+                 if isinstance(p, dict) and not p.get("thought")]
+        images = [blob for p in parts if (blob := _inline_blob(p)) is not None]
+        if images:
+            return self._b64(images[-1])
+        if reason == "LANGUAGE":
+            raise self._error(FailCode.PROMPT_INVALID, "the prompt's language is not supported")
+        text = _snippet(" ".join(p["text"] for p in parts if isinstance(p.get("text"), str)))
+        why = _reason(candidate, "finishReason") if reason else "no finishReason"
+        if text:
+            raise self._error(FailCode.UNKNOWN, f"the model answered with text and no image "
+                              f"({why}): {text}")
+        raise self._error(FailCode.UNKNOWN, f"the model returned no image ({why})")
+
+    def _b64(self, data: str) -> bytes:
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise self._error(FailCode.UNKNOWN, "the returned image is not valid base64") from exc
+
+    def _http_error(self, response: httpx.Response) -> RouteError:
+        status = response.status_code
+        error = _error_object(response)
+        grpc = str(error.get("status") or "")
+        message = _snippet(str(error.get("message") or response.reason_phrase or ""))
+        shown = f"HTTP {status}{' ' + grpc if grpc else ''}{': ' + message if message else ''}"
+        if status == 429 or grpc == "RESOURCE_EXHAUSTED":
+            return self._error(FailCode.RATE_LIMITED, f"rate limited ({shown})",
+                               retry_after=_retry_after(error, response.headers))
+        if status == 504 or grpc == "DEADLINE_EXCEEDED":
+            return self._error(FailCode.TIMEOUT, f"Google gave up in time ({shown})")
+        if _route_unusable(status, grpc, error):
+            return self._unusable(shown)
+        if status == 413:
+            return self._error(FailCode.IMAGE_FORMAT_INCORRECT,
+                               f"the reference images are too large for the Gemini API ({shown})")
+        if status == 400 or grpc == "INVALID_ARGUMENT":
+            code = (FailCode.IMAGE_FORMAT_INCORRECT if _IMAGE_PROBLEM.search(message)
+                    else FailCode.PROMPT_INVALID)
+            return self._error(code, f"the request was refused ({shown})")
+        if status >= 500 or status in (408, 409, 499) or grpc in _TRANSIENT:
+            return self._error(FailCode.UNKNOWN, f"the Gemini API failed ({shown})")
+        return self._unusable(shown)
+
+    # Errors -----------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]")
+
+    def _error(self, fail_code: str, message: str, *,
+               retry_after: float | None = None) -> RouteError:
+        return RouteError.of(fail_code, self._scrub(f"gemini {self.model}: {message}"),
+                             retry_after=retry_after)
+
+    def _unusable(self, shown: str) -> RouteError:
+        """This route cannot work until its operator acts (key, model, project): another route
+        may serve the task, but trying this one again will not help."""
+        message = self._scrub(f"gemini {self.model}: the route is not usable ({shown}); check "
+                              f"its API key, model name and Google project")
+        log.warning("route %s: %s", self.name, message)
+        return RouteError(FailCode.UNKNOWN, message, retryable=False, failover=True)
+
+
+# Reference images -----------------------------------------------------------------------------
+
+
+def encode_reference(image: Image.Image, max_bytes: int) -> tuple[str, bytes]:
+    """``(mime type, bytes)`` of ``image`` within ``max_bytes``: PNG when it has transparency,
+    else JPEG; downscaled step by step until it fits. Raises ``ValueError`` when even a tiny
+    copy does not fit. CPU work: run it off the event loop."""
+    fmt = "png" if _has_alpha(image) else "jpeg"
+    current = image
+    while True:
+        data = encode(current, fmt, jpeg_quality=_JPEG_QUALITY)
+        if len(data) <= max_bytes:
+            return CONTENT_TYPES[fmt], data
+        width, height = current.size
+        if min(width, height) <= _MIN_REFERENCE_SIDE:
+            raise ValueError(f"cannot be encoded within {max_bytes} bytes")
+        # Encoded size follows the pixel count; aim under the budget, shrink at least 10 %.
+        factor = max(0.25, min(0.9, math.sqrt(max_bytes / len(data)) * 0.9))
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        current = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+        return False
+    extrema = image.convert("RGBA").getchannel("A").getextrema()
+    return bool(extrema != (255, 255))  # an opaque alpha channel is no reason for PNG
+
+
+async def _all_or_none(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run ``calls`` concurrently; the first failure cancels the rest and is raised."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# Answer parsing -------------------------------------------------------------------------------
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _inline_blob(part: Mapping[str, Any]) -> str | None:
+    """The base64 data of an image part; REST answers use camelCase, some proxies snake_case."""
+    blob = _mapping(part.get("inlineData") or part.get("inline_data"))
+    mime = str(blob.get("mimeType") or blob.get("mime_type") or "image/")
+    data = blob.get("data")
+    return data if isinstance(data, str) and data and mime.startswith("image/") else None
+
+
+def _reason(source: Mapping[str, Any], key: str) -> str:
+    extra = source.get("blockReasonMessage") or source.get("finishMessage")
+    reason = str(source.get(key))
+    return f"{reason}: {_snippet(str(extra))}" if extra else reason
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
+
+
+def _error_object(response: httpx.Response) -> Mapping[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    if isinstance(body, list) and body:  # some front ends wrap the error in a list
+        body = body[0]
+    return _mapping(_mapping(body).get("error"))
+
+
+def _error_reasons(error: Mapping[str, Any]) -> set[str]:
+    details = error.get("details")
+    return {str(d.get("reason")) for d in details if isinstance(d, dict) and d.get("reason")} \
+        if isinstance(details, list) else set()
+
+
+def _route_unusable(status: int, grpc: str, error: Mapping[str, Any]) -> bool:
+    """A bad or refused key, a model this key cannot use, an unsupported region or project:
+    Google answers 400 API_KEY_INVALID, 400 FAILED_PRECONDITION, 401, 403 or 404 for these."""
+    if status in (401, 403, 404):
+        return True
+    if grpc in ("UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND", "FAILED_PRECONDITION"):
+        return True
+    return bool(_error_reasons(error) & {"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED",
+                                        "CONSUMER_SUSPENDED", "SERVICE_DISABLED"})
+
+
+def _retry_after(error: Mapping[str, Any], headers: httpx.Headers) -> float | None:
+    """Seconds Google asked us to wait: RetryInfo.retryDelay ("27s"), else Retry-After."""
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith(".RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return _retry_after_header(headers.get("retry-after"))
+
+
+def _retry_after_header(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+# Options --------------------------------------------------------------------------------------
+
+
+def _capabilities(options: Mapping[str, Any], model: str, where: str) -> Capabilities:
+    base = default_capabilities(model)
+    resolutions = _opt_subset(options, "resolutions", base.resolutions, RESOLUTIONS, where)
+    return Capabilities(
+        modes=base.modes,
+        max_references=_opt_int(options, "max_references", base.max_references, where,
+                                 low=1, high=14),
+        resolutions=resolutions,
+        ratios=_opt_subset(options, "ratios", base.ratios, RATIOS, where),
+        search_grounding=bool(_opt_bool(options, "search_grounding", base.search_grounding,
+                                        where)),
+        official=bool(_opt_bool(options, "official", True, where)),
+        cost_micros=_opt_cost(options, resolutions, where),
+    )
+
+
+def _opt_str(options: Mapping[str, Any], key: str, where: str, *, secret: bool = False) -> str:
+    value = options.get(key, "")
+    if not isinstance(value, str):
+        shown = "" if secret else f", got {value!r}"
+        raise ConfigError(f"{where}.{key} must be a string{shown}")
+    return value.strip()
+
+
+def _opt_bool(options: Mapping[str, Any], key: str, default: bool | None,
+              where: str) -> bool | None:
+    value = options.get(key, default)
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
+    return value
+
+
+def _opt_int(options: Mapping[str, Any], key: str, default: int, where: str, *,
+             low: int, high: int) -> int:
+    value = options.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{where}.{key} must be a whole number from {low} to {high}, "
+                          f"got {value!r}")
+    return value
+
+
+def _opt_seconds(options: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{where}.{key} must be a number of seconds above 0, got {value!r}")
+    return float(value)
+
+
+def _opt_subset(options: Mapping[str, Any], key: str, default: tuple[str, ...],
+                allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
+    value = options.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, list) or not value or any(v not in allowed for v in value):
+        raise ConfigError(f"{where}.{key} must be a non-empty list drawn from "
+                          f"{', '.join(allowed)}")
+    return tuple(v for v in allowed if v in value)
+
+
+def _opt_cost(options: Mapping[str, Any], resolutions: tuple[str, ...],
+              where: str) -> dict[str, int]:
+    value = options.get("cost", {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}.cost must be a table of resolution = USD per image")
+    cost: dict[str, int] = {}
+    for res, usd in value.items():
+        if res not in resolutions:
+            raise ConfigError(f"{where}.cost.{res}: not a resolution of this route "
+                              f"({', '.join(resolutions)})")
+        try:
+            if isinstance(usd, bool) or not isinstance(usd, (str, int, float)):
+                raise ValueError(usd)
+            cost[res] = usd_to_micros(str(usd))
+        except ValueError as exc:
+            raise ConfigError(f"{where}.cost.{res} must be a USD amount, got {usd!r}") from exc
+        if cost[res] < 0:
+            raise ConfigError(f"{where}.cost.{res} must not be negative, got {usd!r}")
+    return cost
