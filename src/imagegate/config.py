@@ -82,12 +82,15 @@ SETTINGS: tuple[Setting, ...] = (
             "serves every model from Google's Gemini API instead of the sandbox. Never logged."),
     Setting("gemini_base_url", str, "https://generativelanguage.googleapis.com",
             "Gemini API endpoint (a regional or proxy endpoint can go here)."),
+    Setting("callbacks_rotation_overlap_seconds", float, 86400.0, "After a signing secret is "
+            "rotated, how long deliveries stay signed with the old one too."),
     Setting("demo_credit_usd", str, "10", "Credit of the demo key created on first start."),
     Setting("log_level", str, "info", "Log level: debug, info, warning, error."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
-_MAY_BE_ZERO = {"sandbox_delay_seconds", "worker_retry_backoff_seconds"}
+_MAY_BE_ZERO = {"sandbox_delay_seconds", "worker_retry_backoff_seconds",
+                "callbacks_rotation_overlap_seconds"}
 _SECTIONS = {"limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
              "gemini", "router"}
 
@@ -162,6 +165,7 @@ class Settings:
     callbacks_timeout_seconds: float = 30.0
     callbacks_max_attempts: int = 10
     callbacks_retry_schedule: str = "10,60,300,900,3600,7200,14400,28800,28800"
+    callbacks_rotation_overlap_seconds: float = 86400.0
     gemini_api_key: str = field(default="", repr=False)
     gemini_base_url: str = "https://generativelanguage.googleapis.com"
     demo_credit_usd: str = "10"

@@ -14,17 +14,25 @@ import asyncio
 import base64
 import binascii
 import io
-import ipaddress
-import socket
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import httpx
 from PIL import Image
 
 from imagegate.errors import ReferenceImageError
 from imagegate.imaging import ImageDecodeError, decode_image
+from imagegate.netguard import (
+    AddressPolicy,
+    AddressRefused,
+    IPAddress,
+    PinnedTarget,
+    Resolver,
+    is_public_address,
+    pin,
+    resolve_host,
+)
 
 __all__ = [
     "AddressPolicy",
@@ -37,30 +45,9 @@ __all__ = [
     "resolve_host",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-"""``(host, port) -> IP address strings``; raises ``OSError`` when the name does not resolve."""
-AddressPolicy = Callable[[IPAddress], bool]
-"""``address -> may we connect to it``; used when private networks are not allowed."""
-
 _MIB = 1024 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _HEADERS = {"Accept": "image/*", "Accept-Encoding": "identity"}
-
-# Ranges refused on top of ``not ip.is_global``: Python's tables differ between releases and
-# leave multicast, benchmarking, site-local and NAT64 forms open in some of them.
-_BLOCKED_V4 = tuple(ipaddress.IPv4Network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
-    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-))
-_BLOCKED_V6 = tuple(ipaddress.IPv6Network(n) for n in (
-    "::/96",  # unspecified, loopback and the deprecated IPv4-compatible form
-    "64:ff9b:1::/48", "100::/64", "2001::/32", "2001:db8::/32", "fc00::/7", "fe80::/10",
-    "fec0::/10", "ff00::/8",
-))
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
 
 @dataclass(frozen=True)
 class FetchLimits:
@@ -82,49 +69,6 @@ class FetchedImage:
     image: Image.Image
     format: str
     size_bytes: int
-
-
-@dataclass(frozen=True)
-class _Target:
-    """What to send for one hop: the URL to connect to, its headers and request extensions."""
-
-    url: httpx.URL
-    headers: dict[str, str]
-    extensions: dict[str, str] = field(default_factory=dict)
-
-
-def is_public_address(ip: IPAddress) -> bool:
-    """True when ``ip`` is a globally routable unicast address.
-
-    IPv6 forms that carry an IPv4 address (IPv4-mapped, 6to4, NAT64 well-known prefix) are judged
-    by the IPv4 address they carry.
-    """
-    embedded = _embedded_ipv4(ip)
-    if embedded is not None:
-        return is_public_address(embedded)
-    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
-        return False
-    blocked = _BLOCKED_V4 if isinstance(ip, ipaddress.IPv4Address) else _BLOCKED_V6
-    return not any(ip in network for network in blocked)
-
-
-def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    if isinstance(ip, ipaddress.IPv4Address):
-        return None
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-async def resolve_host(host: str, port: int) -> list[str]:
-    """The default ``Resolver``: the system resolver, run by the event loop. Raises ``OSError``."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class ReferenceFetcher:
@@ -221,49 +165,12 @@ class ReferenceFetcher:
         except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL, OSError) as exc:
             raise ReferenceImageError(str(current), _network_reason(exc)) from exc
 
-    async def _target(self, current: httpx.URL) -> _Target:
-        """Check the hop's scheme and address; pin the connection to the checked address."""
-        if current.scheme not in ("http", "https"):
-            raise ReferenceImageError(str(current), "only http and https URLs are allowed")
-        host = current.raw_host.decode("ascii")
-        if not host:
-            raise ReferenceImageError(str(current), "URL has no host")
-        headers = dict(_HEADERS)
-        if self._limits.allow_private:
-            return _Target(current, headers)
-        address = await self._checked_address(current, host)
-        headers["Host"] = current.netloc.decode("ascii")
-        extensions = {}
-        if current.scheme == "https" and _parse_ip(host) is None:
-            # TLS SNI and certificate verification use the name, not the pinned address.
-            extensions["sni_hostname"] = host
-        return _Target(current.copy_with(host=str(address)), headers, extensions)
-
-    async def _checked_address(self, current: httpx.URL, host: str) -> IPAddress:
-        """The address to connect to; refuses the hop if any address of the host is not allowed."""
-        literal = _parse_ip(host)
-        if literal is not None:
-            if not self._policy(literal):
-                raise ReferenceImageError(str(current), f"address {_shown(literal)} is not public")
-            return literal
-        port = current.port or (443 if current.scheme == "https" else 80)
-        addresses = await self._resolve(current, host, port)
-        for address in addresses:
-            if not self._policy(address):
-                raise ReferenceImageError(
-                    str(current), f"address {_shown(address)} of host {host} is not public")
-        return addresses[0]
-
-    async def _resolve(self, current: httpx.URL, host: str, port: int) -> list[IPAddress]:
+    async def _target(self, current: httpx.URL) -> PinnedTarget:
         try:
-            answers = await self._resolver(host, port)
-        except (OSError, UnicodeError) as exc:
-            raise ReferenceImageError(str(current), f"could not resolve host {host}") from exc
-        addresses = [_parse_ip(answer) for answer in answers]
-        valid = [address for address in addresses if address is not None]
-        if not valid or len(valid) != len(addresses):
-            raise ReferenceImageError(str(current), f"could not resolve host {host}")
-        return valid
+            return await pin(current, headers=_HEADERS, allow_private=self._limits.allow_private,
+                             resolver=self._resolver, policy=self._policy)
+        except AddressRefused as exc:
+            raise ReferenceImageError(str(current), str(exc)) from exc
 
     async def _read_body(self, current: httpx.URL, response: httpx.Response) -> bytes:
         """The body, stopping as soon as it exceeds ``max_bytes``."""
@@ -318,20 +225,6 @@ def _decode_with_format(data: bytes, max_pixels: int) -> tuple[Image.Image, str]
         warnings.simplefilter("ignore")
         with Image.open(io.BytesIO(data)) as probe:  # reads the header only
             return image, probe.format or "unknown"
-
-
-def _parse_ip(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _shown(ip: IPAddress) -> str:
-    """The address as a person writes it; IPv4-mapped ones keep their dotted part on all Pythons."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return f"::ffff:{ip.ipv4_mapped}"
-    return str(ip)
 
 
 def _network_reason(exc: Exception) -> str:

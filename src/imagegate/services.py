@@ -19,7 +19,15 @@ from imagegate.clock import Clock, SystemClock
 from imagegate.completion import Completion
 from imagegate.config import RouteConfig, Settings
 from imagegate.contract import parse_submit
-from imagegate.errors import ConfigError, Forbidden, Gone, NotFound, TooManyRequests, Unauthorized
+from imagegate.errors import (
+    ConfigError,
+    Forbidden,
+    Gone,
+    InvalidRequest,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from imagegate.events import TaskEvents
 from imagegate.fetch import FetchLimits, ReferenceFetcher
 from imagegate.health import HealthBook
@@ -28,8 +36,11 @@ from imagegate.limits import InMemoryRateLimiter, RateLimiter
 from imagegate.money import ChargeState, task_price
 from imagegate.router import Router
 from imagegate.routes.base import Route
+from imagegate.routes.gemini import GeminiRoute
+from imagegate.routes.relay import RelayRoute
 from imagegate.routes.sandbox import SandboxRoute
-from imagegate.store.base import ApiKey, Store
+from imagegate.signing import new_secret
+from imagegate.store.base import ApiKey, Delivery, DeliveryAttempt, Store, WebhookSecret
 from imagegate.store.sqlite import SqliteStore
 from imagegate.sweeper import Sweeper
 from imagegate.tasks import ResultFile, Task, TaskState, new_task_id, render_status
@@ -57,7 +68,12 @@ def _build_route(cfg: RouteConfig, settings: Settings, client: httpx.AsyncClient
     if cfg.type == "sandbox":
         delay = float(cfg.options.get("delay_seconds", settings.sandbox_delay_seconds))
         return SandboxRoute(cfg.name, delay_s=delay)
-    raise ConfigError(f"routes.{cfg.name}: unknown route type {cfg.type!r}")
+    if cfg.type == "gemini":
+        return GeminiRoute.from_options(cfg.name, cfg.options, client, settings)
+    if cfg.type == "relay":
+        return RelayRoute.from_options(cfg.name, cfg.options, client, settings)
+    raise ConfigError(f"routes.{cfg.name}: unknown route type {cfg.type!r}; "
+                      "known: sandbox, gemini, relay")
 
 
 @dataclass
@@ -201,6 +217,43 @@ class Services:
         if account is None:
             raise Unauthorized("the account of this API key no longer exists")
         return account.balance_micros
+
+    async def owned_task(self, key: ApiKey, task_id: str) -> Task:
+        task = await self.store.get_task(task_id)
+        if task is None or task.account_id != key.account_id:
+            raise NotFound(f"no task {task_id!r}")
+        return task
+
+    async def delivery_log(self, key: ApiKey, task_id: str,
+                           ) -> list[tuple[Delivery, list[DeliveryAttempt]]]:
+        """The task's callback deliveries, each with every attempt made."""
+        task = await self.owned_task(key, task_id)
+        deliveries = await self.store.deliveries_for_task(task.id)
+        return [(d, await self.store.delivery_attempts(d.id)) for d in deliveries]
+
+    async def redeliver(self, key: ApiKey, task_id: str) -> tuple[Delivery, DeliveryAttempt]:
+        """Send the task's callback again now: same webhook-id and body, a new signature."""
+        task = await self.owned_task(key, task_id)
+        deliveries = await self.store.deliveries_for_task(task.id)
+        if not deliveries:
+            raise NotFound(f"task {task_id!r} has no callback to deliver "
+                           "(not a callback task, or not finished yet)")
+        attempt = await self.dispatcher.deliver(deliveries[-1], manual=True)
+        return deliveries[-1], attempt
+
+    async def webhook_secrets(self, key: ApiKey) -> list[WebhookSecret]:
+        now = self.clock.now_ms()
+        return await self.store.webhook_secrets(key.account_id, now, create=new_secret())
+
+    async def rotate_webhook_secret(self, key: ApiKey, overlap_s: float | None,
+                                    ) -> list[WebhookSecret]:
+        overlap = self.settings.callbacks_rotation_overlap_seconds if overlap_s is None \
+            else overlap_s
+        if not 0 <= overlap <= 30 * 86400:
+            raise InvalidRequest("overlapSeconds must be 0 to 2592000 (30 days)",
+                                 field="overlapSeconds")
+        return await self.store.rotate_webhook_secret(
+            key.account_id, new_secret(), self.clock.now_ms(), int(overlap * 1000))
 
     async def result(self, task_id: str, token: str, name: str) -> ResultDownload:
         task = await self.store.get_task(task_id)

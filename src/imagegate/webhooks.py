@@ -2,20 +2,22 @@
 to ``callback_url`` from a persisted delivery row, so a restart loses nothing (at-least-once).
 
 A 2xx answer within the timeout is a delivery. Anything else, a redirect included (never
-followed), is recorded and retried on the configured schedule with jitter, then given up. The body
-is fixed when the task ends and sent byte for byte on every attempt; ``webhook-id`` is the
-delivery id, stable across attempts. The address is checked again at every attempt (DNS can
-change between attempts).
+followed), is recorded and retried on the configured schedule with jitter, then given up. The
+body is fixed when the task ends and sent byte for byte on every attempt; ``webhook-id`` is the
+delivery id, stable across attempts; every attempt is signed anew (``signing.py``) under the
+account's live secrets. The address is checked again at every attempt (DNS can change between
+attempts) and the connection pinned to the checked address.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import json
 import logging
 import random
+import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,12 +27,16 @@ from imagegate.clock import Clock
 from imagegate.config import Settings
 from imagegate.errors import InvalidRequest
 from imagegate.events import TaskEvents
-from imagegate.fetch import Resolver, is_public_address, resolve_host
+from imagegate.netguard import AddressRefused, PinnedTarget, Resolver, parse_ip, pin, resolve_host
+from imagegate.netguard import is_public_address as _public
+from imagegate.signing import new_secret, signature_header
 from imagegate.store.base import Delivery, DeliveryAttempt, Store
 
 log = logging.getLogger("imagegate.webhooks")
 
 LEASE_MS = 120_000
+RESOLVE_TIMEOUT_S = 10.0
+_HEADERS = {"content-type": "application/json", "user-agent": "imagegate-webhooks/1"}
 
 
 class DeliveryState:
@@ -60,40 +66,35 @@ class CallbackPolicy:
         parts = urlsplit(url)
         if parts.scheme != "https" and not (self.allow_http and parts.scheme == "http"):
             raise InvalidRequest("callback_url must be an https URL", field="callback_url")
-        literal = _ip_literal(parts.hostname or "")
-        if literal is not None and not self.allow_private and not is_public_address(literal):
+        literal = parse_ip((parts.hostname or "").strip("[]"))
+        if literal is not None and not self.allow_private and not _public(literal):
             raise InvalidRequest(f"callback_url address {literal} is not public",
                                  field="callback_url")
 
-    async def refusal(self, url: str) -> str | None:
-        """At each attempt: why this URL may not be called now, or None."""
+    async def target(self, url: str) -> PinnedTarget:
+        """At each attempt: where to connect. Raises AddressRefused saying why not."""
         try:
             self.check_url_shape(url)
         except InvalidRequest as exc:
-            return exc.error
-        if self.allow_private:
-            return None
-        parts = urlsplit(url)
+            raise AddressRefused(exc.error) from exc
         try:
-            default_port = 443 if parts.scheme == "https" else 80
-            async with asyncio.timeout(10):
-                addresses = await self.resolver(parts.hostname or "", parts.port or default_port)
-        except TimeoutError:
-            return f"resolving {parts.hostname} took more than 10 s"
-        except OSError as exc:
-            return f"cannot resolve {parts.hostname}: {exc}"
-        for text in addresses:
-            ip = ipaddress.ip_address(text.split("%")[0])
-            if not is_public_address(ip):
-                return f"callback address {ip} is not public"
-        return None
+            async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+                return await pin(httpx.URL(url), headers=_HEADERS,
+                                 allow_private=self.allow_private, resolver=self.resolver)
+        except TimeoutError as exc:
+            raise AddressRefused(f"resolving the callback host took more than "
+                                 f"{RESOLVE_TIMEOUT_S:g} s") from exc
+        except httpx.InvalidURL as exc:
+            raise AddressRefused(f"invalid callback URL: {exc}") from exc
 
 
-def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
+@dataclass(frozen=True)
+class TestResult:
+    webhook_id: str
+    delivered: bool
+    status: int | None
+    error: str | None
+    latency_ms: int
 
 
 class Dispatcher:
@@ -129,14 +130,17 @@ class Dispatcher:
         await asyncio.gather(*(self.deliver(d) for d in due))
         return len(due)
 
-    async def deliver(self, delivery: Delivery) -> DeliveryAttempt:
+    async def deliver(self, delivery: Delivery, *, manual: bool = False) -> DeliveryAttempt:
+        """One attempt. ``manual`` (an operator's redelivery): a failure leaves the schedule as
+        it was; a success marks the delivery delivered."""
         attempt_no = delivery.attempts + 1
         started_ms = self.clock.now_ms()
         t0 = time.monotonic()
-        status, error = await self._post(delivery, started_ms)
+        status, error = await self._post(delivery.account_id, delivery.id, delivery.url,
+                                         delivery.body.encode(), started_ms)
         attempt = DeliveryAttempt(delivery.id, attempt_no, started_ms,
                                   int((time.monotonic() - t0) * 1000), status, error)
-        state, next_ms = self._next(attempt_no, error, started_ms)
+        state, next_ms = self._next(delivery, attempt, manual)
         if not await self.store.record_delivery_attempt(attempt, state, next_ms):
             log.warning("callback %s attempt %d was recorded by another dispatcher",
                         delivery.id, attempt_no)
@@ -145,33 +149,59 @@ class Dispatcher:
                  attempt_no, error or f"delivered ({status})")
         return attempt
 
-    def _next(self, attempt_no: int, error: str | None, now_ms: int) -> tuple[str, int]:
-        if error is None:
-            return DeliveryState.DELIVERED, now_ms
-        if attempt_no >= self.settings.callbacks_max_attempts:
-            return DeliveryState.FAILED, now_ms
-        delay = next_delay_s(self.settings.retry_schedule_s, attempt_no)
-        return DeliveryState.PENDING, now_ms + int(delay * 1000)
+    def _next(self, delivery: Delivery, attempt: DeliveryAttempt,
+              manual: bool) -> tuple[str, int]:
+        if attempt.error is None:
+            return DeliveryState.DELIVERED, attempt.started_ms
+        if manual:
+            return delivery.state, delivery.next_attempt_ms
+        if attempt.attempt >= self.settings.callbacks_max_attempts:
+            return DeliveryState.FAILED, attempt.started_ms
+        delay = next_delay_s(self.settings.retry_schedule_s, attempt.attempt)
+        return DeliveryState.PENDING, attempt.started_ms + int(delay * 1000)
 
-    async def _post(self, delivery: Delivery, now_ms: int) -> tuple[int | None, str | None]:
-        refusal = await self.policy.refusal(delivery.url)
-        if refusal is not None:
-            return None, refusal
+    async def send_test(self, account_id: str, url: str) -> TestResult:
+        """POST a signed test event to ``url`` now; nothing is stored. InvalidRequest for a URL
+        that would never be called."""
+        self.policy.check_url_shape(url)
+        now = self.clock.now_ms()
+        webhook_id = "msg_test_" + secrets.token_hex(8)
+        data = {"taskId": "test_" + secrets.token_hex(16), "state": "success",
+                "createTime": now, "test": True}
+        body = json.dumps({"code": 200, "message": "success", "data": data},
+                          separators=(",", ":")).encode()
+        t0 = time.monotonic()
+        status, error = await self._post(account_id, webhook_id, url, body, now)
+        return TestResult(webhook_id, error is None, status, error,
+                          int((time.monotonic() - t0) * 1000))
+
+    async def signing_secrets(self, account_id: str) -> list[str]:
+        """The account's live secrets, creating its first one when it has none."""
+        found = await self.store.webhook_secrets(account_id, self.clock.now_ms(),
+                                                 create=new_secret())
+        return [s.secret for s in found]
+
+    async def _post(self, account_id: str, webhook_id: str, url: str, body: bytes,
+                    now_ms: int) -> tuple[int | None, str | None]:
         try:
-            response = await self.client.post(
-                delivery.url, content=delivery.body.encode(),
-                headers=self.headers(delivery, now_ms), follow_redirects=False,
-                timeout=self.settings.callbacks_timeout_seconds)
+            target = await self.policy.target(url)
+        except AddressRefused as exc:
+            return None, str(exc)
+        stamp = now_ms // 1000
+        signature = signature_header(await self.signing_secrets(account_id), webhook_id, stamp,
+                                     body)
+        headers = {**target.headers, "webhook-id": webhook_id,
+                   "webhook-timestamp": str(stamp), "webhook-signature": signature}
+        timeout = self.settings.callbacks_timeout_seconds
+        try:
+            response = await self.client.post(target.url, content=body, headers=headers,
+                                              extensions=target.extensions,
+                                              follow_redirects=False, timeout=timeout)
         except httpx.TimeoutException:
-            return None, f"no answer within {self.settings.callbacks_timeout_seconds:g} s"
+            return None, f"no answer within {timeout:g} s"
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300]
         return response.status_code, _judge(response)
-
-    def headers(self, delivery: Delivery, now_ms: int) -> Mapping[str, str]:
-        """Headers of one attempt. Signing adds to these (webhook-signature)."""
-        return {"content-type": "application/json", "user-agent": "imagegate-webhooks/1",
-                "webhook-id": delivery.id, "webhook-timestamp": str(now_ms // 1000)}
 
 
 def _judge(response: httpx.Response) -> str | None:

@@ -8,6 +8,7 @@ import pytest
 
 from imagegate.config import Settings
 from imagegate.errors import InvalidRequest
+from imagegate.netguard import AddressRefused
 from imagegate.webhooks import CallbackPolicy, next_delay_s
 
 SCHEDULE = (10.0, 60.0, 300.0)
@@ -31,7 +32,12 @@ class FakeResolver:
 
 
 def refusal(policy: CallbackPolicy, url: str) -> str | None:
-    return asyncio.run(policy.refusal(url))
+    """Why the policy refuses to call ``url`` now, or None when it would connect."""
+    try:
+        asyncio.run(policy.target(url))
+    except AddressRefused as exc:
+        return str(exc)
+    return None
 
 
 # next_delay_s ---------------------------------------------------------------------------------

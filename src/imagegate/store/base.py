@@ -111,6 +111,14 @@ class DeliveryAttempt:
     error: str | None  # why it is not a delivery, None when delivered
 
 
+@dataclass(frozen=True)
+class WebhookSecret:
+    account_id: str
+    secret: str
+    created_ms: int
+    expires_ms: int | None = None  # set while a rotation retires it
+
+
 class Store(Protocol):
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...
@@ -151,3 +159,16 @@ class Store(Protocol):
         ...
     async def delivery_attempts(self, delivery_id: str) -> list[DeliveryAttempt]: ...
     async def deliveries_for_task(self, task_id: str) -> list[Delivery]: ...
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    # Webhook signing secrets
+    async def webhook_secrets(self, account_id: str, now_ms: int,
+                              create: str | None = None) -> list[WebhookSecret]:
+        """The account's live secrets, newest first. With ``create``, store that secret first
+        when the account has none (in the same transaction)."""
+        ...
+
+    async def rotate_webhook_secret(self, account_id: str, secret: str, now_ms: int,
+                                    overlap_ms: int) -> list[WebhookSecret]:
+        """Add ``secret``; live secrets without an end now end ``overlap_ms`` from now."""
+        ...

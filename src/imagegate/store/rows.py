@@ -17,6 +17,7 @@ from imagegate.store.base import (
     Finish,
     LedgerEntry,
     NewDelivery,
+    WebhookSecret,
 )
 from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState
 
@@ -122,3 +123,7 @@ def delivery_attempt(row: Row) -> DeliveryAttempt:
         delivery_id=row["delivery_id"], attempt=row["attempt"], started_ms=row["started_ms"],
         duration_ms=row["duration_ms"], status=row["status"], error=row["error"],
     )
+
+
+def webhook_secret(row: Row) -> WebhookSecret:
+    return WebhookSecret(row["account_id"], row["secret"], row["created_ms"], row["expires_ms"])

@@ -97,4 +97,13 @@ CREATE TABLE delivery_attempts (
     PRIMARY KEY (delivery_id, attempt)
 );
 """),
+    (2, """
+CREATE TABLE webhook_secrets (
+    account_id  TEXT NOT NULL REFERENCES accounts(id),
+    secret      TEXT NOT NULL,
+    created_ms  BIGINT NOT NULL,
+    expires_ms  BIGINT,
+    PRIMARY KEY (account_id, secret)
+);
+"""),
 )

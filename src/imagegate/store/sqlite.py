@@ -28,6 +28,7 @@ from imagegate.store.base import (
     Finish,
     LedgerEntry,
     NewDelivery,
+    WebhookSecret,
 )
 from imagegate.store.schema import MIGRATIONS
 from imagegate.tasks import RouteAttempt, Task, TaskState
@@ -302,6 +303,46 @@ class SqliteStore:
             "SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt",
             (delivery_id,)).fetchall())
         return [rows.delivery_attempt(r) for r in found]
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        row = await self._read(lambda c: c.execute(
+            "SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone())
+        return rows.delivery(row) if row else None
+
+    async def webhook_secrets(self, account_id: str, now_ms: int,
+                              create: str | None = None) -> list[WebhookSecret]:
+        def live(c: Conn) -> list[WebhookSecret]:
+            found = c.execute("SELECT * FROM webhook_secrets WHERE account_id = ? AND "
+                              "(expires_ms IS NULL OR expires_ms > ?) ORDER BY created_ms DESC",
+                              (account_id, now_ms)).fetchall()
+            return [rows.webhook_secret(r) for r in found]
+
+        def run(c: Conn) -> list[WebhookSecret]:
+            found = live(c)
+            if found or create is None:
+                return found
+            c.execute("INSERT INTO webhook_secrets VALUES (?, ?, ?, NULL)",
+                      (account_id, create, now_ms))
+            return live(c)
+
+        if create is None:
+            return await self._read(live)
+        return await self._write(run)
+
+    async def rotate_webhook_secret(self, account_id: str, secret: str, now_ms: int,
+                                    overlap_ms: int) -> list[WebhookSecret]:
+        def run(c: Conn) -> list[WebhookSecret]:
+            c.execute("UPDATE webhook_secrets SET expires_ms = ? WHERE account_id = ? AND "
+                      "(expires_ms IS NULL OR expires_ms > ?)",
+                      (now_ms + overlap_ms, account_id, now_ms + overlap_ms))
+            c.execute("INSERT INTO webhook_secrets VALUES (?, ?, ?, NULL)",
+                      (account_id, secret, now_ms))
+            found = c.execute("SELECT * FROM webhook_secrets WHERE account_id = ? AND "
+                              "(expires_ms IS NULL OR expires_ms > ?) ORDER BY created_ms DESC",
+                              (account_id, now_ms)).fetchall()
+            return [rows.webhook_secret(r) for r in found]
+
+        return await self._write(run)
 
     async def deliveries_for_task(self, task_id: str) -> list[Delivery]:
         found = await self._read(lambda c: c.execute(
