@@ -80,9 +80,11 @@ def _handler(state: Loopback) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def loopback_server() -> Iterator[Loopback]:
-    state = Loopback()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+def loopback_server(port: int = 0, state: Loopback | None = None) -> Iterator[Loopback]:
+    """A server on 127.0.0.1 (``port`` 0: any free one). Pass ``state`` to keep what an
+    earlier server on the same port received and answered."""
+    state = state or Loopback()
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(state))
     httpd.daemon_threads = True
     state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

@@ -6,6 +6,7 @@
     imagegate keys revoke KEY_ID
     imagegate accounts credit KEY_ID_OR_ACCOUNT USD
     imagegate tasks show TASK_ID [--json]
+    imagegate webhooks secret KEY_ID_OR_ACCOUNT [--rotate [--overlap SECONDS]]
     imagegate config reference
 
 Every command takes --data-dir and --config. Bad arguments exit with status 2 and a message
@@ -30,7 +31,8 @@ from imagegate.config import ENV_PREFIX, Settings, reference_markdown
 from imagegate.errors import ConfigError, ImagegateError, RequestError
 from imagegate.money import format_usd, usd_to_micros
 from imagegate.services import open_store
-from imagegate.store.base import Store
+from imagegate.signing import new_secret
+from imagegate.store.base import Store, WebhookSecret
 from imagegate.tasks import Task
 
 T = TypeVar("T")
@@ -94,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     credit.add_argument("ref", help="a key id or an account id")
     credit.add_argument("usd", type=_usd, help="amount in USD (negative to debit)")
     credit.set_defaults(run=cmd_accounts_credit)
+
+    hooks = sub.add_parser("webhooks", help="callback signing").add_subparsers(metavar="ACTION")
+    secret = hooks.add_parser("secret", parents=[common], help="show an account's signing "
+                              "secrets (creating the first), or rotate them")
+    secret.add_argument("ref", help="a key id or an account id")
+    secret.add_argument("--rotate", action="store_true", help="make a new secret; the old ones "
+                        "keep signing until the overlap ends")
+    secret.add_argument("--overlap", type=float, metavar="SECONDS", help="with --rotate: how "
+                        "long old secrets keep signing (default callbacks_rotation_overlap_"
+                        "seconds)")
+    secret.set_defaults(run=cmd_webhooks_secret)
 
     tasks = sub.add_parser("tasks", help="inspect tasks").add_subparsers(metavar="ACTION")
     show = tasks.add_parser("show", parents=[common], help="a task as operators see it: state, "
@@ -220,6 +233,26 @@ def cmd_accounts_credit(args: argparse.Namespace, settings: Settings) -> int:
 
     account_id, balance = with_store(settings, credit)
     print(f"account {account_id}: balance {format_usd(balance)}")
+    return 0
+
+
+def cmd_webhooks_secret(args: argparse.Namespace, settings: Settings) -> int:
+    overlap = settings.callbacks_rotation_overlap_seconds if args.overlap is None \
+        else args.overlap
+    if not 0 <= overlap <= 30 * 86400:
+        raise RequestError("--overlap must be 0 to 2592000 seconds (30 days)")
+
+    async def run(store: Store) -> list[WebhookSecret]:
+        account = await accounts.resolve_account(store, args.ref)
+        now = SystemClock().now_ms()
+        if args.rotate:
+            return await store.rotate_webhook_secret(account.id, new_secret(), now,
+                                                     int(overlap * 1000))
+        return await store.webhook_secrets(account.id, now, create=new_secret())
+
+    for live in with_store(settings, run):
+        until = f"  (signs until {_iso(live.expires_ms)})" if live.expires_ms else ""
+        print(f"{live.secret}{until}")
     return 0
 
 

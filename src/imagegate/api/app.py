@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from imagegate.api import endpoints as ep
+from imagegate.api import webhook_endpoints as wh
 from imagegate.config import Settings
 from imagegate.errors import RequestError, TooManyRequests
 from imagegate.services import Services
@@ -26,6 +27,11 @@ ROUTES = [
     Route("/api/v1/generateTask/{model}", ep.generate_task, methods=["POST"]),
     Route("/api/v1/statusTask/{model}", ep.status_task, methods=["GET"]),
     Route("/api/v1/apikeys/current-balance", ep.current_balance, methods=["GET"]),
+    Route("/api/v1/webhooks/deliveries", wh.delivery_log, methods=["GET"]),
+    Route("/api/v1/webhooks/redeliver", wh.redeliver, methods=["POST"]),
+    Route("/api/v1/webhooks/test", wh.test_event, methods=["POST"]),
+    Route("/api/v1/webhooks/secret", wh.signing_secrets, methods=["GET"]),
+    Route("/api/v1/webhooks/secret/rotate", wh.rotate_secret, methods=["POST"]),
     Route("/files/{task_id}/{token}/{name}", ep.result_file, methods=["GET"]),
     Route("/healthz", ep.healthz, methods=["GET"]),
     Route("/readyz", ep.readyz, methods=["GET"]),

@@ -23,6 +23,8 @@ from imagegate.errors import FailCode
 
 __all__ = ["openapi_document"]
 
+from imagegate.api.openapi_webhooks import webhook_paths
+
 Json = dict[str, Any]
 
 _LIMITS = ModelLimits()  # nano-banana-2's limits, the catalogue's defaults
@@ -135,6 +137,8 @@ def _tags() -> list[Json]:
         {"name": "tasks", "description": "Submit and read image-generation tasks."},
         {"name": "account", "description": "The API key's account."},
         {"name": "results", "description": "Result downloads (the URLs in resultJson)."},
+        {"name": "webhooks", "description": "Callback delivery log, redelivery, test events "
+                                            "and signing secrets."},
         {"name": "operations", "description": "Health, readiness and this document."},
     ]
 
@@ -151,6 +155,7 @@ def _paths() -> Json:
         "/healthz": {"get": _healthz_operation()},
         "/readyz": {"get": _readyz_operation()},
         "/openapi.json": {"get": _openapi_operation()},
+        **webhook_paths(),
     }
 
 

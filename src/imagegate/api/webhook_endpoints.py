@@ -1,0 +1,100 @@
+"""Webhook endpoints (extensions): a task's delivery log, redelivery, a signed test event, and
+the account's signing secrets with rotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from imagegate.api.endpoints import ok, read_json, services
+from imagegate.errors import InvalidRequest
+from imagegate.store.base import Delivery, DeliveryAttempt, WebhookSecret
+
+_SMALL_BODY = 64 * 1024
+
+
+def _task_id(request: Request) -> str:
+    task_id = request.query_params.get("taskId", "")
+    if not task_id:
+        raise InvalidRequest("taskId query parameter is required", field="taskId")
+    return task_id
+
+
+def render_attempt(a: DeliveryAttempt) -> dict[str, Any]:
+    out: dict[str, Any] = {"attempt": a.attempt, "time": a.started_ms, "latencyMs": a.duration_ms,
+                           "delivered": a.error is None}
+    if a.status is not None:
+        out["httpStatus"] = a.status
+    if a.error is not None:
+        out["error"] = a.error
+    return out
+
+
+def render_delivery(d: Delivery, attempts: list[DeliveryAttempt]) -> dict[str, Any]:
+    out: dict[str, Any] = {"webhookId": d.id, "taskId": d.task_id, "url": d.url,
+                           "state": d.state, "attempts": d.attempts, "createTime": d.created_ms,
+                           "log": [render_attempt(a) for a in attempts]}
+    if d.state == "pending":
+        out["nextAttemptTime"] = d.next_attempt_ms
+    return out
+
+
+def render_secret(s: WebhookSecret) -> dict[str, Any]:
+    out: dict[str, Any] = {"secret": s.secret, "createTime": s.created_ms}
+    if s.expires_ms is not None:
+        out["expireTime"] = s.expires_ms
+    return out
+
+
+async def delivery_log(request: Request) -> Response:
+    svc = services(request)
+    key = await svc.authenticate(request.headers.get("authorization"))
+    found = await svc.delivery_log(key, _task_id(request))
+    return ok([render_delivery(d, attempts) for d, attempts in found])
+
+
+async def redeliver(request: Request) -> Response:
+    svc = services(request)
+    key = await svc.authenticate(request.headers.get("authorization"))
+    delivery, attempt = await svc.redeliver(key, _task_id(request))
+    return ok({"webhookId": delivery.id, "attempt": render_attempt(attempt)})
+
+
+async def test_event(request: Request) -> Response:
+    svc = services(request)
+    key = await svc.authenticate(request.headers.get("authorization"))
+    body = await read_json(request, _SMALL_BODY)
+    url = body.get("url") if isinstance(body, dict) else None
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest("url is required: the address to send a test event to", field="url")
+    result = await svc.dispatcher.send_test(key.account_id, url)
+    out: dict[str, Any] = {"webhookId": result.webhook_id, "delivered": result.delivered,
+                           "latencyMs": result.latency_ms}
+    if result.status is not None:
+        out["httpStatus"] = result.status
+    if result.error is not None:
+        out["error"] = result.error
+    return ok(out)
+
+
+async def signing_secrets(request: Request) -> Response:
+    svc = services(request)
+    key = await svc.authenticate(request.headers.get("authorization"))
+    return ok({"secrets": [render_secret(s) for s in await svc.webhook_secrets(key)]})
+
+
+async def rotate_secret(request: Request) -> Response:
+    svc = services(request)
+    key = await svc.authenticate(request.headers.get("authorization"))
+    overlap: float | None = None
+    if request.headers.get("content-length", "0") not in ("", "0"):
+        body = await read_json(request, _SMALL_BODY)
+        raw = body.get("overlapSeconds") if isinstance(body, dict) else None
+        if raw is not None and (isinstance(raw, bool) or not isinstance(raw, (int, float))):
+            raise InvalidRequest("overlapSeconds must be a number of seconds",
+                                 field="overlapSeconds")
+        overlap = raw
+    live = await svc.rotate_webhook_secret(key, overlap)
+    return ok({"secret": live[0].secret, "secrets": [render_secret(s) for s in live]})
