@@ -1,10 +1,10 @@
 """The embedded store: SQLite in WAL mode.
 
-One writer thread owns the only writing connection, so each transaction runs whole on it in one
-hop from the event loop and writes never contend inside the process (``BEGIN IMMEDIATE`` plus a
-busy timeout handles other processes, such as the CLI). Readers use their own connections on a
-small thread pool; under WAL they never wait for the writer. ``synchronous=FULL``: a task is on
-disk before its taskId is returned.
+One writer thread owns the only writing connection and commits the transactions queued for it
+in groups (``sqlite_writer.py``), so writes never contend inside the process and many submits
+share one fsync (``BEGIN IMMEDIATE`` plus a busy timeout handles other processes, such as the
+CLI). Readers use their own connections on a small thread pool; under WAL they never wait for
+the writer. ``synchronous=FULL``: a task is on disk before its taskId is returned.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from imagegate.store.base import (
     WebhookSecret,
 )
 from imagegate.store.schema import MIGRATIONS
+from imagegate.store.sqlite_writer import GroupCommitWriter
 from imagegate.tasks import RouteAttempt, Task, TaskState
 
 T = TypeVar("T")
@@ -42,11 +43,11 @@ _UNFINISHED = "('queued','running')"
 class SqliteStore:
     def __init__(self, path: str | Path, readers: int = 4) -> None:
         self._path = str(path)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
         self._conns: list[Conn] = []
         self._conns_lock = threading.Lock()
+        self._writer = GroupCommitWriter(self._conn)
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -71,18 +72,7 @@ class SqliteStore:
         return conn
 
     async def _write(self, fn: Callable[[Conn], T]) -> T:
-        def run() -> T:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
-        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        return await self._writer.run(fn)
 
     async def _read(self, fn: Callable[[Conn], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -109,7 +99,7 @@ class SqliteStore:
                     conn.close()
                 self._conns.clear()
 
-        self._writer.shutdown(wait=True)
+        self._writer.close()
         self._readers.shutdown(wait=True)
         close_all()
 
