@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import httpx
 from PIL import Image
 
+from imagegate.concurrency import all_or_cancel
 from imagegate.errors import ReferenceImageError
 from imagegate.imaging import ImageDecodeError, decode_image
 from imagegate.netguard import (
@@ -97,13 +98,7 @@ class ReferenceFetcher:
             async with gate:
                 return await self.fetch(url)
 
-        tasks = [asyncio.create_task(one(url)) for url in urls]
-        try:
-            return list(await asyncio.gather(*tasks))
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        return await all_or_cancel(one(url) for url in urls)
 
     async def fetch(self, url: str) -> FetchedImage:
         """Fetch and decode one image within ``limits.timeout_s``.

@@ -33,20 +33,19 @@ import json
 import logging
 import math
 import re
-import time
-from collections.abc import Coroutine, Mapping, Sequence
-from email.utils import parsedate_to_datetime
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import httpx
 from PIL import Image
 
+from imagegate.concurrency import all_or_cancel
 from imagegate.config import Settings
 from imagegate.contract import CONTENT_TYPES, RATIOS, RESOLUTIONS
 from imagegate.errors import ConfigError, FailCode, RouteError
 from imagegate.imaging import ImageDecodeError, decode_image, encode
-from imagegate.money import usd_to_micros
 from imagegate.routes.base import Capabilities, GeneratedImage, Job
+from imagegate.routes.options import RouteOptions, retry_after_seconds, scrub
 
 __all__ = ["DEFAULT_BASE_URL", "GeminiRoute", "default_capabilities", "encode_reference"]
 
@@ -72,10 +71,9 @@ _IMAGE_PROBLEM = re.compile(
 # gRPC codes that say "try again" whatever the HTTP status (google.rpc.Code).
 _TRANSIENT = frozenset({"ABORTED", "CANCELLED", "INTERNAL", "UNAVAILABLE", "UNKNOWN"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
-_OPTIONS = frozenset({
-    "type", "model", "api_key", "base_url", "timeout_seconds", "search_grounding", "official",
-    "max_references", "resolutions", "ratios", "cost", "send_image_size", "max_inline_bytes",
-})
+_OPTIONS = ("model", "api_key", "base_url", "timeout_seconds", "search_grounding", "official",
+            "max_references", "resolutions", "ratios", "send_image_size", "max_inline_bytes",
+            "cost")
 
 T = TypeVar("T")
 
@@ -127,29 +125,24 @@ class GeminiRoute:
     @classmethod
     def from_options(cls, name: str, options: Mapping[str, Any], client: httpx.AsyncClient,
                      settings: Settings) -> GeminiRoute:
-        """Build from a ``[routes.<name>]`` table; raise ``ConfigError`` naming a bad option."""
-        where = f"routes.{name}"
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            known = ", ".join(sorted(_OPTIONS - {"type"}))
-            raise ConfigError(f"unknown option {where}.{unknown[0]}; known: {known}")
-        model = _opt_str(options, "model", where)
-        if not model:
-            raise ConfigError(f"{where}.model is required (for example "
-                              f"\"gemini-3.1-flash-image-preview\")")
-        api_key = _opt_str(options, "api_key", where, secret=True) or settings.gemini_api_key
+        """Build from a ``[routes.<name>]`` table; raise ``ConfigError`` naming a bad option.
+        The key and base URL default to ``settings``; the key is never shown in an error."""
+        opts = RouteOptions("gemini", name, options, _OPTIONS)
+        model = opts.text("model", example="gemini-3.1-flash-image-preview").removeprefix("models/")
+        api_key = opts.optional_text("api_key", secret=True) or settings.gemini_api_key
         if not api_key:
-            raise ConfigError(f"{where}.api_key is not set, and neither is "
+            raise ConfigError(f"{opts.where('api_key')} is not set, and neither is "
                               f"IMAGEGATE_GEMINI_API_KEY")
-        base_url = _opt_str(options, "base_url", where) or settings.gemini_base_url
+        base_url = opts.optional_text("base_url") or settings.gemini_base_url
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}.base_url must be an http(s) URL, got {base_url!r}")
+            raise ConfigError(f"{opts.where('base_url')} must be an http(s) URL, "
+                              f"got {base_url!r}")
+        send_image_size = opts.flag("send_image_size") if "send_image_size" in opts else None
         return cls(name, client, api_key=api_key, model=model, base_url=base_url,
-                   timeout_s=_opt_seconds(options, "timeout_seconds", 120.0, where),
-                   capabilities=_capabilities(options, model, where),
-                   max_inline_bytes=_opt_int(options, "max_inline_bytes", 7 * _MIB, where,
-                                             low=4096, high=100 * _MIB),
-                   send_image_size=_opt_bool(options, "send_image_size", None, where))
+                   timeout_s=opts.seconds("timeout_seconds", 120.0),
+                   capabilities=opts.capabilities(default_capabilities(model), min_references=1),
+                   max_inline_bytes=opts.whole("max_inline_bytes", 7 * _MIB, 4096, 100 * _MIB),
+                   send_image_size=send_image_size)
 
     # Generating -------------------------------------------------------------------------------
 
@@ -161,7 +154,7 @@ class GeminiRoute:
                 if job.num_images <= 1:
                     return [await self._generate_one(payload)]
                 calls = [self._generate_one(payload) for _ in range(job.num_images)]
-                return await _all_or_none(calls)
+                return await all_or_cancel(calls)
         except TimeoutError as exc:
             raise self._error(FailCode.TIMEOUT,
                               f"no image within {self.timeout_s:g} s") from exc
@@ -284,19 +277,16 @@ class GeminiRoute:
 
     # Errors -----------------------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "[redacted]")
-
     def _error(self, fail_code: str, message: str, *,
                retry_after: float | None = None) -> RouteError:
-        return RouteError.of(fail_code, self._scrub(f"gemini {self.model}: {message}"),
+        return RouteError.of(fail_code, scrub(f"gemini {self.model}: {message}", self._api_key),
                              retry_after=retry_after)
 
     def _unusable(self, shown: str) -> RouteError:
         """This route cannot work until its operator acts (key, model, project): another route
         may serve the task, but trying this one again will not help."""
-        message = self._scrub(f"gemini {self.model}: the route is not usable ({shown}); check "
-                              f"its API key, model name and Google project")
+        message = scrub(f"gemini {self.model}: the route is not usable ({shown}); check its "
+                        "API key, model name and Google project", self._api_key)
         log.warning("route %s: %s", self.name, message)
         return RouteError(FailCode.UNKNOWN, message, retryable=False, failover=True)
 
@@ -328,17 +318,6 @@ def _has_alpha(image: Image.Image) -> bool:
         return False
     extrema = image.convert("RGBA").getchannel("A").getextrema()
     return bool(extrema != (255, 255))  # an opaque alpha channel is no reason for PNG
-
-
-async def _all_or_none(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run ``calls`` concurrently; the first failure cancels the rest and is raised."""
-    tasks = [asyncio.ensure_future(call) for call in calls]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # Answer parsing -------------------------------------------------------------------------------
@@ -402,101 +381,4 @@ def _retry_after(error: Mapping[str, Any], headers: httpx.Headers) -> float | No
             match = _DURATION.match(str(detail.get("retryDelay", "")))
             if match:
                 return float(match.group(1))
-    return _retry_after_header(headers.get("retry-after"))
-
-
-def _retry_after_header(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError):
-            return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-# Options --------------------------------------------------------------------------------------
-
-
-def _capabilities(options: Mapping[str, Any], model: str, where: str) -> Capabilities:
-    base = default_capabilities(model)
-    resolutions = _opt_subset(options, "resolutions", base.resolutions, RESOLUTIONS, where)
-    return Capabilities(
-        modes=base.modes,
-        max_references=_opt_int(options, "max_references", base.max_references, where,
-                                 low=1, high=14),
-        resolutions=resolutions,
-        ratios=_opt_subset(options, "ratios", base.ratios, RATIOS, where),
-        search_grounding=bool(_opt_bool(options, "search_grounding", base.search_grounding,
-                                        where)),
-        official=bool(_opt_bool(options, "official", True, where)),
-        cost_micros=_opt_cost(options, resolutions, where),
-    )
-
-
-def _opt_str(options: Mapping[str, Any], key: str, where: str, *, secret: bool = False) -> str:
-    value = options.get(key, "")
-    if not isinstance(value, str):
-        shown = "" if secret else f", got {value!r}"
-        raise ConfigError(f"{where}.{key} must be a string{shown}")
-    return value.strip()
-
-
-def _opt_bool(options: Mapping[str, Any], key: str, default: bool | None,
-              where: str) -> bool | None:
-    value = options.get(key, default)
-    if value is not None and not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
-    return value
-
-
-def _opt_int(options: Mapping[str, Any], key: str, default: int, where: str, *,
-             low: int, high: int) -> int:
-    value = options.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"{where}.{key} must be a whole number from {low} to {high}, "
-                          f"got {value!r}")
-    return value
-
-
-def _opt_seconds(options: Mapping[str, Any], key: str, default: float, where: str) -> float:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{where}.{key} must be a number of seconds above 0, got {value!r}")
-    return float(value)
-
-
-def _opt_subset(options: Mapping[str, Any], key: str, default: tuple[str, ...],
-                allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
-    value = options.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, list) or not value or any(v not in allowed for v in value):
-        raise ConfigError(f"{where}.{key} must be a non-empty list drawn from "
-                          f"{', '.join(allowed)}")
-    return tuple(v for v in allowed if v in value)
-
-
-def _opt_cost(options: Mapping[str, Any], resolutions: tuple[str, ...],
-              where: str) -> dict[str, int]:
-    value = options.get("cost", {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}.cost must be a table of resolution = USD per image")
-    cost: dict[str, int] = {}
-    for res, usd in value.items():
-        if res not in resolutions:
-            raise ConfigError(f"{where}.cost.{res}: not a resolution of this route "
-                              f"({', '.join(resolutions)})")
-        try:
-            if isinstance(usd, bool) or not isinstance(usd, (str, int, float)):
-                raise ValueError(usd)
-            cost[res] = usd_to_micros(str(usd))
-        except ValueError as exc:
-            raise ConfigError(f"{where}.cost.{res} must be a USD amount, got {usd!r}") from exc
-        if cost[res] < 0:
-            raise ConfigError(f"{where}.cost.{res} must not be negative, got {usd!r}")
-    return cost
+    return retry_after_seconds(headers.get("retry-after"))

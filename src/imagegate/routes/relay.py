@@ -27,22 +27,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import re
-from collections.abc import Awaitable, Mapping, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from PIL import Image
 
+from imagegate.concurrency import all_or_cancel
 from imagegate.config import Settings
-from imagegate.contract import MODES, RATIOS, RESOLUTIONS
 from imagegate.errors import ConfigError, FailCode, RouteError
 from imagegate.imaging import ImageDecodeError, decode_image
-from imagegate.money import usd_to_micros
 from imagegate.routes.base import Capabilities, GeneratedImage, Job
+from imagegate.routes.options import RouteOptions, retry_after_seconds, scrub
 
 __all__ = ["RelayRoute", "map_fail_code", "parse_result_urls"]
 
@@ -141,12 +138,12 @@ class RelayRoute:
     @classmethod
     def from_options(cls, name: str, options: Mapping[str, Any], client: httpx.AsyncClient,
                      settings: Settings) -> RelayRoute:
-        """Build from a ``[routes.<name>]`` table (``type`` already removed).
+        """Build from a ``[routes.<name>]`` table (``type`` may be present; it is ignored).
 
         Raises ``ConfigError`` naming ``routes.<name>.<option>`` for a missing, unknown or
         invalid option. ``settings`` is accepted for symmetry with other routes.
         """
-        return _from_options(cls, _Options(name, options), client)
+        return _from_options(cls, RouteOptions("relay", name, options, _OPTIONS), client)
 
     async def close(self) -> None:
         return None  # the shared client belongs to the service
@@ -155,7 +152,7 @@ class RelayRoute:
         """One upstream task per image, concurrently. Raises ``RouteError`` only."""
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await _all([self._one(job) for _ in range(job.num_images)])
+                return await all_or_cancel([self._one(job) for _ in range(job.num_images)])
         except TimeoutError as exc:
             raise RouteError.of(FailCode.TIMEOUT, f"{self._who}: upstream did not finish within "
                                 f"{self.timeout_s:g} s") from exc
@@ -201,7 +198,8 @@ class RelayRoute:
                               failover=True)
         if status == 429:
             return RouteError.of(FailCode.RATE_LIMITED, f"{self._who}: upstream rate limit: "
-                                 f"{detail}", retry_after=_retry_after(headers))
+                                 f"{detail}",
+                                 retry_after=retry_after_seconds(headers.get("retry-after")))
         if status == 504:
             return RouteError.of(FailCode.TIMEOUT, f"{self._who}: upstream timed out: {detail}")
         if status >= 500:
@@ -248,7 +246,8 @@ class RelayRoute:
         envelope = _envelope(response)
         status = _effective_status(response, envelope)
         if status == 429 or status >= 500:
-            raise _TransientPollError(f"HTTP {status}", _retry_after(response.headers))
+            raise _TransientPollError(f"HTTP {status}",
+                                      retry_after_seconds(response.headers.get("retry-after")))
         if status == 404:
             raise RouteError.of(FailCode.UNKNOWN, f"{self._who}: upstream no longer knows task "
                                 f"{task_id}: {self._detail(envelope, status)}")
@@ -356,20 +355,8 @@ class RelayRoute:
         return f"HTTP {status}" + (f", {self._scrub(said)}" if said else "")
 
     def _scrub(self, text: str) -> str:
-        if self._api_key:
-            text = text.replace(self._api_key, "[redacted]")
+        text = scrub(text, self._api_key)
         return text if len(text) <= _SHORT else text[: _SHORT - 3] + "..."
-
-
-async def _all(calls: Sequence[Awaitable[GeneratedImage]]) -> list[GeneratedImage]:
-    """Run ``calls`` concurrently; the first failure cancels the others and is raised."""
-    tasks = [asyncio.ensure_future(call) for call in calls]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _api_root(base_url: str) -> str:
@@ -406,24 +393,6 @@ def _bad_request_code(envelope: dict[str, Any] | None) -> str:
     return FailCode.MISSING_PARAMETER
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds from ``Retry-After`` (delta-seconds or an HTTP date), or None."""
-    value = headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _location(where: str, url: httpx.URL, response: httpx.Response) -> httpx.URL:
     location = response.headers.get("location")
     if not location:
@@ -447,80 +416,7 @@ _OPTIONS = ("base_url", "api_key", "model", "poll_interval_seconds", "first_poll
             "search_grounding", "max_references", "resolutions", "ratios", "cost")
 
 
-class _Options:
-    """Typed reads of one ``[routes.<name>]`` table; every error names the option."""
-
-    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
-        self.name = name
-        self.options = options
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise ConfigError(f"unknown option {self.where(unknown[0])}; known: "
-                              f"type, {', '.join(_OPTIONS)}")
-
-    def where(self, key: str) -> str:
-        return f"routes.{self.name}.{key}"
-
-    def text(self, key: str, default: str | None = None) -> str:
-        value = self.options.get(key, default)
-        if value is None:
-            raise ConfigError(f"{self.where(key)} is required for a relay route")
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{self.where(key)} must be a non-empty string")
-        return value.strip()
-
-    def seconds(self, key: str, default: float, *, zero_ok: bool = False) -> float:
-        value = self.options.get(key, default)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or not math.isfinite(value) or not (0 <= value if zero_ok else 0 < value):
-            floor = "0 or more" if zero_ok else "greater than 0"
-            raise ConfigError(f"{self.where(key)} must be a number of seconds {floor}, "
-                              f"got {value!r}")
-        return float(value)
-
-    def flag(self, key: str) -> bool:
-        value = self.options.get(key, False)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{self.where(key)} must be true or false, got {value!r}")
-        return value
-
-    def whole(self, key: str, default: int, low: int, high: int) -> int:
-        value = self.options.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise ConfigError(f"{self.where(key)} must be a whole number from {low} to {high}, "
-                              f"got {value!r}")
-        return value
-
-    def subset(self, key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.options.get(key)
-        if value is None:
-            return allowed
-        if not isinstance(value, list) or not value or any(v not in allowed for v in value):
-            raise ConfigError(f"{self.where(key)} must be a non-empty list drawn from "
-                              f"{', '.join(allowed)}")
-        return tuple(v for v in allowed if v in value)
-
-    def cost(self, resolutions: tuple[str, ...]) -> dict[str, int]:
-        table = self.options.get("cost", {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{self.where('cost')} must be a table of resolution = USD")
-        micros: dict[str, int] = {}
-        for res, raw in table.items():
-            where = self.where(f"cost.{res}")
-            if res not in resolutions:
-                raise ConfigError(f"{where}: resolution must be one of {', '.join(resolutions)}")
-            try:
-                if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-                    raise ValueError(raw)
-                micros[res] = usd_to_micros(str(raw))
-            except ValueError as exc:
-                raise ConfigError(f"{where} must be a USD amount, got {raw!r}") from exc
-            if micros[res] < 0:
-                raise ConfigError(f"{where} must not be negative, got {raw!r}")
-        return micros
-
-
-def _from_options(cls: type[RelayRoute], opts: _Options, client: httpx.AsyncClient,
+def _from_options(cls: type[RelayRoute], opts: RouteOptions, client: httpx.AsyncClient,
                   ) -> RelayRoute:
     base_url = opts.text("base_url")
     if not re.match(r"https?://[^/\s]+", base_url, re.IGNORECASE):
@@ -528,16 +424,10 @@ def _from_options(cls: type[RelayRoute], opts: _Options, client: httpx.AsyncClie
                           f"https://api.apixo.ai, got {base_url!r}")
     poll = opts.seconds("poll_interval_seconds", 3.0)
     first_poll = (opts.seconds("first_poll_seconds", poll, zero_ok=True)
-                  if "first_poll_seconds" in opts.options else None)
-    max_refs = opts.whole("max_references", 14, 0, 14)
-    resolutions = opts.subset("resolutions", RESOLUTIONS)
-    caps = Capabilities(
-        modes=MODES if max_refs else ("text-to-image",), max_references=max_refs,
-        resolutions=resolutions, ratios=opts.subset("ratios", RATIOS),
-        search_grounding=opts.flag("search_grounding"), official=opts.flag("official"),
-        cost_micros=opts.cost(resolutions))
+                  if "first_poll_seconds" in opts else None)
+    caps = opts.capabilities(Capabilities())
     return cls(
-        opts.name, client, base_url=base_url, api_key=opts.text("api_key"),
+        opts.name, client, base_url=base_url, api_key=opts.text("api_key", secret=True),
         model=opts.text("model", DEFAULT_MODEL), poll_interval_s=poll,
         first_poll_s=first_poll, timeout_s=opts.seconds("timeout_seconds", 600.0),
         request_timeout_s=opts.seconds("request_timeout_seconds", 30.0),
