@@ -34,7 +34,9 @@ from imagegate.store.base import Delivery, DeliveryAttempt, Store
 
 log = logging.getLogger("imagegate.webhooks")
 
-LEASE_MS = 120_000
+# A claimed delivery is leased for the attempt's timeout plus this margin; a dispatcher that dies
+# mid-attempt leaves the row to be claimed again when the lease ends (at-least-once).
+LEASE_MARGIN_MS = 30_000
 RESOLVE_TIMEOUT_S = 10.0
 _HEADERS = {"content-type": "application/json", "user-agent": "imagegate-webhooks/1"}
 
@@ -126,7 +128,8 @@ class Dispatcher:
                 stopper.cancel()
 
     async def dispatch_once(self) -> int:
-        due = await self.store.claim_deliveries(self.clock.now_ms(), LEASE_MS, self.concurrency)
+        lease_ms = int(self.settings.callbacks_timeout_seconds * 1000) + LEASE_MARGIN_MS
+        due = await self.store.claim_deliveries(self.clock.now_ms(), lease_ms, self.concurrency)
         await asyncio.gather(*(self.deliver(d) for d in due))
         return len(due)
 

@@ -193,7 +193,7 @@ def test_a_restart_between_attempts_loses_nothing(tmp_path: Path) -> None:
     try:
         with loopback_server(state=state) as rx:
             task_id = submit_callback(srv, key, rx.base_url + "/restart")
-            rx.wait_for(1)
+            wait_log(srv, key, task_id, 1)  # the failed first attempt is on record
             srv.kill9()
             srv = Server(tmp_path / "d", env=env).start()
             got = rx.wait_for(2, timeout=30)
