@@ -11,31 +11,39 @@ import asyncio
 from collections import defaultdict
 
 
+class Signal:
+    """A wake-up call: ``set`` wakes one ``wait``, which then re-arms it."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, within_s: float, stop: asyncio.Event | None = None) -> None:
+        """Return when set, when ``stop`` is set, or after ``within_s`` seconds."""
+        waiters = {asyncio.ensure_future(self._event.wait())}
+        if stop is not None:
+            waiters.add(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        self._event.clear()
+
+
 class TaskEvents:
     def __init__(self) -> None:
-        self._work = asyncio.Event()
+        self.work = Signal()  # a task may be ready to claim
+        self.deliveries = Signal()  # a callback delivery was queued
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
-        self._deliveries = asyncio.Event()
 
     def work_available(self) -> None:
-        self._work.set()
-
-    async def wait_for_work(self, within_s: float) -> None:
-        try:
-            await asyncio.wait_for(self._work.wait(), within_s)
-        except TimeoutError:
-            pass
-        self._work.clear()
+        self.work.set()
 
     def delivery_queued(self) -> None:
-        self._deliveries.set()
-
-    async def wait_for_deliveries(self, within_s: float) -> None:
-        try:
-            await asyncio.wait_for(self._deliveries.wait(), within_s)
-        except TimeoutError:
-            pass
-        self._deliveries.clear()
+        self.deliveries.set()
 
     def task_changed(self, task_id: str) -> None:
         for event in self._waiters.pop(task_id, ()):

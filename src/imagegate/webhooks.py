@@ -121,11 +121,7 @@ class Dispatcher:
                 log.exception("dispatching callbacks failed; trying again shortly")
                 sent = 0
             if not sent:
-                waiter = asyncio.create_task(self.events.wait_for_deliveries(1.0))
-                stopper = asyncio.create_task(stop.wait())
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                stopper.cancel()
+                await self.events.deliveries.wait(1.0, stop)
 
     async def dispatch_once(self) -> int:
         lease_ms = int(self.settings.callbacks_timeout_seconds * 1000) + LEASE_MARGIN_MS

@@ -85,11 +85,7 @@ class Worker:
             return []
 
     async def _idle(self, stop: asyncio.Event) -> None:
-        waiter = asyncio.create_task(self.events.wait_for_work(self.settings.worker_poll_seconds))
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for t in (waiter, stopper):
-            t.cancel()
+        await self.events.work.wait(self.settings.worker_poll_seconds, stop)
 
     async def run_task(self, task: Task) -> None:
         """One attempt of one task, with a heartbeat that keeps its lease."""
