@@ -114,20 +114,29 @@ class Dispatcher:
         self.concurrency = concurrency
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Keep up to ``concurrency`` attempts in flight; a slow receiver holds only its own
+        slot. Returns when ``stop`` is set and the attempts in flight have ended."""
+        running: set[asyncio.Task[DeliveryAttempt]] = set()
         while not stop.is_set():
-            try:
-                sent = await self.dispatch_once()
-            except Exception:
-                log.exception("dispatching callbacks failed; trying again shortly")
-                sent = 0
-            if not sent:
+            free = self.concurrency - len(running)
+            claimed = await self._claim(free) if free > 0 else []
+            for delivery in claimed:
+                task = asyncio.create_task(self.deliver(delivery))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                task.add_done_callback(lambda _: self.events.delivery_queued())
+            if not claimed:
                 await self.events.deliveries.wait(1.0, stop)
+        if running:
+            await asyncio.wait(running)
 
-    async def dispatch_once(self) -> int:
+    async def _claim(self, limit: int) -> list[Delivery]:
         lease_ms = int(self.settings.callbacks_timeout_seconds * 1000) + LEASE_MARGIN_MS
-        due = await self.store.claim_deliveries(self.clock.now_ms(), lease_ms, self.concurrency)
-        await asyncio.gather(*(self.deliver(d) for d in due))
-        return len(due)
+        try:
+            return await self.store.claim_deliveries(self.clock.now_ms(), lease_ms, limit)
+        except Exception:
+            log.exception("claiming callback deliveries failed; trying again shortly")
+            return []
 
     async def deliver(self, delivery: Delivery, *, manual: bool = False) -> DeliveryAttempt:
         """One attempt. ``manual`` (an operator's redelivery): a failure leaves the schedule as
@@ -175,9 +184,12 @@ class Dispatcher:
                           int((time.monotonic() - t0) * 1000))
 
     async def signing_secrets(self, account_id: str) -> list[str]:
-        """The account's live secrets, creating its first one when it has none."""
-        found = await self.store.webhook_secrets(account_id, self.clock.now_ms(),
-                                                 create=new_secret())
+        """The account's live secrets, creating its first one when it has none (a plain read
+        when it has: no write transaction per attempt)."""
+        now = self.clock.now_ms()
+        found = await self.store.webhook_secrets(account_id, now)
+        if not found:
+            found = await self.store.webhook_secrets(account_id, now, create=new_secret())
         return [s.secret for s in found]
 
     async def _post(self, account_id: str, webhook_id: str, url: str, body: bytes,
