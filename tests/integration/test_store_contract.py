@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 from imagegate.contract import SubmitInput
-from imagegate.errors import PaymentRequired, TooManyRequests
+from imagegate.errors import PaymentRequired, TooManyRequests, Unauthorized
 from imagegate.money import ChargeState, LedgerKind
 from imagegate.store.base import ApiKey, DeliveryAttempt, Finish, NewDelivery, Store
 from imagegate.store.sqlite import SqliteStore
@@ -101,8 +101,17 @@ def new_delivery(task: Task, now_ms: int = NOW + 5_000, delivery_id: str = "msg_
                        created_ms=now_ms)
 
 
-async def open_account(store: Store, micros: int, account_id: str = ACCOUNT) -> None:
+async def open_account(store: Store, micros: int, account_id: str = ACCOUNT, *,
+                       keys: tuple[str, ...] | None = None) -> None:
+    """An account with ``micros`` of credit and the API keys tasks are submitted with (by
+    default KEY and key_2 for ACCOUNT, none for other accounts)."""
     await store.create_account(account_id, f"account {account_id}", NOW)
+    if keys is None:
+        keys = (KEY, "key_2") if account_id == ACCOUNT else ()
+    for key_id in keys:
+        key = ApiKey(id=key_id, account_id=account_id, name=key_id, prefix=key_id,
+                     created_ms=NOW)
+        await store.create_key(key, f"hash-of-{key_id}-{account_id}")
     if micros:
         await store.credit(account_id, micros, NOW, "opening credit")
 
@@ -244,7 +253,7 @@ def test_key_is_found_by_its_hash_and_id(store: Store) -> None:
 
 def test_key_limits_left_unset_read_back_as_none(store: Store) -> None:
     async def scenario() -> None:
-        await open_account(store, 0)
+        await open_account(store, 0, keys=())
         await store.create_key(make_key("k1"), "hash-1")
         found = await store.get_key("k1")
         assert found is not None
@@ -257,7 +266,7 @@ def test_key_limits_left_unset_read_back_as_none(store: Store) -> None:
 
 def test_list_keys_returns_every_key_oldest_first(store: Store) -> None:
     async def scenario() -> None:
-        await open_account(store, 0)
+        await open_account(store, 0, keys=())
         await store.create_key(make_key("kb", NOW + 2), "hash-b")
         await store.create_key(make_key("ka", NOW + 1), "hash-a")
         await store.create_key(make_key("kc", NOW + 3), "hash-c")
@@ -268,7 +277,7 @@ def test_list_keys_returns_every_key_oldest_first(store: Store) -> None:
 
 def test_revoke_key_happens_once_and_the_key_stays_findable_as_inactive(store: Store) -> None:
     async def scenario() -> None:
-        await open_account(store, 0)
+        await open_account(store, 0, keys=())
         await store.create_key(make_key("k1"), "hash-1")
         assert await store.revoke_key("k1", NOW + 10) is True
         assert await store.revoke_key("k1", NOW + 20) is False
@@ -329,8 +338,8 @@ def test_insufficient_balance_raises_payment_required_and_stores_nothing(store: 
 
 def test_task_of_an_unknown_account_is_refused_and_not_stored(store: Store) -> None:
     async def scenario() -> None:
-        task = make_task(account_id="nobody")
-        with pytest.raises(PaymentRequired):
+        task = make_task(account_id="nobody", key_id="nobody's key")
+        with pytest.raises((PaymentRequired, Unauthorized)):
             await store.insert_task(task, 10)
         assert await store.get_task(task.id) is None
 
@@ -827,3 +836,23 @@ def test_delivery_attempt_from_a_dispatcher_that_lost_its_lease_is_not_recorded(
         return first, second, len(await store.delivery_attempts("msg_fence"))
 
     assert run(scenario()) == (True, False, 1)
+
+
+def test_a_finished_task_frees_its_slot_under_the_unfinished_limit(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        await store.insert_task(make_task(), 1)
+        with pytest.raises(TooManyRequests):
+            await store.insert_task(make_task(), 1)
+        [claimed] = await store.claim_tasks("w", NOW, LEASE_MS, 1)
+        assert await store.retry_later(claimed.id, claimed.attempt, NOW, (), "again")
+        with pytest.raises(TooManyRequests):  # requeued is still unfinished
+            await store.insert_task(make_task(), 1)
+        [claimed] = await store.claim_tasks("w", NOW, LEASE_MS, 1)
+        assert await store.finish_task(claimed.id, claimed.attempt, failed(), None)
+        assert not await store.finish_task(claimed.id, claimed.attempt, failed(), None)
+        await store.insert_task(make_task(), 1)  # the slot is free again, exactly once
+        with pytest.raises(TooManyRequests):
+            await store.insert_task(make_task(), 1)
+
+    run(scenario())

@@ -106,4 +106,11 @@ CREATE TABLE webhook_secrets (
     PRIMARY KEY (account_id, secret)
 );
 """),
+    # The count of a key's queued and running tasks, kept by the transactions that change it, so
+    # the submit-time limit check does not count rows.
+    (3, """
+ALTER TABLE api_keys ADD COLUMN unfinished_tasks INTEGER NOT NULL DEFAULT 0;
+UPDATE api_keys SET unfinished_tasks = (SELECT COUNT(*) FROM tasks
+    WHERE tasks.key_id = api_keys.id AND tasks.state IN ('queued', 'running'));
+"""),
 )

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from imagegate.errors import PaymentRequired, TooManyRequests
+from imagegate.errors import PaymentRequired, TooManyRequests, Unauthorized
 from imagegate.money import ChargeState, LedgerKind
 from imagegate.store import rows
 from imagegate.store.base import (
@@ -36,9 +36,6 @@ from imagegate.tasks import RouteAttempt, Task, TaskState
 
 T = TypeVar("T")
 Conn = sqlite3.Connection
-
-_UNFINISHED = "('queued','running')"
-
 
 class SqliteStore:
     def __init__(self, path: str | Path, readers: int = 4) -> None:
@@ -173,13 +170,11 @@ class SqliteStore:
 
     async def insert_task(self, task: Task, max_unfinished: int) -> None:
         def run(c: Conn) -> None:
-            (unfinished,) = c.execute(
-                f"SELECT COUNT(*) FROM tasks WHERE key_id = ? AND state IN {_UNFINISHED}",
-                (task.key_id,)).fetchone()
-            if unfinished >= max_unfinished:
-                raise TooManyRequests(
-                    f"this API key already has {unfinished} unfinished tasks, the limit",
-                    retry_after=5)
+            taken = c.execute("UPDATE api_keys SET unfinished_tasks = unfinished_tasks + 1 "
+                              "WHERE id = ? AND unfinished_tasks < ?",
+                              (task.key_id, max_unfinished))
+            if taken.rowcount != 1:
+                raise _over_limit(c, task.key_id)
             cur = c.execute("UPDATE accounts SET balance_micros = balance_micros - ? "
                             "WHERE id = ? AND balance_micros >= ?",
                             (task.price_micros, task.account_id, task.price_micros))
@@ -227,6 +222,8 @@ class SqliteStore:
             if cur.rowcount != 1:
                 return False
             _move_money(c, task_id, finish)
+            c.execute("UPDATE api_keys SET unfinished_tasks = unfinished_tasks - 1 "
+                      "WHERE id = (SELECT key_id FROM tasks WHERE id = ?)", (task_id,))
             if delivery is not None:
                 c.execute(rows.INSERT_DELIVERY, rows.delivery_params(delivery))
             return True
@@ -339,6 +336,14 @@ class SqliteStore:
             "SELECT * FROM deliveries WHERE task_id = ? ORDER BY created_ms", (task_id,)
         ).fetchall())
         return [rows.delivery(r) for r in found]
+
+
+def _over_limit(c: Conn, key_id: str) -> Exception:
+    row = c.execute("SELECT unfinished_tasks FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    if row is None:
+        return Unauthorized(f"no API key {key_id!r} to submit a task for")
+    return TooManyRequests(f"this API key already has {row[0]} unfinished tasks, the limit",
+                           retry_after=5)
 
 
 def _ledger(c: Conn, account_id: str, kind: str, amount: int, now_ms: int,
