@@ -14,12 +14,11 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
-from decimal import InvalidOperation
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from imagegate.contract import RATIOS, RESOLUTIONS, SIZE_TABLES, ModelLimits
+from imagegate.catalogue import ModelConfig, RouteConfig, models_from_toml, routes_from_toml
 from imagegate.errors import ConfigError
 from imagegate.money import usd_to_micros
 
@@ -94,46 +93,6 @@ _MAY_BE_ZERO = {"sandbox_delay_seconds", "worker_retry_backoff_seconds",
 _SECTIONS = {"limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
              "gemini", "router"}
 
-DEFAULT_PRICES = {"1k": "0.05", "2k": "0.08", "4k": "0.12"}
-
-# The default catalogue, in the form of the TOML ``[models.<id>]`` tables; a TOML table of the
-# same id overrides these keys one by one. ``gemini_route`` and ``gemini_model``: the route that
-# serves the model, and its upstream model, when a Gemini API key is configured.
-DEFAULT_CATALOGUE: dict[str, dict[str, Any]] = {
-    "nano-banana-2": {"prices": DEFAULT_PRICES, "gemini_route": "gemini",
-                      "gemini_model": "gemini-3.1-flash-image-preview"},
-    "nano-banana-pro": {
-        "prices": {"1k": "0.09", "2k": "0.09", "4k": "0.16"},
-        "ratios": ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"],
-        "gemini_route": "gemini-pro", "gemini_model": "gemini-3-pro-image-preview",
-    },
-    "nano-banana": {
-        "prices": {"1k": "0.03"}, "resolutions": ["1k"], "size_table": "gemini-2.5",
-        "max_references": 10, "max_prompt_chars": 5000,
-        "gemini_route": "gemini-2.5-flash", "gemini_model": "gemini-2.5-flash-image",
-    },
-}
-
-
-@dataclass(frozen=True)
-class RouteConfig:
-    """One configured route: ``type`` picks the implementation, ``options`` configure it."""
-
-    name: str
-    type: str
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One catalogue model: its limits, prices (micro-USD per image) and ordered routes."""
-
-    id: str
-    limits: ModelLimits
-    prices: Mapping[str, int]
-    routes: tuple[str, ...]
-
-
 @dataclass(frozen=True)
 class Settings:
     data_dir: str = "./imagegate-data"
@@ -186,8 +145,8 @@ class Settings:
         values.update(_scalars_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         gemini = bool(values.get("gemini_api_key"))
-        routes = _routes_from_toml(_table(doc, "routes"), gemini)
-        models = _models_from_toml(_table(doc, "models"), gemini)
+        routes = routes_from_toml(_table(doc, "routes"), gemini)
+        models = models_from_toml(_table(doc, "models"), gemini)
         settings = cls(models=models, routes=routes, config_file=path, **values)
         settings.check()
         return settings
@@ -319,96 +278,6 @@ def _to_bool(value: Any) -> bool:
     raise ValueError(value)
 
 
-def _routes_from_toml(doc: Mapping[str, Any], gemini: bool) -> dict[str, RouteConfig]:
-    routes = {"sandbox": RouteConfig("sandbox", "sandbox")}
-    if gemini:
-        for table in DEFAULT_CATALOGUE.values():
-            name = table["gemini_route"]
-            routes[name] = RouteConfig(name, "gemini", {"model": table["gemini_model"]})
-    for name, table in doc.items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"routes.{name} must be a table")
-        options = {k: v for k, v in table.items() if k != "type"}
-        routes[name] = RouteConfig(name, str(table.get("type", name)), options)
-    return routes
-
-
-def _models_from_toml(doc: Mapping[str, Any], gemini: bool) -> dict[str, ModelConfig]:
-    models = {}
-    for model_id, default in DEFAULT_CATALOGUE.items():
-        routes = [default["gemini_route"]] if gemini else ["sandbox"]
-        models[model_id] = {"routes": routes, **default}
-    for model_id, table in doc.items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"models.{model_id} must be a table")
-        models[model_id] = {**models.get(model_id, {}), **table}
-    return {model_id: _model(model_id, table) for model_id, table in models.items()}
-
-
-_MODEL_KEYS = {"routes", "prices", "ratios", "resolutions", "max_prompt_chars", "max_references",
-               "max_images", "size_table", "gemini_model", "gemini_route"}
-
-
-def _model(model_id: str, table: Mapping[str, Any]) -> ModelConfig:
-    where = f"models.{model_id}"
-    unknown = sorted(set(table) - _MODEL_KEYS)
-    if unknown:
-        known = ", ".join(sorted(_MODEL_KEYS))
-        raise ConfigError(f"unknown key {where}.{unknown[0]}; known: {known}")
-    base = ModelLimits()
-    size_table = _size_table(table.get("size_table", base.size_table), where)
-    table_ratios = tuple(r for r in RATIOS if r in SIZE_TABLES[size_table])
-    limits = ModelLimits(
-        max_prompt_chars=_count(table, "max_prompt_chars", base.max_prompt_chars, where),
-        max_references=_count(table, "max_references", base.max_references, where),
-        ratios=_subset(table.get("ratios"), table_ratios, f"{where}.ratios"),
-        resolutions=_subset(table.get("resolutions"), RESOLUTIONS, f"{where}.resolutions"),
-        max_images=_count(table, "max_images", base.max_images, where),
-        size_table=size_table,
-    )
-    prices = _prices(table.get("prices", DEFAULT_PRICES), limits.resolutions, f"{where}.prices")
-    route_names = tuple(table.get("routes", ("sandbox",)))
-    if not route_names or not all(isinstance(r, str) for r in route_names):
-        raise ConfigError(f"{where}.routes must name at least one route")
-    return ModelConfig(model_id, limits, prices, route_names)
-
-
-def _size_table(value: Any, where: str) -> str:
-    if value not in SIZE_TABLES:
-        raise ConfigError(f"{where}.size_table must be one of {', '.join(SIZE_TABLES)}")
-    return str(value)
-
-
-def _count(table: Mapping[str, Any], key: str, default: int, where: str) -> int:
-    value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{where}.{key} must be a whole number of at least 1, got {value!r}")
-    return value
-
-
-def _subset(value: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
-    if value is None:
-        return allowed
-    if not isinstance(value, list) or not value or any(v not in allowed for v in value):
-        raise ConfigError(f"{where} must be a non-empty list drawn from {', '.join(allowed)}")
-    return tuple(v for v in allowed if v in value)
-
-
-def _prices(value: Any, resolutions: tuple[str, ...], where: str) -> dict[str, int]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a table of resolution = USD")
-    prices: dict[str, int] = {}
-    for res in resolutions:
-        raw = value.get(res, DEFAULT_PRICES.get(res))
-        try:
-            prices[res] = usd_to_micros(str(raw))
-        except (InvalidOperation, ValueError) as exc:
-            raise ConfigError(f"{where}.{res} must be a USD amount, got {raw!r}") from exc
-        if prices[res] < 0:
-            raise ConfigError(f"{where}.{res} must not be negative, got {raw!r}")
-    return prices
-
-
 def _schedule(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(part) for part in text.split(",") if part.strip())
@@ -429,9 +298,11 @@ def reference_markdown() -> str:
     return "\n".join(rows)
 
 
-def _check_defaults_match() -> None:  # kept honest by tests/unit/test_config.py
-    names = {f.name for f in fields(Settings)} - {"models", "routes", "config_file"}
-    assert names == set(_BY_NAME), names ^ set(_BY_NAME)
-
-
-__all__ = ["ModelConfig", "RouteConfig", "Settings", "reference_markdown"]
+__all__ = [
+    "ENV_PREFIX",
+    "SETTINGS",
+    "ModelConfig",
+    "RouteConfig",
+    "Settings",
+    "reference_markdown",
+]

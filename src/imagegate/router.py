@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from imagegate.config import ModelConfig
+from imagegate.catalogue import ModelConfig
 from imagegate.contract import SubmitInput
 from imagegate.errors import FailCode, InvalidRequest, NotFound, RouteError, TaskError
 from imagegate.health import HealthBook

@@ -15,9 +15,10 @@ import httpx
 
 from imagegate.blobs.base import BlobStore
 from imagegate.blobs.local import LocalBlobStore
+from imagegate.catalogue import RouteConfig
 from imagegate.clock import Clock, SystemClock
 from imagegate.completion import Completion
-from imagegate.config import RouteConfig, Settings
+from imagegate.config import Settings
 from imagegate.contract import parse_submit
 from imagegate.errors import (
     ConfigError,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 from PIL import Image
 
-from imagegate.config import ModelConfig
+from imagegate.catalogue import ModelConfig
 from imagegate.contract import ModelLimits, SubmitInput
 from imagegate.errors import FailCode, InvalidRequest, NotFound, RouteError
 from imagegate.health import HealthBook
