@@ -47,6 +47,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("allow_http_callbacks", bool, False, "Accept plain-http callback_url values."),
     Setting("retention_days", float, 15.0, "Days result URLs keep working; then 410 and the "
             "bytes are deleted."),
+    Setting("auth_cache_seconds", float, 1.0, "How long a process may reuse an API key it found "
+            "active without reading it again; a revoked key stops working within this time. "
+            "0 reads the key on every request."),
     Setting("limits_max_body_bytes", int, 32 * 1024 * 1024, "Largest submit body (413 above)."),
     Setting("limits_submit_rate", float, 20.0, "Default submits per second per API key "
             "(token bucket refill rate)."),
@@ -88,9 +91,9 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
-_MAY_BE_ZERO = {"sandbox_delay_seconds", "worker_retry_backoff_seconds",
+_MAY_BE_ZERO = {"sandbox_delay_seconds", "auth_cache_seconds", "worker_retry_backoff_seconds",
                 "callbacks_rotation_overlap_seconds"}
-_SECTIONS = {"limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
+_SECTIONS = {"auth", "limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
              "gemini", "router"}
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class Settings:
     allow_private_networks: bool = False
     allow_http_callbacks: bool = False
     retention_days: float = 15.0
+    auth_cache_seconds: float = 1.0
     limits_max_body_bytes: int = 32 * 1024 * 1024
     limits_submit_rate: float = 20.0
     limits_submit_burst: int = 40

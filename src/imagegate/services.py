@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from imagegate.errors import (
 from imagegate.events import TaskEvents
 from imagegate.fetch import FetchLimits, ReferenceFetcher
 from imagegate.health import HealthBook
-from imagegate.keys import bearer_token, hash_key
+from imagegate.keys import KeyCache, bearer_token, hash_key
 from imagegate.limits import InMemoryRateLimiter, RateLimiter
 from imagegate.money import ChargeState, task_price
 from imagegate.router import Router
@@ -97,6 +98,7 @@ class Services:
     worker: Worker
     sweeper: Sweeper
     dispatcher: Dispatcher
+    key_cache: KeyCache[ApiKey] = field(default_factory=lambda: KeyCache(1.0))
     draining: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
@@ -126,7 +128,8 @@ class Services:
                                 allow_private=settings.allow_private_networks)
         dispatcher = Dispatcher(store, client, policy, settings, clock, events)
         return cls(settings, store, blobs, client, router, clock, events,
-                   InMemoryRateLimiter(), completion, worker, sweeper, dispatcher)
+                   InMemoryRateLimiter(), completion, worker, sweeper, dispatcher,
+                   key_cache=KeyCache(settings.auth_cache_seconds))
 
     # Lifecycle --------------------------------------------------------------------------------
 
@@ -170,9 +173,14 @@ class Services:
         token = bearer_token(authorization)
         if token is None:
             raise Unauthorized("missing or malformed Authorization: Bearer header")
-        key = await self.store.key_by_hash(hash_key(token))
-        if key is None or not key.active:
-            raise Unauthorized("invalid or revoked API key")
+        key_hash = hash_key(token)
+        now = time.monotonic()
+        key = self.key_cache.get(key_hash, now)
+        if key is None:
+            key = await self.store.key_by_hash(key_hash)
+            if key is None or not key.active:
+                raise Unauthorized("invalid or revoked API key")
+            self.key_cache.put(key_hash, key, now)
         return key
 
     def check_model(self, key: ApiKey, model_id: str) -> None:

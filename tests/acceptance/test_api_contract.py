@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 
 import httpx
 import pytest
@@ -128,11 +129,13 @@ def test_missing_or_bad_key_is_401_with_envelope(server: Server, header: str | N
     assert body["code"] == 401 and body["data"]["error"]
 
 
-def test_revoked_key_is_401(server: Server) -> None:
+def test_revoked_key_is_401_within_the_auth_cache_time(server: Server) -> None:
     key = server.new_key("1")
     key_id = key.split("_")[1]
-    cli(server.data_dir, "keys", "revoke", key_id)
     with server.client(key) as c:
+        assert c.get("/api/v1/apikeys/current-balance").status_code == 200
+        cli(server.data_dir, "keys", "revoke", key_id)
+        time.sleep(1.1)  # auth_cache_seconds: 1 by default
         assert c.get("/api/v1/apikeys/current-balance").status_code == 401
 
 

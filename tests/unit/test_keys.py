@@ -73,3 +73,24 @@ def test_bearer_token_reads_the_token(header: str, token: str) -> None:
 ])
 def test_malformed_authorization_header_gives_no_token(header: str | None) -> None:
     assert bearer_token(header) is None
+
+
+def test_key_cache_keeps_entries_for_their_ttl_only() -> None:
+    from imagegate.keys import KeyCache
+
+    cache: KeyCache[str] = KeyCache(1.0, max_entries=2)
+    cache.put("h1", "key-1", now=10.0)
+    assert cache.get("h1", now=10.5) == "key-1"
+    assert cache.get("h1", now=11.0) is None
+    assert cache.get("unknown", now=10.0) is None
+    cache.put("h2", "key-2", now=20.0)
+    cache.put("h3", "key-3", now=20.0)  # full: expired entries go first
+    assert cache.get("h2", now=20.1) == "key-2" and cache.get("h3", now=20.1) == "key-3"
+
+
+def test_key_cache_with_no_ttl_keeps_nothing() -> None:
+    from imagegate.keys import KeyCache
+
+    cache: KeyCache[str] = KeyCache(0)
+    cache.put("h1", "key-1", now=0.0)
+    assert cache.get("h1", now=0.0) is None
