@@ -23,10 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -38,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import harness
 import httpx
+from harness import Server, client_for, create_key, free_port, imagegate_env, start_server
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "api.md"
@@ -48,7 +47,6 @@ STATUS_PATH = f"/api/v1/statusTask/{MODEL}?taskId="
 BODY = {"request_type": "async", "input": {
     "mode": "text-to-image", "prompt": "a lighthouse on a cliff at dawn, watercolor",
     "aspect_ratio": "1:1", "resolution": "1k"}}
-UNLIMITED = "1000000000"
 WRK_MISSING = ("bench_api.py needs wrk (https://github.com/wg/wrk) on PATH.\n"
                "  Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y wrk\n"
                "  macOS:         brew install wrk")
@@ -57,74 +55,11 @@ WRK_MISSING = ("bench_api.py needs wrk (https://github.com/wg/wrk) on PATH.\n"
 # Processes ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A server subprocess in its own process group, answering on ``base_url``."""
-
-    proc: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
-
-    def stop(self, grace_s: float = 40.0) -> None:
-        """SIGTERM the whole group, then SIGKILL whatever is left after ``grace_s``."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(grace_s)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            print(f"  {self.base_url} did not stop in {grace_s:.0f}s; killing it", flush=True)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-
-def start_server(cmd: Sequence[str], env: dict[str, str], port: int, ready_path: str,
-                 log_path: Path, timeout_s: float = 60.0) -> Server:
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env}, start_new_session=True)
-    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited early:\n{log_path.read_text()}")
-        try:
-            if httpx.get(server.base_url + ready_path, timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise SystemExit(f"server not ready in {timeout_s:.0f}s:\n{log_path.read_text()}")
-
-
-def imagegate_env(log_level: str) -> dict[str, str]:
-    """Zero sandbox delay and limits far above anything the bench can reach (no 402/429)."""
-    return {"IMAGEGATE_SANDBOX_DELAY_SECONDS": "0",
-            "IMAGEGATE_LIMITS_SUBMIT_RATE": UNLIMITED,
-            "IMAGEGATE_LIMITS_SUBMIT_BURST": UNLIMITED,
-            "IMAGEGATE_LIMITS_MAX_CONCURRENT_TASKS": UNLIMITED,
-            "IMAGEGATE_LOG_LEVEL": log_level}
-
-
 def start_imagegate(data_dir: Path, log_level: str) -> tuple[Server, str]:
     """A fresh ``imagegate serve`` on ``data_dir`` and a key with (practically) endless credit."""
     env = imagegate_env(log_level)
-    cli = [sys.executable, "-m", "imagegate.cli"]
-    created = subprocess.run([*cli, "keys", "create", "--credit", UNLIMITED, "--name", "bench",
-                              "--data-dir", str(data_dir)], capture_output=True, text=True,
-                             check=True, env={**os.environ, **env})
-    key = created.stdout.strip().splitlines()[-1]
-    port = free_port()
-    server = start_server([*cli, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-                          env, port, "/readyz", data_dir / "server.log")
-    return server, key
+    key = create_key(data_dir, env)
+    return harness.start_imagegate(data_dir, env), key
 
 
 def start_bare(work: Path) -> Server:
@@ -259,11 +194,6 @@ def wait_success(client: httpx.Client, task_id: str, poll_s: float,
             return data
         time.sleep(poll_s)
     raise SystemExit(f"task {task_id} still processing after {timeout_s:.0f}s")
-
-
-def client_for(server: Server, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.base_url, timeout=30,
-                        headers={"Authorization": f"Bearer {key}"})
 
 
 def seed_tasks(server: Server, key: str, count: int) -> list[str]:

@@ -32,7 +32,6 @@ import asyncio
 import base64
 import json
 import math
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -44,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import harness
 import httpx
+from harness import IMAGEGATE_CLI, Server, client_for, create_key, free_port, start_server
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "webhooks.md"
@@ -52,7 +53,6 @@ MODEL = "nano-banana-2"
 SUBMIT_PATH = f"/api/v1/generateTask/{MODEL}"
 HOOK_PATH = "/hook"
 CONTROL = "/__control"
-UNLIMITED = "1000000000"
 
 
 # The receiver (its own process) ---------------------------------------------------------------
@@ -153,65 +153,15 @@ def receiver_main(port: int) -> None:
 # Processes ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Proc:
-    """A subprocess in its own process group, answering on ``base_url``."""
-
-    proc: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
-
-    def stop(self, grace_s: float = 40.0) -> None:
-        import signal
-
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(grace_s)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            print(f"  {self.base_url} did not stop in {grace_s:.0f}s; killing it", flush=True)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def pids(self) -> list[int]:
-        """Every live process of the group."""
-        return sorted({pid for pid, _ in self._stats()})
-
-    def thread_cpu_s(self) -> dict[int, float]:
-        """CPU seconds (user + system) used so far by each live thread of the group."""
-        return {tid: cpu for (_, tid), cpu in self._stats(threads=True).items()}
-
-    def _stats(self, threads: bool = False) -> dict[tuple[int, int], float]:
-        found = {}
-        tick = os.sysconf("SC_CLK_TCK")
-        for proc_stat in Path("/proc").glob("[0-9]*/stat"):
-            pid = int(proc_stat.parent.name)
-            try:
-                if int(proc_stat.read_text().rsplit(")", 1)[1].split()[2]) != self.proc.pid:
-                    continue  # not in the group
-                tasks = list((proc_stat.parent / "task").glob("*/stat")) if threads else []
-                for stat in tasks or [proc_stat]:
-                    fields = stat.read_text().rsplit(")", 1)[1].split()
-                    found[(pid, int(stat.parent.name))] = (int(fields[11]) + int(fields[12])) / tick
-            except OSError:
-                continue  # gone meanwhile
-        return found
+# Readiness of the receiver and of each server is polled every 50 ms (bench_api.py: 100 ms).
+POLL_S = 0.05
 
 
 class CpuMeter:
     """Wall time and CPU used from now on: the server's processes, its busiest thread (the
     event loop that runs the dispatcher), and the receiver's process."""
 
-    def __init__(self, server: Proc, receiver: Proc) -> None:
+    def __init__(self, server: Server, receiver: Server) -> None:
         self.server, self.receiver = server, receiver
         self.start = time.monotonic()
         self.server0 = server.thread_cpu_s()
@@ -226,31 +176,12 @@ class CpuMeter:
         return wall, sum(used), max(used, default=0.0), receiver
 
 
-def start_proc(cmd: Sequence[str], env: dict[str, str], port: int, ready_path: str,
-               log_path: Path, timeout_s: float = 60.0) -> Proc:
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env}, start_new_session=True)
-    started = Proc(proc, f"http://127.0.0.1:{port}", log_path)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{cmd[1:3]} exited early:\n{log_path.read_text()}")
-        try:
-            if httpx.get(started.base_url + ready_path, timeout=1).status_code == 200:
-                return started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    started.stop()
-    raise SystemExit(f"{cmd[1:3]} not ready in {timeout_s:.0f}s:\n{log_path.read_text()}")
-
-
 class Receiver:
     def __init__(self, work: Path) -> None:
         port = free_port()
-        self.proc = start_proc([sys.executable, __file__, "receiver", "--port", str(port)], {},
-                               port, CONTROL + "/stats", work / "receiver.log")
+        cmd = [sys.executable, __file__, "receiver", "--port", str(port)]
+        self.proc = start_server(cmd, {}, port, CONTROL + "/stats", work / "receiver.log",
+                                 name=f"{cmd[1:3]}", poll_s=POLL_S)
         self.url = self.proc.base_url + HOOK_PATH
         self.http = httpx.Client(base_url=self.proc.base_url, timeout=60)
 
@@ -293,38 +224,16 @@ class Received:
 
 def imagegate_env(log_level: str, **extra: str) -> dict[str, str]:
     """Loopback callbacks allowed, zero sandbox delay, limits far above the bench's reach."""
-    env = {"IMAGEGATE_ALLOW_HTTP_CALLBACKS": "true",
-           "IMAGEGATE_ALLOW_PRIVATE_NETWORKS": "true",
-           "IMAGEGATE_SANDBOX_DELAY_SECONDS": "0",
-           "IMAGEGATE_LIMITS_SUBMIT_RATE": UNLIMITED,
-           "IMAGEGATE_LIMITS_SUBMIT_BURST": UNLIMITED,
-           "IMAGEGATE_LIMITS_MAX_CONCURRENT_TASKS": UNLIMITED,
-           "IMAGEGATE_LOG_LEVEL": log_level}
-    env.update({"IMAGEGATE_" + k.upper(): v for k, v in extra.items()})
-    return env
+    return harness.imagegate_env(log_level, allow_http_callbacks="true",
+                                 allow_private_networks="true", **extra)
 
 
-def create_key(data_dir: Path, env: dict[str, str]) -> str:
-    created = subprocess.run([sys.executable, "-m", "imagegate.cli", "keys", "create",
-                              "--credit", UNLIMITED, "--name", "bench", "--data-dir",
-                              str(data_dir)], capture_output=True, text=True, check=True,
-                             env={**os.environ, **env})
-    return created.stdout.strip().splitlines()[-1]
+def start_imagegate(data_dir: Path, env: dict[str, str]) -> Server:
+    return harness.start_imagegate(data_dir, env, name=f"{list(IMAGEGATE_CLI[1:3])}",
+                                   poll_s=POLL_S)
 
 
-def start_imagegate(data_dir: Path, env: dict[str, str]) -> Proc:
-    port = free_port()
-    return start_proc([sys.executable, "-m", "imagegate.cli", "serve", "--data-dir",
-                       str(data_dir), "--port", str(port)], env, port, "/readyz",
-                      data_dir / "server.log")
-
-
-def client_for(server: Proc, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.base_url, timeout=30,
-                        headers={"Authorization": f"Bearer {key}"})
-
-
-def signing_secrets(server: Proc, key: str) -> list[str]:
+def signing_secrets(server: Server, key: str) -> list[str]:
     with client_for(server, key) as client:
         r = client.get("/api/v1/webhooks/secret")
         r.raise_for_status()
@@ -337,7 +246,7 @@ def task_body(callback_url: str, args: argparse.Namespace) -> dict[str, Any]:
         "aspect_ratio": "1:1", "resolution": "1k", "output_format": args.output_format}}
 
 
-def submit_all(server: Proc, key: str, body: dict[str, Any], count: int,
+def submit_all(server: Server, key: str, body: dict[str, Any], count: int,
                concurrency: int) -> tuple[list[str], float]:
     """Submit ``count`` tasks from ``concurrency`` concurrent clients; ids and seconds taken."""
     async def run() -> list[str]:
@@ -360,7 +269,7 @@ def submit_all(server: Proc, key: str, body: dict[str, Any], count: int,
     return ids, time.monotonic() - start
 
 
-def submit_paced(server: Proc, key: str, body: dict[str, Any], count: int,
+def submit_paced(server: Server, key: str, body: dict[str, Any], count: int,
                  rate: float) -> list[str]:
     ids = []
     with client_for(server, key) as client:
@@ -613,7 +522,7 @@ def backlog_phase(work: Path, receiver: Receiver, args: argparse.Namespace,
         "succeeded and every delivery pending and due.")
 
 
-def start_py_spy(server: Proc, out_dir: Path) -> list[subprocess.Popen[bytes]]:
+def start_py_spy(server: Server, out_dir: Path) -> list[subprocess.Popen[bytes]]:
     """``py-spy record`` (raw collapsed stacks, every thread) on each process of the server."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out_dir.mkdir(parents=True, exist_ok=True)
