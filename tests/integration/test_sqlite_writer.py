@@ -60,3 +60,32 @@ def test_an_unopenable_database_fails_every_caller(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
         asyncio.run(writer.run(lambda c: None))
     writer.close()
+
+
+def test_a_job_cancelled_before_it_runs_is_skipped_and_the_writer_lives_on(
+        tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    connect(db).execute("CREATE TABLE t (v INTEGER)")
+    gate = threading.Event()
+    writer = GroupCommitWriter(lambda: connect(db))
+
+    def hold(c: sqlite3.Connection) -> None:
+        gate.wait(5)
+
+    def insert(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t VALUES (1)")
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(writer.run(hold))
+        await asyncio.sleep(0.05)
+        doomed = asyncio.ensure_future(writer.run(insert))
+        await asyncio.sleep(0.01)
+        doomed.cancel()  # its caller gives up while it waits in the queue
+        await asyncio.sleep(0.05)  # the cancellation reaches the queued job
+        gate.set()
+        await first
+        await writer.run(lambda c: c.execute("INSERT INTO t VALUES (2)"))
+
+    asyncio.run(scenario())
+    writer.close()
+    assert [v for (v,) in connect(db).execute("SELECT v FROM t")] == [2]

@@ -48,13 +48,20 @@ class GroupCommitWriter:
             if first is None:
                 return
             round_, stopping = self._gather(first)
+            # A job whose caller gave up before it started is skipped; once started, a job can
+            # no longer be cancelled, so its caller's future is always settled by this thread.
+            round_ = [job for job in round_ if job[0].set_running_or_notify_cancel()]
+            if not round_:
+                if stopping:
+                    return
+                continue
             try:
                 conn = conn or self._connect()
-            except Exception as exc:  # the database cannot be opened: say so to every caller
+                self._commit(conn, round_)
+            except BaseException as exc:  # nothing may stop this thread: fail the round
                 for future, _ in round_:
                     _settle(future, None, exc)
-            else:
-                self._commit(conn, round_)
+                conn = _reset(conn)
             if stopping:
                 return
 
@@ -78,10 +85,10 @@ class GroupCommitWriter:
                 outcomes.append((future, *_in_savepoint(conn, fn)))
             conn.execute("COMMIT")
         except BaseException as exc:  # the round could not be made durable
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             for future, _ in round_:
                 _settle(future, None, exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             return
         for future, result, error in outcomes:
             _settle(future, result, error)
@@ -107,3 +114,16 @@ def _settle(future: Future[Any], result: Any, error: BaseException | None) -> No
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _reset(conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
+    """After a failure the connection may be mid-transaction: roll back, or drop it so the next
+    round opens a fresh one."""
+    if conn is None:
+        return None
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return conn
+    except Exception:
+        return None
