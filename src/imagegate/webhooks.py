@@ -205,14 +205,17 @@ class Dispatcher:
                    "webhook-timestamp": str(stamp), "webhook-signature": signature}
         timeout = self.settings.callbacks_timeout_seconds
         try:
-            response = await self.client.post(target.url, content=body, headers=headers,
-                                              extensions=target.extensions,
-                                              follow_redirects=False, timeout=timeout)
-        except httpx.TimeoutException:
+            # The whole attempt, answer included, within the timeout; the answer's body is
+            # never read (a receiver cannot stall us or fill our memory with it).
+            async with asyncio.timeout(timeout), self.client.stream(
+                    "POST", target.url, content=body, headers=headers,
+                    extensions=target.extensions, follow_redirects=False,
+                    timeout=timeout) as response:
+                return response.status_code, _judge(response)
+        except (TimeoutError, httpx.TimeoutException):
             return None, f"no answer within {timeout:g} s"
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300]
-        return response.status_code, _judge(response)
 
 
 def _judge(response: httpx.Response) -> str | None:
