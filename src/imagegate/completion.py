@@ -32,15 +32,19 @@ class Completion:
     async def succeed(self, task: Task, results: tuple[ResultFile, ...],
                       attempts: tuple[RouteAttempt, ...], notes: tuple[str, ...] = ()) -> bool:
         now = self.clock.now_ms()
-        expire = now + int(self.settings.retention_days * 86_400_000)
-        finish = Finish(TaskState.SUCCEEDED, now, results=results, expire_ms=expire,
+        finish = Finish(TaskState.SUCCEEDED, now, results=results, expire_ms=self._expiry(now),
                         route_attempts=attempts, notes=task.notes + notes)
         return await self._finish(task, finish)
 
-    async def fail(self, task: Task, error: TaskError,
-                   attempts: tuple[RouteAttempt, ...]) -> bool:
-        finish = Finish(TaskState.FAILED, self.clock.now_ms(), fail_code=error.fail_code,
-                        fail_msg=error.message, route_attempts=attempts, notes=task.notes)
+    async def fail(self, task: Task, error: TaskError, attempts: tuple[RouteAttempt, ...], *,
+                   lease_expired_before_ms: int | None = None) -> bool:
+        now = self.clock.now_ms()
+        # A failed task has no results to serve, but an abandoned attempt may have stored
+        # files: the expiry lets the sweeper delete whatever is under the task's prefix.
+        finish = Finish(TaskState.FAILED, now, fail_code=error.fail_code,
+                        fail_msg=error.message, route_attempts=attempts, notes=task.notes,
+                        expire_ms=self._expiry(now),
+                        lease_expired_before_ms=lease_expired_before_ms)
         return await self._finish(task, finish)
 
     async def retry_later(self, task: Task, error: TaskError,
@@ -52,6 +56,9 @@ class Completion:
         if done:
             log.info("task %s retrying in %.1fs after %s", task.id, delay, error.fail_code)
         return done
+
+    def _expiry(self, now_ms: int) -> int:
+        return now_ms + int(self.settings.retention_days * 86_400_000)
 
     def backoff_s(self, attempt: int, retry_after: float | None) -> float:
         base: float = self.settings.worker_retry_backoff_seconds * 2.0 ** max(0, attempt - 1)

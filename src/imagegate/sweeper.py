@@ -45,16 +45,21 @@ class Sweeper:
         return await self.recover_leases(), await self.delete_expired_results()
 
     async def recover_leases(self) -> int:
-        expired = await self.store.expired_leases(self.clock.now_ms(), BATCH)
+        """Requeue (or, attempts used up, fail and refund) running tasks whose lease expired.
+        Each change is fenced on the lease still being expired: a worker whose heartbeat came
+        late keeps its task."""
+        now = self.clock.now_ms()
+        expired = await self.store.expired_leases(now, BATCH)
         for task in expired:
             if task.attempt >= self.settings.worker_max_attempts:
                 error = TaskError(FailCode.UNKNOWN, f"the worker running this task stopped "
                                   f"responding, {task.attempt} times")
-                await self.completion.fail(task, error, task.route_attempts)
+                await self.completion.fail(task, error, task.route_attempts,
+                                           lease_expired_before_ms=now)
                 continue
             requeued = await self.store.retry_later(
-                task.id, task.attempt, self.clock.now_ms(), task.route_attempts,
-                f"attempt {task.attempt}: lease expired; requeued")
+                task.id, task.attempt, now, task.route_attempts,
+                f"attempt {task.attempt}: lease expired; requeued", lease_expired_before_ms=now)
             if requeued:
                 log.warning("task %s: lease of attempt %d expired; requeued",
                             task.id, task.attempt)

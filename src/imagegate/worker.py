@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 
 from imagegate.blobs.base import BlobStore, result_key
@@ -103,15 +104,20 @@ class Worker:
                 await beat
 
     async def _heartbeat(self, task: Task, attempt: asyncio.Task[None]) -> None:
-        lease_ms = int(self.settings.worker_lease_seconds * 1000)
+        """Renew the lease every third of it. When the lease is lost (another attempt owns the
+        task) or could not be renewed for a whole lease, the attempt is cancelled."""
+        lease_s = self.settings.worker_lease_seconds
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(self.settings.worker_lease_seconds / 3)
+            await asyncio.sleep(lease_s / 3)
             try:
                 kept = await self.store.renew_lease(task.id, task.attempt,
-                                                    self.clock.now_ms() + lease_ms)
+                                                    self.clock.now_ms() + int(lease_s * 1000))
             except Exception:
                 log.exception("heartbeat for task %s failed", task.id)
-                continue
+                kept = time.monotonic() - renewed < lease_s
+            else:
+                renewed = time.monotonic() if kept else renewed
             if not kept:
                 attempt.cancel()
                 return
@@ -175,7 +181,7 @@ class Worker:
         for index, generated in enumerate(images[: job.num_images]):
             encoded: EncodedImage = await asyncio.to_thread(
                 normalise, generated.image, job.width, job.height, job.output_format)
-            key = result_key(task.id, index, encoded.extension)
+            key = result_key(task.id, task.attempt, index, encoded.extension)
             await self.blobs.put(key, encoded.data, encoded.content_type)
             results.append(ResultFile(key, f"image-{index}.{encoded.extension}",
                                       encoded.content_type, len(encoded.data), encoded.width,

@@ -856,3 +856,23 @@ def test_a_finished_task_frees_its_slot_under_the_unfinished_limit(store: Store)
             await store.insert_task(make_task(), 1)
 
     run(scenario())
+
+
+def test_the_sweeper_fence_spares_a_task_whose_lease_was_renewed(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        await store.insert_task(make_task(), 10)
+        [claimed] = await store.claim_tasks("w", NOW, LEASE_MS, 1)
+        sweep_at = NOW + LEASE_MS + 1  # the sweeper saw the lease expired...
+        assert await store.renew_lease(claimed.id, claimed.attempt, sweep_at + LEASE_MS)
+        # ...but the worker's heartbeat landed first: neither requeue nor fail may happen
+        assert not await store.retry_later(claimed.id, claimed.attempt, sweep_at, (), "x",
+                                           lease_expired_before_ms=sweep_at)
+        late = dataclasses.replace(failed(), lease_expired_before_ms=sweep_at)
+        assert not await store.finish_task(claimed.id, claimed.attempt, late, None)
+        assert (await store.get_task(claimed.id)).state is TaskState.RUNNING  # type: ignore[union-attr]
+        later = sweep_at + 2 * LEASE_MS
+        assert await store.retry_later(claimed.id, claimed.attempt, later, (), "x",
+                                       lease_expired_before_ms=later)
+
+    run(scenario())

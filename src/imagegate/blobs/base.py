@@ -1,8 +1,10 @@
 """The blob-storage seam for result files. Implementations: ``blobs.local.LocalBlobStore``
 (embedded default); an S3-compatible store implements the same protocol.
 
-Keys are deterministic per task and image (``results/<task id>/<n>.<ext>``), so a re-run of a task
-overwrites its own files instead of leaking new ones. ``put`` is atomic: a reader sees the old
+Keys are deterministic per task, attempt and image (``results/<task id>/<attempt>/<n>.<ext>``):
+a re-run overwrites its own files instead of leaking new ones, and an attempt that lost its lease
+cannot overwrite the files of the attempt that won. Everything of a task is under one prefix,
+deleted when its retention ends. ``put`` is atomic: a reader sees the old
 bytes or the new, never a part.
 """
 
@@ -28,8 +30,8 @@ class BlobStore(Protocol):
     async def close(self) -> None: ...
 
 
-def result_key(task_id: str, index: int, extension: str) -> str:
-    return f"results/{task_id}/{index}.{extension}"
+def result_key(task_id: str, attempt: int, index: int, extension: str) -> str:
+    return f"results/{task_id}/{attempt}/{index}.{extension}"
 
 
 def task_prefix(task_id: str) -> str:

@@ -7,8 +7,9 @@ against each implementation.
 Rules every implementation keeps (ARCHITECTURE.md):
 - ``insert_task`` holds the money, checks the key's unfinished-task limit and stores the task in
   ONE transaction; it raises ``PaymentRequired`` or ``TooManyRequests`` and then stores nothing.
-- Task transitions out of ``running`` are fenced on (id, attempt, state='running'); a call that
-  loses the fence changes nothing and returns False.
+- Task transitions out of ``running`` are fenced on (id, attempt, state='running'), and for the
+  sweeper on the lease still being expired; a call that loses the fence changes nothing and
+  returns False.
 - Settle and refund are conditional on ``charge_state='held'``, so each happens at most once.
 - ``get_task`` takes no lock and writes nothing.
 """
@@ -72,6 +73,9 @@ class Finish:
     fail_msg: str | None = None
     route_attempts: tuple[RouteAttempt, ...] = ()
     notes: tuple[str, ...] = ()
+    # Set by the sweeper: finish only if the lease is still expired at this time (a late
+    # heartbeat means the attempt is alive after all).
+    lease_expired_before_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,8 @@ class Store(Protocol):
     async def finish_task(self, task_id: str, attempt: int, finish: Finish,
                           delivery: NewDelivery | None) -> bool: ...
     async def retry_later(self, task_id: str, attempt: int, not_before_ms: int,
-                          route_attempts: tuple[RouteAttempt, ...], note: str) -> bool: ...
+                          route_attempts: tuple[RouteAttempt, ...], note: str, *,
+                          lease_expired_before_ms: int | None = None) -> bool: ...
     async def expired_leases(self, now_ms: int, limit: int) -> list[Task]: ...
     async def expired_results(self, now_ms: int, limit: int) -> list[Task]: ...
     async def mark_results_deleted(self, task_id: str) -> None: ...

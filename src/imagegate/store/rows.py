@@ -32,7 +32,8 @@ INSERT_TASK = (
 FINISH_TASK = (
     "UPDATE tasks SET state = ?, stage = ?, complete_ms = ?, expire_ms = ?, results_json = ?, "
     "fail_code = ?, fail_msg = ?, attempts_json = ?, notes_json = ?, lease_until_ms = NULL "
-    "WHERE id = ? AND attempt = ? AND state = 'running'"
+    "WHERE id = ? AND attempt = ? AND state = 'running' "
+    "AND (? IS NULL OR lease_until_ms < ?)"
 )
 
 INSERT_DELIVERY = (
@@ -51,7 +52,8 @@ def task_params(task: Task) -> tuple[Any, ...]:
 def finish_params(task_id: str, attempt: int, f: Finish) -> tuple[Any, ...]:
     return (f.state.value, "done", f.now_ms, f.expire_ms,
             json.dumps([dataclasses.asdict(r) for r in f.results]), f.fail_code, f.fail_msg,
-            dump_attempts(f.route_attempts), json.dumps(list(f.notes)), task_id, attempt)
+            dump_attempts(f.route_attempts), json.dumps(list(f.notes)), task_id, attempt,
+            f.lease_expired_before_ms, f.lease_expired_before_ms)
 
 
 def delivery_params(d: NewDelivery) -> tuple[Any, ...]:

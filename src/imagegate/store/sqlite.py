@@ -231,13 +231,16 @@ class SqliteStore:
         return await self._write(run)
 
     async def retry_later(self, task_id: str, attempt: int, not_before_ms: int,
-                          route_attempts: tuple[RouteAttempt, ...], note: str) -> bool:
+                          route_attempts: tuple[RouteAttempt, ...], note: str, *,
+                          lease_expired_before_ms: int | None = None) -> bool:
         cur = await self._write(lambda c: c.execute(
             "UPDATE tasks SET state = 'queued', stage = 'retrying', lease_until_ms = NULL, "
             "worker_id = NULL, not_before_ms = ?, attempts_json = ?, "
             "notes_json = json_insert(notes_json, '$[#]', ?) "
-            "WHERE id = ? AND attempt = ? AND state = 'running'",
-            (not_before_ms, rows.dump_attempts(route_attempts), note, task_id, attempt)))
+            "WHERE id = ? AND attempt = ? AND state = 'running' "
+            "AND (? IS NULL OR lease_until_ms < ?)",
+            (not_before_ms, rows.dump_attempts(route_attempts), note, task_id, attempt,
+             lease_expired_before_ms, lease_expired_before_ms)))
         return cur.rowcount == 1
 
     async def expired_leases(self, now_ms: int, limit: int) -> list[Task]:
