@@ -1,10 +1,17 @@
 """The relay route (routes/relay.py) against a fake APIXO on loopback (tests/fakes/apixo_server.py):
-the submit body, polling, result copying, and how every upstream failure maps to ours."""
+the submit body, polling, result copying, and how every upstream failure maps to ours.
+
+The fake's result URLs are on loopback, so these routes allow private results unless a test says
+otherwise. The address guard on result downloads is tested twice: against the fake (a loopback
+result URL refused), and through ``httpx.MockTransport`` with a fake resolver, where names such as
+``cdn.example.test`` stand for public hosts and the production address policy decides.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -20,10 +27,12 @@ from fakes.apixo_server import (
     Succeed,
     apixo_server,
 )
+from PIL import Image
 
 from imagegate.config import Settings
 from imagegate.contract import output_size
 from imagegate.errors import ConfigError, FailCode, RouteError
+from imagegate.netguard import Resolver
 from imagegate.routes.base import Capabilities, GeneratedImage, Job
 from imagegate.routes.relay import RelayRoute, map_fail_code, parse_result_urls
 
@@ -44,7 +53,7 @@ def generate(server: ApixoServer, job: Job | None = None, **options: Any,
     async def go() -> Sequence[GeneratedImage]:
         async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
             kwargs: dict[str, Any] = {"base_url": server.base_url, "api_key": server.api_key,
-                                      **FAST, **options}
+                                      "allow_private_results": True, **FAST, **options}
             route = RelayRoute("apixo", client, **kwargs)
             try:
                 return await route.generate(job or make_job())
@@ -303,7 +312,7 @@ def test_the_key_is_never_sent_to_result_hosts() -> None:
         with apixo_server() as apixo:
             async with httpx.AsyncClient(event_hooks={"request": [record]}) as client:
                 route = RelayRoute("apixo", client, base_url=apixo.base_url,
-                                   api_key=apixo.api_key, **FAST)
+                                   api_key=apixo.api_key, allow_private_results=True, **FAST)
                 await route.generate(make_job())
 
     asyncio.run(go())
@@ -345,6 +354,125 @@ def test_an_error_code_inside_an_http_200_envelope_is_honoured() -> None:
     assert "balance" in error.message
 
 
+# The address guard on result downloads -------------------------------------------------------
+
+REFUSED = "the upstream's result URL points at a non-public address; not downloaded"
+
+
+def test_a_loopback_result_url_is_refused_without_naming_it() -> None:
+    with apixo_server() as apixo:
+        apixo.script([Succeed(), Succeed(redirects=2)])
+        errors = [failure(apixo, allow_private_results=False) for _ in range(2)]
+        port = str(httpx.URL(apixo.base_url).port)
+    assert apixo.downloads == []  # refused before connecting
+    for error, task_id in zip(errors, apixo.task_ids, strict=True):
+        assert (error.fail_code, error.retryable, error.failover) == (
+            FailCode.UNKNOWN, False, True)
+        assert error.message == f"relay apixo: result of upstream task {task_id}: {REFUSED}"
+        shown = error.message.replace(task_id, "")  # a random hex id might contain the digits
+        assert "127.0.0.1" not in shown
+        assert port not in shown
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), RED).save(out, format="PNG")
+    return out.getvalue()
+
+
+def fake_resolver(table: dict[str, list[str]]) -> Resolver:
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError(f"unknown host {host}")
+        return table[host]
+    return resolve
+
+
+def via_mock(result_url: str, files: dict[str, httpx.Response], resolver: Resolver,
+             **options: Any) -> tuple[list[GeneratedImage] | RouteError, list[httpx.Request]]:
+    """Run one task against an upstream at ``https://api.apixo.test`` whose result URL is
+    ``result_url``; ``files`` answers result requests by the URL actually requested (the pinned
+    one). The outcome, and every result request made."""
+    downloads: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "api.apixo.test":
+            if request.method == "POST":
+                return httpx.Response(200, json={"code": 200, "data": {"taskId": "up-1"}})
+            return httpx.Response(200, json={"code": 200, "data": {
+                "taskId": "up-1", "state": "success",
+                "resultJson": f'{{"resultUrls": ["{result_url}"]}}'}})
+        downloads.append(request)
+        return files.get(str(request.url), httpx.Response(599))
+
+    async def go() -> list[GeneratedImage] | RouteError:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+            route = RelayRoute("apixo", client, base_url="https://api.apixo.test", api_key="k",
+                               resolver=resolver, **FAST, **options)
+            try:
+                return await route.generate(make_job())
+            except RouteError as exc:
+                return exc
+
+    outcome = asyncio.run(go())
+    return outcome, downloads
+
+
+def test_every_result_hop_connects_to_the_checked_address() -> None:
+    resolver = fake_resolver({"cdn.example.test": ["93.184.216.34"],
+                              "img.example.test": ["2606:4700::1111"]})
+    files = {
+        "https://93.184.216.34/r.png": httpx.Response(
+            302, headers={"Location": "https://img.example.test:8443/final.png"}),
+        "https://[2606:4700::1111]:8443/final.png": httpx.Response(200, content=_png()),
+    }
+    outcome, downloads = via_mock("https://cdn.example.test/r.png", files, resolver)
+    assert isinstance(outcome, list)
+    assert outcome[0].image.getpixel((1, 1)) == RED
+    first, second = downloads
+    assert first.headers["Host"] == "cdn.example.test"
+    assert first.extensions["sni_hostname"] == "cdn.example.test"
+    assert second.headers["Host"] == "img.example.test:8443"
+    assert second.extensions["sni_hostname"] == "img.example.test"
+    assert all("authorization" not in r.headers for r in downloads)
+
+
+@pytest.mark.parametrize(("location", "private"), [
+    ("http://169.254.169.254/latest/meta-data/", ["169.254.169.254"]),
+    ("http://10.0.0.7:6379/", ["10.0.0.7", "6379"]),
+    ("http://[::ffff:127.0.0.1]:2222/x", ["127.0.0.1", "2222"]),
+    ("https://internal.example.test:8080/x.png", ["192.168.0.10", "8080"]),
+])
+def test_a_redirect_into_private_space_is_refused(location: str, private: list[str]) -> None:
+    resolver = fake_resolver({"cdn.example.test": ["93.184.216.34"],
+                              "internal.example.test": ["192.168.0.10"]})
+    files = {"https://93.184.216.34/r.png": httpx.Response(302, headers={"Location": location})}
+    outcome, downloads = via_mock("https://cdn.example.test/r.png", files, resolver)
+    assert isinstance(outcome, RouteError)
+    assert (outcome.fail_code, outcome.retryable, outcome.failover) == (
+        FailCode.UNKNOWN, False, True)
+    assert outcome.message == f"relay apixo: result of upstream task up-1: {REFUSED}"
+    assert all(text not in outcome.message for text in private)
+    assert [str(r.url) for r in downloads] == ["https://93.184.216.34/r.png"]
+
+
+def test_a_result_host_that_does_not_resolve_is_a_retryable_unknown_error() -> None:
+    outcome, downloads = via_mock("https://gone.example.test/r.png", {}, fake_resolver({}))
+    assert isinstance(outcome, RouteError)
+    assert (outcome.fail_code, outcome.retryable, outcome.failover) == (
+        FailCode.UNKNOWN, True, True)
+    assert "could not resolve the result host" in outcome.message
+    assert downloads == []
+
+
+def test_private_results_allowed_are_fetched_as_written() -> None:
+    files = {"http://10.0.0.7:8000/r.png": httpx.Response(200, content=_png())}
+    outcome, downloads = via_mock("http://10.0.0.7:8000/r.png", files, fake_resolver({}),
+                                  allow_private_results=True)
+    assert isinstance(outcome, list)
+    assert [str(r.url) for r in downloads] == ["http://10.0.0.7:8000/r.png"]
+
+
 @pytest.mark.parametrize(("data", "urls"), [
     ({"resultJson": '{"resultUrls": ["https://r/1.png"]}'}, ["https://r/1.png"]),
     ({"resultJson": {"resultUrls": ["https://r/1.png"]}}, ["https://r/1.png"]),
@@ -360,10 +488,10 @@ def test_result_urls_are_read_from_every_shape(data: dict[str, Any], urls: list[
 # Configuration --------------------------------------------------------------------------------
 
 
-def from_options(options: dict[str, Any]) -> RelayRoute:
+def from_options(options: dict[str, Any], settings: Settings | None = None) -> RelayRoute:
     async def go() -> RelayRoute:
         async with httpx.AsyncClient() as client:
-            return RelayRoute.from_options("upstream", options, client, Settings())
+            return RelayRoute.from_options("upstream", options, client, settings or Settings())
 
     return asyncio.run(go())
 
@@ -387,6 +515,20 @@ def test_option_defaults() -> None:
     route = from_options({"base_url": "https://api.apixo.ai", "api_key": "k"})
     assert (route.model, route.poll_interval_s, route.first_poll_s) == ("nano-banana-2", 3.0, 3.0)
     assert route.capabilities == Capabilities()
+    assert route.allow_private_results is False
+
+
+@pytest.mark.parametrize(("private_results", "allow_private_networks", "allowed"), [
+    (None, False, False), (False, False, False), (True, False, True), (None, True, True),
+    (False, True, True),
+])
+def test_private_results_come_from_the_option_or_the_server_setting(
+        private_results: bool | None, allow_private_networks: bool, allowed: bool) -> None:
+    options: dict[str, Any] = {"base_url": "http://10.1.2.3:8000", "api_key": "k"}
+    if private_results is not None:
+        options["private_results"] = private_results
+    settings = Settings(allow_private_networks=allow_private_networks)
+    assert from_options(options, settings).allow_private_results is allowed
 
 
 @pytest.mark.parametrize(("options", "named"), [
@@ -410,6 +552,8 @@ def test_option_defaults() -> None:
      "routes.upstream.cost.1k"),
     ({"base_url": "https://a.test", "api_key": "k", "cost": {"8k": "0.1"}},
      "routes.upstream.cost.8k"),
+    ({"base_url": "https://a.test", "api_key": "k", "private_results": "yes"},
+     "routes.upstream.private_results"),
 ])
 def test_bad_options_name_the_option(options: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError) as caught:

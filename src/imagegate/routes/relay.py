@@ -20,6 +20,13 @@ Error translation (docs/routes-relay.md has the table):
 
 The upstream API key goes only to ``base_url`` (never to result URLs) and is scrubbed from every
 upstream text we repeat, so it appears in no error and no log line.
+
+Result URLs come from the upstream, not from the operator, so every hop of a download (the first
+URL and each redirect) goes through ``netguard.pin``: a host with a loopback, private, link-local
+or otherwise non-public address is refused before any connection, and the connection goes to the
+address that was checked. A refusal names neither the address nor the port (a compromised
+upstream must not get a port scanner out of our failMsg). The guard is off when the server allows
+private networks (``allow_private_networks``) or the route sets ``private_results``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from imagegate.concurrency import all_or_cancel
 from imagegate.config import Settings
 from imagegate.errors import ConfigError, FailCode, RouteError
 from imagegate.imaging import ImageDecodeError, decode_image
+from imagegate.netguard import AddressRefused, PinnedTarget, Resolver, pin, resolve_host
 from imagegate.routes.base import Capabilities, GeneratedImage, Job
 from imagegate.routes.options import RouteOptions, retry_after_seconds, scrub
 
@@ -112,13 +120,16 @@ class RelayRoute:
 
     ``client`` is the service's shared client (it does not follow redirects); this route never
     closes it. Times are seconds; ``max_result_bytes`` caps one downloaded result.
+    ``allow_private_results`` turns off the address guard on result downloads; ``resolver``
+    resolves result hosts for that guard (tests inject one).
     """
 
     def __init__(self, name: str, client: httpx.AsyncClient, *, base_url: str, api_key: str,
                  model: str = DEFAULT_MODEL, poll_interval_s: float = 3.0,
                  first_poll_s: float | None = None, timeout_s: float = 600.0,
                  request_timeout_s: float = 30.0, max_result_bytes: int = 50 * 1024 * 1024,
-                 capabilities: Capabilities | None = None) -> None:
+                 capabilities: Capabilities | None = None,
+                 allow_private_results: bool = False, resolver: Resolver | None = None) -> None:
         self.name = name
         self.capabilities = capabilities or Capabilities()
         self.base_url = _api_root(base_url)
@@ -128,6 +139,8 @@ class RelayRoute:
         self.timeout_s = timeout_s
         self.request_timeout_s = request_timeout_s
         self.max_result_bytes = max_result_bytes
+        self.allow_private_results = allow_private_results
+        self._resolver = resolver or resolve_host
         self._client = client
         self._api_key = api_key
         self._who = f"relay {name}"
@@ -141,9 +154,11 @@ class RelayRoute:
         """Build from a ``[routes.<name>]`` table (``type`` may be present; it is ignored).
 
         Raises ``ConfigError`` naming ``routes.<name>.<option>`` for a missing, unknown or
-        invalid option. ``settings`` is accepted for symmetry with other routes.
+        invalid option. Result URLs may be private when ``settings.allow_private_networks`` is
+        set or the table says ``private_results = true``.
         """
-        return _from_options(cls, RouteOptions("relay", name, options, _OPTIONS), client)
+        return _from_options(cls, RouteOptions("relay", name, options, _OPTIONS), client,
+                             settings.allow_private_networks)
 
     async def close(self) -> None:
         return None  # the shared client belongs to the service
@@ -293,10 +308,15 @@ class RelayRoute:
                             f"{where}: redirected more than {MAX_REDIRECTS} times")
 
     async def _get(self, where: str, url: httpx.URL) -> bytes | httpx.URL:
+        """One hop: the body, or the URL a redirect points to (relative to ``url``)."""
         if url.scheme not in ("http", "https"):
             raise RouteError.of(FailCode.UNKNOWN, f"{where}: not an http(s) URL")
+        if not url.host:
+            raise RouteError.of(FailCode.UNKNOWN, f"{where}: invalid URL")
+        target = await self._target(where, url)
         try:
-            async with self._client.stream("GET", url, headers={"Accept": "image/*"},
+            async with self._client.stream("GET", target.url, headers=target.headers,
+                                           extensions=target.extensions,
                                            follow_redirects=False,
                                            timeout=self.request_timeout_s) as response:
                 if response.status_code in _REDIRECT_STATUSES:
@@ -310,6 +330,31 @@ class RelayRoute:
         except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
             raise RouteError.of(FailCode.UNKNOWN,
                                 f"{where}: download failed: {_reason(exc)}") from exc
+
+    async def _target(self, where: str, url: httpx.URL) -> PinnedTarget:
+        """Where to connect for ``url``: its checked address, unless private results are allowed.
+
+        Errors say nothing of the address or port: they reach the client's failMsg.
+        """
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                return await pin(url, headers={"Accept": "image/*"},
+                                 allow_private=self.allow_private_results,
+                                 resolver=self._resolver)
+        except TimeoutError as exc:
+            raise RouteError.of(FailCode.TIMEOUT, f"{where}: resolving the result host timed "
+                                "out") from exc
+        except AddressRefused as exc:
+            if isinstance(exc.__cause__, OSError | UnicodeError):  # the name did not resolve
+                raise RouteError.of(FailCode.UNKNOWN, f"{where}: download failed: could not "
+                                    "resolve the result host") from exc
+            # The operator's log may name the address; the failMsg must not.
+            log.warning("%s: refused the upstream's result URL (%s); set private_results on "
+                        "the route if it is meant to be private", where, exc)
+            raise RouteError(FailCode.UNKNOWN, f"{where}: the upstream's result URL points at "
+                             "a non-public address; not downloaded", failover=True) from exc
+        except httpx.InvalidURL as exc:
+            raise RouteError.of(FailCode.UNKNOWN, f"{where}: invalid URL") from exc
 
     async def _read_capped(self, where: str, response: httpx.Response) -> bytes:
         limit = self.max_result_bytes
@@ -413,11 +458,12 @@ def _reason(exc: Exception) -> str:
 
 _OPTIONS = ("base_url", "api_key", "model", "poll_interval_seconds", "first_poll_seconds",
             "timeout_seconds", "request_timeout_seconds", "max_result_bytes", "official",
-            "search_grounding", "max_references", "resolutions", "ratios", "cost")
+            "search_grounding", "max_references", "resolutions", "ratios", "cost",
+            "private_results")
 
 
 def _from_options(cls: type[RelayRoute], opts: RouteOptions, client: httpx.AsyncClient,
-                  ) -> RelayRoute:
+                  allow_private_networks: bool) -> RelayRoute:
     base_url = opts.text("base_url")
     if not re.match(r"https?://[^/\s]+", base_url, re.IGNORECASE):
         raise ConfigError(f"{opts.where('base_url')} must be an http(s) URL such as "
@@ -432,4 +478,5 @@ def _from_options(cls: type[RelayRoute], opts: RouteOptions, client: httpx.Async
         first_poll_s=first_poll, timeout_s=opts.seconds("timeout_seconds", 600.0),
         request_timeout_s=opts.seconds("request_timeout_seconds", 30.0),
         max_result_bytes=opts.whole("max_result_bytes", 50 * 1024 * 1024, 1, 2**40),
-        capabilities=caps)
+        capabilities=caps,
+        allow_private_results=opts.flag("private_results") or allow_private_networks)
