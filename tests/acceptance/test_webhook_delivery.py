@@ -213,3 +213,39 @@ def test_cli_shows_and_rotates_secrets(tmp_path: Path) -> None:
     lines = cli(tmp_path, "webhooks", "secret", made["keyId"], "--rotate").stdout.splitlines()
     assert len(lines) == 2 and lines[0] != first and lines[1].startswith(first)
     assert "signs until" in lines[1]
+
+
+def test_a_receiver_trickling_its_body_is_judged_on_its_status_and_not_read(
+        server: Server) -> None:
+    """The answer's body is never read: a receiver cannot hold the dispatcher with it."""
+    import socket
+    import threading
+
+    sent: list[int] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        try:
+            for _ in range(100):  # 10 bytes every 0.1 s: 10 s for the whole body
+                conn.sendall(b"x" * 10)
+                sent.append(10)
+                time.sleep(0.1)
+        except OSError:
+            pass  # the client hung up, as it should
+        conn.close()
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    key = server.new_key("1")
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/trickle"
+    with server.client(key) as c:
+        data = c.post("/api/v1/webhooks/test", json={"url": url}).json()["data"]
+    thread.join(15)
+    listener.close()
+    assert data["delivered"] is True and data["httpStatus"] == 200
+    assert sum(sent) < 1000  # the client hung up long before the body was complete
