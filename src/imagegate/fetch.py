@@ -27,7 +27,6 @@ from imagegate.imaging import ImageDecodeError, decode_image
 from imagegate.netguard import (
     AddressPolicy,
     AddressRefused,
-    IPAddress,
     PinnedTarget,
     Resolver,
     is_public_address,
@@ -35,16 +34,7 @@ from imagegate.netguard import (
     resolve_host,
 )
 
-__all__ = [
-    "AddressPolicy",
-    "FetchLimits",
-    "FetchedImage",
-    "IPAddress",
-    "ReferenceFetcher",
-    "Resolver",
-    "is_public_address",
-    "resolve_host",
-]
+__all__ = ["FetchLimits", "FetchedImage", "ReferenceFetcher"]
 
 _MIB = 1024 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

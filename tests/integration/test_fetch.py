@@ -25,14 +25,8 @@ import pytest
 from PIL import Image
 
 from imagegate.errors import FailCode, ReferenceImageError
-from imagegate.fetch import (
-    FetchedImage,
-    FetchLimits,
-    IPAddress,
-    ReferenceFetcher,
-    Resolver,
-    is_public_address,
-)
+from imagegate.fetch import FetchedImage, FetchLimits, ReferenceFetcher
+from imagegate.netguard import IPAddress, Resolver, is_public_address
 
 T = TypeVar("T")
 
