@@ -80,17 +80,27 @@ def _handler(state: Loopback) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
+def serve_in_thread(handler: type[BaseHTTPRequestHandler], port: int = 0,
+                    poll_s: float = 0.05) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 (``port`` 0: any free one) from a thread; yields the base
+    URL and stops the server on exit. Shared by every loopback server of the tests."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(poll_s,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@contextmanager
 def loopback_server(port: int = 0, state: Loopback | None = None) -> Iterator[Loopback]:
     """A server on 127.0.0.1 (``port`` 0: any free one). Pass ``state`` to keep what an
     earlier server on the same port received and answered."""
     state = state or Loopback()
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(state))
-    httpd.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(_handler(state), port) as base_url:
+        state.base_url = base_url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

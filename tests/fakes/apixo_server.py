@@ -38,10 +38,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from loopback import serve_in_thread
 from PIL import Image
 
 from imagegate.contract import MODES, OUTPUT_FORMATS, RATIOS, RESOLUTIONS, output_size
@@ -371,15 +372,6 @@ def apixo_server(*, api_key: str = DEFAULT_KEY, models: Sequence[str] | None = N
     """
     state = ApixoServer(api_key=api_key, models=None if models is None else frozenset(models),
                         default=default or Succeed())
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True,
-                              name=f"fake-apixo-{httpd.server_address[1]}")
-    thread.start()
-    try:
+    with serve_in_thread(_handler(state)) as base_url:
+        state.base_url = base_url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)

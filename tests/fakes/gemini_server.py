@@ -45,10 +45,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
+from loopback import serve_in_thread
 from PIL import Image as PILImage
 
 from imagegate.contract import output_size
@@ -210,18 +211,12 @@ def gemini_server(*, api_key: str = "AIza-fake-gemini-key-0123456789",
                   default: Step | None = None) -> Iterator[GeminiServer]:
     state = GeminiServer(api_key, frozenset(models) if models is not None else None,
                          default or Image())
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state._stopping.set()
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_in_thread(_handler(state), poll_s=0.02) as base_url:
+        state.base_url = base_url
+        try:
+            yield state
+        finally:
+            state._stopping.set()  # hanging answers end before the server shuts down
 
 
 def _handler(state: GeminiServer) -> type[BaseHTTPRequestHandler]:
