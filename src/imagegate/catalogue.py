@@ -7,7 +7,7 @@ naming the key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import InvalidOperation
 from typing import Any
@@ -17,33 +17,47 @@ from imagegate.errors import ConfigError
 from imagegate.money import usd_to_micros
 
 DEFAULT_PRICES = {"1k": "0.05", "2k": "0.08", "4k": "0.12"}
+_TEN_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
 
 # The default catalogue, in the form of the TOML ``[models.<id>]`` tables; a TOML table of the
-# same id overrides these keys one by one. ``gemini_route`` and ``gemini_model``: the route that
-# serves the model, and its upstream model, when a Gemini API key is configured.
+# same id overrides these keys one by one. ``google_model``: the Google model that serves the
+# model when a Google platform (the Gemini API, Vertex AI) is configured. Which id serves which
+# model, and why, is in docs/routes-gemini.md with its sources and the date it was checked.
 DEFAULT_CATALOGUE: dict[str, dict[str, Any]] = {
-    "nano-banana-2": {"prices": DEFAULT_PRICES, "gemini_route": "gemini",
-                      "gemini_model": "gemini-3.1-flash-image-preview"},
-    "nano-banana-pro": {
-        "prices": {"1k": "0.09", "2k": "0.09", "4k": "0.16"},
-        "ratios": ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"],
-        "gemini_route": "gemini-pro", "gemini_model": "gemini-3-pro-image-preview",
-    },
-    "nano-banana": {
-        "prices": {"1k": "0.03"}, "resolutions": ["1k"], "size_table": "gemini-2.5",
-        "max_references": 10, "max_prompt_chars": 5000,
-        "gemini_route": "gemini-2.5-flash", "gemini_model": "gemini-2.5-flash-image",
-    },
+    "nano-banana-2": {"prices": DEFAULT_PRICES, "google_model": "gemini-nano-banana-2.1"},
+    "nano-banana-2.1": {"prices": DEFAULT_PRICES, "google_model": "gemini-nano-banana-2.1"},
+    "nano-banana-pro": {"prices": {"1k": "0.09", "2k": "0.09", "4k": "0.16"},
+                        "ratios": _TEN_RATIOS, "google_model": "gemini-3-pro-image"},
+    "nano-banana-2-lite": {"prices": {"1k": "0.03"}, "resolutions": ["1k"],
+                           "ratios": _TEN_RATIOS, "google_model": "gemini-3.1-flash-lite-image"},
+    # The first Nano Banana's own model (gemini-2.5-flash-image) is closed to new projects and
+    # due to be shut down: its closest served successor, at its own sizes and limits.
+    "nano-banana": {"prices": {"1k": "0.03"}, "resolutions": ["1k"], "size_table": "gemini-2.5",
+                    "max_references": 10, "max_prompt_chars": 5000,
+                    "google_model": "gemini-3.1-flash-lite-image"},
 }
+# The Google platforms a default route can use, as the prefix of its name, in failover order.
+GOOGLE_PLATFORMS = ("gemini", "vertex")
+# The rest of a default route's name, by catalogue model ("gemini-pro", "vertex-pro").
+_ROUTE_SUFFIX = {"nano-banana-2": "", "nano-banana-2.1": "-nano-banana-2.1",
+                 "nano-banana-pro": "-pro", "nano-banana-2-lite": "-lite",
+                 "nano-banana": "-nano-banana"}
 
 
 @dataclass(frozen=True)
 class RouteConfig:
-    """One configured route: ``type`` picks the implementation, ``options`` configure it."""
+    """One configured route: ``type`` picks the implementation, ``options`` configure it.
+    ``model_setting`` names the setting that chooses its upstream model, for messages that
+    tell an operator what to change."""
 
     name: str
     type: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    model_setting: str = ""
+
+    @property
+    def model_key(self) -> str:
+        return self.model_setting or f"routes.{self.name}.model"
 
 
 @dataclass(frozen=True)
@@ -56,12 +70,51 @@ class ModelConfig:
     routes: tuple[str, ...]
 
 
-def routes_from_toml(doc: Mapping[str, Any], gemini: bool) -> dict[str, RouteConfig]:
+def default_route_name(platform: str, model_id: str) -> str:
+    """The name of the default ``platform`` route of catalogue model ``model_id``."""
+    return platform + _ROUTE_SUFFIX.get(model_id, f"-{model_id}")
+
+
+def catalogue_from_toml(models_doc: Mapping[str, Any], routes_doc: Mapping[str, Any],
+                        platforms: Sequence[str] = (),
+                        ) -> tuple[dict[str, ModelConfig], dict[str, RouteConfig]]:
+    """The models and routes of the default catalogue as the TOML tables change them.
+
+    Every model with a ``google_model`` gets a default route on each configured Google
+    ``platform`` (a subset of ``GOOGLE_PLATFORMS``); a model without its own ``routes`` is served
+    by those, else by the sandbox. A ``[routes.<name>]`` table replaces a default route of that
+    name."""
+    tables = _model_tables(models_doc)
     routes = {"sandbox": RouteConfig("sandbox", "sandbox")}
-    if gemini:
-        for table in DEFAULT_CATALOGUE.values():
-            name = table["gemini_route"]
-            routes[name] = RouteConfig(name, "gemini", {"model": table["gemini_model"]})
+    for model_id, table in tables.items():
+        if not isinstance(table.get("google_model", ""), str):
+            raise ConfigError(f"models.{model_id}.google_model must be a Google model id")
+        google = [_google_route(p, model_id, table["google_model"]) for p in platforms
+                  if table.get("google_model")]
+        routes.update((r.name, r) for r in google)
+        table.setdefault("routes", [r.name for r in google] or ["sandbox"])
+    routes.update(_route_tables(routes_doc))
+    return {model_id: _model(model_id, t) for model_id, t in tables.items()}, routes
+
+
+def _model_tables(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    tables = {model_id: dict(default) for model_id, default in DEFAULT_CATALOGUE.items()}
+    for model_id, table in doc.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"models.{model_id} must be a table")
+        tables[model_id] = {**tables.get(model_id, {}), **table}
+    return tables
+
+
+def _google_route(platform: str, model_id: str, google_model: str) -> RouteConfig:
+    options = {"model": google_model} if platform == "gemini" else \
+        {"model": google_model, "platform": platform}
+    return RouteConfig(default_route_name(platform, model_id), "gemini", options,
+                       model_setting=f"models.{model_id}.google_model")
+
+
+def _route_tables(doc: Mapping[str, Any]) -> dict[str, RouteConfig]:
+    routes = {}
     for name, table in doc.items():
         if not isinstance(table, dict):
             raise ConfigError(f"routes.{name} must be a table")
@@ -70,20 +123,8 @@ def routes_from_toml(doc: Mapping[str, Any], gemini: bool) -> dict[str, RouteCon
     return routes
 
 
-def models_from_toml(doc: Mapping[str, Any], gemini: bool) -> dict[str, ModelConfig]:
-    models = {}
-    for model_id, default in DEFAULT_CATALOGUE.items():
-        routes = [default["gemini_route"]] if gemini else ["sandbox"]
-        models[model_id] = {"routes": routes, **default}
-    for model_id, table in doc.items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"models.{model_id} must be a table")
-        models[model_id] = {**models.get(model_id, {}), **table}
-    return {model_id: _model(model_id, table) for model_id, table in models.items()}
-
-
 _MODEL_KEYS = {"routes", "prices", "ratios", "resolutions", "max_prompt_chars", "max_references",
-               "max_images", "size_table", "gemini_model", "gemini_route"}
+               "max_images", "size_table", "google_model"}
 
 
 def _model(model_id: str, table: Mapping[str, Any]) -> ModelConfig:

@@ -6,6 +6,7 @@
     imagegate keys revoke KEY_ID
     imagegate accounts credit KEY_ID_OR_ACCOUNT USD
     imagegate tasks show TASK_ID [--json]
+    imagegate routes check [--json]
     imagegate webhooks secret KEY_ID_OR_ACCOUNT [--rotate [--overlap SECONDS]]
     imagegate config reference
 
@@ -26,11 +27,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from imagegate import accounts
+from imagegate.availability import problem_line
 from imagegate.clock import SystemClock
 from imagegate.config import ENV_PREFIX, Settings, reference_markdown
 from imagegate.errors import ConfigError, ImagegateError, RequestError
 from imagegate.money import format_usd, usd_to_micros
-from imagegate.services import open_store
+from imagegate.services import check_routes, open_store
 from imagegate.signing import new_secret
 from imagegate.store.base import Store, WebhookSecret
 from imagegate.tasks import Task
@@ -114,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("task_id")
     show.add_argument("--json", action="store_true", help="print a JSON object")
     show.set_defaults(run=cmd_tasks_show)
+
+    routes = sub.add_parser("routes", help="routes").add_subparsers(metavar="ACTION")
+    check = routes.add_parser("check", parents=[common], help="ask each route's upstream "
+                              "whether its model is served; exit 1 unless every route in use "
+                              "is confirmed available")
+    check.add_argument("--json", action="store_true", help="print JSON lines")
+    check.set_defaults(run=cmd_routes_check)
 
     config = sub.add_parser("config", help="configuration").add_subparsers(metavar="ACTION")
     ref = config.add_parser("reference", parents=[common], help="print every setting")
@@ -273,11 +282,26 @@ def cmd_tasks_show(args: argparse.Namespace, settings: Settings) -> int:
         if view.get(name) is not None:
             print(f"{name:>10}: {view[name]}")
     for a in view["routeAttempts"]:
-        print(f"   attempt {a['attempt']}: {a['route']} -> {a['outcome']} in "
+        model = f" ({a['upstreamModel']})" if a["upstreamModel"] else ""
+        print(f"   attempt {a['attempt']}: {a['route']}{model} -> {a['outcome']} in "
               f"{a['durationMs']} ms {a['detail']}".rstrip())
     for note in view["notes"]:
         print(f"      note: {note}")
     return 0
+
+
+def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
+    """One line per route in use: available, UNAVAILABLE (with what to change) or UNKNOWN."""
+    checks = asyncio.run(check_routes(settings))
+    for name, check in checks.items():
+        state = {True: "available", False: "UNAVAILABLE", None: "UNKNOWN"}[check.available]
+        detail = problem_line(settings.routes[name], check) if check.available is False \
+            else check.detail
+        if args.json:
+            print(json.dumps({"route": name, "state": state.lower(), "detail": detail}))
+        else:
+            print(f"{name:<24} {state:<12} {detail}")
+    return 0 if all(c.available for c in checks.values()) else 1
 
 
 def operator_view(task: Task) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from imagegate.catalogue import ModelConfig, RouteConfig, models_from_toml, routes_from_toml
+from imagegate.catalogue import ModelConfig, RouteConfig, catalogue_from_toml
 from imagegate.errors import ConfigError
 from imagegate.money import usd_to_micros
 
@@ -72,6 +72,11 @@ SETTINGS: tuple[Setting, ...] = (
             "unknown errors) that open a route's circuit."),
     Setting("router_cooldown_seconds", float, 30.0, "How long an open circuit keeps a route "
             "out before one trial task is let through."),
+    Setting("router_check_models", bool, True, "At start, ask each upstream whether the model "
+            "of each route is still served; a route whose model is gone is marked unavailable "
+            "and skipped. Off: routes are assumed available until a call says otherwise."),
+    Setting("router_recheck_seconds", float, 300.0, "How often a route marked unavailable asks "
+            "its upstream again whether its model is served."),
     Setting("sweeper_interval_seconds", float, 2.0, "How often expired leases and results are "
             "swept."),
     Setting("sandbox_delay_seconds", float, 1.0, "Delay before the sandbox route answers."),
@@ -84,6 +89,15 @@ SETTINGS: tuple[Setting, ...] = (
             "serves every model from Google's Gemini API instead of the sandbox. Never logged."),
     Setting("gemini_base_url", str, "https://generativelanguage.googleapis.com",
             "Gemini API endpoint (a regional or proxy endpoint can go here)."),
+    Setting("vertex_credentials_file", str, "", "Service-account JSON key file for Vertex AI. "
+            "Set (or vertex_api_key), the default catalogue serves every model from Vertex AI "
+            "too, after the Gemini API when both are set."),
+    Setting("vertex_api_key", str, "", "Vertex AI API key (express mode), used when "
+            "vertex_credentials_file is empty. Never logged."),
+    Setting("vertex_project", str, "", "Google Cloud project for Vertex AI. Empty: the "
+            "service-account file's project (an API key alone needs none)."),
+    Setting("vertex_location", str, "global", "Vertex AI location: global, or a region such "
+            "as us-central1."),
     Setting("callbacks_rotation_overlap_seconds", float, 86400.0, "After a signing secret is "
             "rotated, how long deliveries stay signed with the old one too."),
     Setting("demo_credit_usd", str, "10", "Credit of the demo key created on first start."),
@@ -94,7 +108,7 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 _MAY_BE_ZERO = {"sandbox_delay_seconds", "auth_cache_seconds", "worker_retry_backoff_seconds",
                 "callbacks_rotation_overlap_seconds"}
 _SECTIONS = {"auth", "limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
-             "gemini", "router"}
+             "gemini", "vertex", "router"}
 
 @dataclass(frozen=True)
 class Settings:
@@ -123,6 +137,8 @@ class Settings:
     worker_retry_backoff_seconds: float = 2.0
     router_failure_threshold: int = 5
     router_cooldown_seconds: float = 30.0
+    router_check_models: bool = True
+    router_recheck_seconds: float = 300.0
     sweeper_interval_seconds: float = 2.0
     sandbox_delay_seconds: float = 1.0
     callbacks_timeout_seconds: float = 30.0
@@ -131,6 +147,10 @@ class Settings:
     callbacks_rotation_overlap_seconds: float = 86400.0
     gemini_api_key: str = field(default="", repr=False)
     gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    vertex_credentials_file: str = ""
+    vertex_api_key: str = field(default="", repr=False)
+    vertex_project: str = ""
+    vertex_location: str = "global"
     demo_credit_usd: str = "10"
     log_level: str = "info"
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
@@ -148,9 +168,8 @@ class Settings:
         values.update(_scalars_from_toml(doc))
         values.update(_scalars_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
-        gemini = bool(values.get("gemini_api_key"))
-        routes = routes_from_toml(_table(doc, "routes"), gemini)
-        models = models_from_toml(_table(doc, "models"), gemini)
+        models, routes = catalogue_from_toml(_table(doc, "models"), _table(doc, "routes"),
+                                             google_platforms(values))
         settings = cls(models=models, routes=routes, config_file=path, **values)
         settings.check()
         return settings
@@ -205,6 +224,16 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+def google_platforms(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Google platforms whose credentials are set, as the catalogue names them."""
+    platforms = []
+    if values.get("gemini_api_key"):
+        platforms.append("gemini")
+    if values.get("vertex_credentials_file") or values.get("vertex_api_key"):
+        platforms.append("vertex")
+    return tuple(platforms)
 
 
 # Parsing ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
     │   └── NotReady            503
     ├── TaskError               ends (or retries) a task; carries a failCode (CONTRACT.md §7)
     │   ├── RouteError          raised by a route
+    │   │   └── RouteUnavailable  the route's upstream no longer serves its model
     │   └── ReferenceImageError a reference image could not be fetched or decoded
     └── ConfigError             bad settings, found at start
 
@@ -37,6 +38,7 @@ __all__ = [
     "ReferenceImageError",
     "RequestError",
     "RouteError",
+    "RouteUnavailable",
     "TaskError",
     "TooManyRequests",
     "Unauthorized",
@@ -168,6 +170,15 @@ class RouteError(TaskError):
         retryable = fail_code in FailCode.RETRYABLE
         return cls(fail_code, message, retryable=retryable, failover=retryable,
                    retry_after=retry_after)
+
+
+class RouteUnavailable(RouteError):
+    """The route's upstream does not serve its model (shut down, renamed or misspelt): the
+    router marks the route unavailable until a check finds the model again, and fails over.
+    Trying the route again would not help, so it is never retried."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(FailCode.UNKNOWN, message, retryable=False, failover=True)
 
 
 class ReferenceImageError(TaskError):

@@ -6,6 +6,9 @@ open       ``threshold`` failures in a row that speak of the route's health (rat
            limit with a known retry delay also keeps it out for that long.
 half-open  after the cooldown one trial task is let through: success closes the circuit, a
            failure opens it for another cooldown.
+unavailable  the route's upstream does not serve its model (a check said so, or a call was
+           answered NOT_FOUND): skipped, whatever the circuit, until a check finds the model or
+           a call succeeds. Unlike an open circuit it does not pass with time.
 
 Content outcomes (SensitiveContent, PromptInvalid, ImageFormatIncorrect, MissingParameter) say
 nothing about the route's health and leave the breaker alone.
@@ -24,6 +27,7 @@ class Circuit:
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half-open"
+    UNAVAILABLE = "unavailable"
 
 
 @dataclass
@@ -33,6 +37,7 @@ class _State:
     tripped: bool = False  # opened by failures (a half-open trial is due after open_until)
     trial_running: bool = False
     last_code: str = ""
+    unavailable: str = ""  # why the route is unavailable; "" when it is not
 
 
 class HealthBook:
@@ -48,12 +53,25 @@ class HealthBook:
 
     def circuit(self, route: str) -> str:
         s = self._state(route)
+        if s.unavailable:
+            return Circuit.UNAVAILABLE
         if self._now() < s.open_until:
             return Circuit.OPEN
         return Circuit.HALF_OPEN if s.tripped else Circuit.CLOSED
 
+    def mark_unavailable(self, route: str, reason: str) -> None:
+        self._state(route).unavailable = reason
+
+    def mark_available(self, route: str) -> None:
+        self._state(route).unavailable = ""
+
+    def unavailable(self, route: str) -> str | None:
+        """Why the route is unavailable, or None when it is not."""
+        return self._state(route).unavailable or None
+
     def acquire(self, route: str) -> bool:
-        """May a task try this route now? A half-open route admits one trial at a time."""
+        """May a task try this route now? A half-open route admits one trial at a time; an
+        unavailable route admits none."""
         state = self.circuit(route)
         if state == Circuit.CLOSED:
             return True
@@ -91,7 +109,12 @@ class HealthBook:
         """A trial that ended without a verdict (cancelled) frees the half-open slot."""
         self._state(route).trial_running = False
 
-    def snapshot(self) -> dict[str, dict[str, object]]:
-        return {name: {"circuit": self.circuit(name), "failures": s.failures,
-                       "retryInS": round(self.wait_s(name), 1)}
-                for name, s in self._states.items()}
+    def view(self, route: str) -> dict[str, object]:
+        """The route's health for people: circuit, failures in a row, seconds until it may be
+        tried again, and why it is unavailable when it is."""
+        s = self._state(route)
+        view: dict[str, object] = {"circuit": self.circuit(route), "failures": s.failures,
+                                   "retryInS": round(self.wait_s(route), 1)}
+        if s.unavailable:
+            view["reason"] = s.unavailable
+        return view

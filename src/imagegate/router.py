@@ -5,18 +5,28 @@ reference count, resolution, ratio, search grounding) and match its ``provider``
 ``official`` keeps only routes marked official, ``value`` orders by cost, ``auto`` keeps the
 catalogue's order. A route error that allows failover (rate limit, timeout, unknown) moves on to
 the next candidate; one that does not (safety block, invalid prompt, bad image) ends the try.
-Every try is recorded as a ``RouteAttempt``.
+A route whose upstream no longer serves its model (``RouteUnavailable``, or a check that said
+so) is marked unavailable and skipped; a task whose every candidate is unavailable fails at once,
+without retries, saying that the model is no longer served. Every try is recorded as a
+``RouteAttempt`` with the upstream model it asked for.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from imagegate.catalogue import ModelConfig
 from imagegate.contract import SubmitInput
-from imagegate.errors import FailCode, InvalidRequest, NotFound, RouteError, TaskError
+from imagegate.errors import (
+    FailCode,
+    InvalidRequest,
+    NotFound,
+    RouteError,
+    RouteUnavailable,
+    TaskError,
+)
 from imagegate.health import HealthBook
 from imagegate.routes.base import GeneratedImage, Job, Route
 from imagegate.tasks import RouteAttempt
@@ -33,11 +43,16 @@ class RouterOutcome:
 
 
 class Router:
+    """``on_unavailable(route, reason)`` is told when a call finds a route's model gone (the
+    route monitor marks it and reports it); without one the router marks it itself."""
+
     def __init__(self, models: Mapping[str, ModelConfig], routes: Mapping[str, Route],
-                 health: HealthBook | None = None) -> None:
+                 health: HealthBook | None = None,
+                 on_unavailable: Callable[[str, str], None] | None = None) -> None:
         self.models = models
         self.routes = routes
         self.health = health or HealthBook()
+        self.on_unavailable = on_unavailable or self.health.mark_unavailable
 
     def model(self, model_id: str) -> ModelConfig:
         try:
@@ -67,14 +82,24 @@ class Router:
     async def run(self, job: Job, inp: SubmitInput, provider: str) -> RouterOutcome:
         attempts: list[RouteAttempt] = []
         closed: list[str] = []
+        gone: list[str] = []
         last: TaskError | None = None
         for route in self.candidates(job.model, inp, provider):
+            if self.health.unavailable(route.name):
+                gone.append(route.name)
+                continue
             if not self.health.acquire(route.name):
                 closed.append(route.name)
                 continue
             started = time.monotonic()
             try:
                 images = await route.generate(job)
+            except RouteUnavailable as exc:
+                self.health.release(route.name)
+                self.on_unavailable(route.name, exc.message)
+                attempts.append(_attempt(job, route, exc.fail_code, started, exc.message))
+                gone.append(route.name)
+                continue
             except TaskError as exc:
                 self.health.failed(route.name, exc)
                 attempts.append(_attempt(job, route, exc.fail_code, started, exc.message))
@@ -88,7 +113,18 @@ class Router:
             self.health.succeeded(route.name)
             attempts.append(_attempt(job, route, "success", started, ""))
             return RouterOutcome(tuple(attempts), images=images, route=route.name)
-        return RouterOutcome(tuple(attempts), error=last or self._all_resting(closed))
+        return RouterOutcome(tuple(attempts),
+                             error=last or self._none_left(job.model, closed, gone))
+
+    def _none_left(self, model: str, closed: list[str], gone: list[str]) -> TaskError:
+        """When no route was left to try: wait for a resting one, else say why every route is
+        unavailable (a final error: retrying cannot help until an operator acts)."""
+        if closed or not gone:
+            return self._all_resting(closed)
+        reasons = "; ".join(f"route {name}: {self.health.unavailable(name)}" for name in gone)
+        return RouteError(FailCode.UNKNOWN, f"model {model} cannot be served: every route for "
+                          f"it is unavailable ({reasons})"[:1000], retryable=False,
+                          failover=False)
 
     def _all_resting(self, closed: list[str]) -> TaskError:
         """When every route was skipped: a retryable error that waits for the first to reopen."""
@@ -113,4 +149,5 @@ def _can_serve(route: Route, inp: SubmitInput) -> bool:
 
 def _attempt(job: Job, route: Route, outcome: str, started: float, detail: str) -> RouteAttempt:
     duration = int((time.monotonic() - started) * 1000)
-    return RouteAttempt(job.attempt, route.name, outcome, duration, detail[:500])
+    return RouteAttempt(job.attempt, route.name, outcome, duration, detail[:500],
+                        route.upstream_model)

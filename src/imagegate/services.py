@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from imagegate.availability import RouteMonitor
 from imagegate.blobs.base import BlobStore
 from imagegate.blobs.local import LocalBlobStore
 from imagegate.catalogue import RouteConfig
@@ -37,7 +38,7 @@ from imagegate.keys import KeyCache, bearer_token, hash_key
 from imagegate.limits import InMemoryRateLimiter, RateLimiter
 from imagegate.money import ChargeState, task_price
 from imagegate.router import Router
-from imagegate.routes.base import Route
+from imagegate.routes.base import Route, RouteCheck
 from imagegate.routes.gemini import GeminiRoute
 from imagegate.routes.relay import RelayRoute
 from imagegate.routes.sandbox import SandboxRoute
@@ -78,6 +79,19 @@ def _build_route(cfg: RouteConfig, settings: Settings, client: httpx.AsyncClient
                       "known: sandbox, gemini, relay")
 
 
+async def check_routes(settings: Settings) -> dict[str, RouteCheck]:
+    """Ask the upstream of every route in use whether its model is served (no state kept)."""
+    used = {name for model in settings.models.values() for name in model.routes}
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+        routes = {name: _build_route(settings.routes[name], settings, client)
+                  for name in sorted(used)}
+        try:
+            return await RouteMonitor(routes, settings.routes, HealthBook()).check()
+        finally:
+            for route in routes.values():
+                await route.close()
+
+
 @dataclass
 class ResultDownload:
     file: ResultFile
@@ -98,6 +112,7 @@ class Services:
     worker: Worker
     sweeper: Sweeper
     dispatcher: Dispatcher
+    monitor: RouteMonitor
     key_cache: KeyCache[ApiKey] = field(default_factory=lambda: KeyCache(1.0))
     draining: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -115,7 +130,11 @@ class Services:
         client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
                                    timeout=httpx.Timeout(30.0, connect=10.0))
         health = HealthBook(settings.router_failure_threshold, settings.router_cooldown_seconds)
-        router = Router(settings.models, routes or build_routes(settings, client), health)
+        routes = routes or build_routes(settings, client)
+        used = {name for model in settings.models.values() for name in model.routes}
+        monitor = RouteMonitor({n: r for n, r in routes.items() if n in used}, settings.routes,
+                               health, recheck_s=settings.router_recheck_seconds)
+        router = Router(settings.models, routes, health, on_unavailable=monitor.mark_unavailable)
         events = TaskEvents()
         completion = Completion(store, settings, clock, events)
         fetcher = ReferenceFetcher(client, FetchLimits(
@@ -128,16 +147,22 @@ class Services:
                                 allow_private=settings.allow_private_networks)
         dispatcher = Dispatcher(store, client, policy, settings, clock, events)
         return cls(settings, store, blobs, client, router, clock, events,
-                   InMemoryRateLimiter(), completion, worker, sweeper, dispatcher,
+                   InMemoryRateLimiter(), completion, worker, sweeper, dispatcher, monitor,
                    key_cache=KeyCache(settings.auth_cache_seconds))
 
     # Lifecycle --------------------------------------------------------------------------------
 
     async def start(self, *, background: bool = True) -> None:
+        """Migrate the store; with ``background``, check that every route's model is served
+        (a route whose model is gone is reported and skipped; the start goes on) and start the
+        worker, sweeper, dispatcher and route monitor."""
         await self.store.migrate()
         if background:
+            if self.settings.router_check_models:
+                await self.monitor.check()
             for name, loop in (("worker", self.worker.run), ("sweeper", self.sweeper.run),
-                               ("dispatcher", self.dispatcher.run)):
+                               ("dispatcher", self.dispatcher.run),
+                               ("monitor", self.monitor.run)):
                 self._loops.append(asyncio.create_task(loop(self._stop), name=name))
 
     async def stop(self) -> None:
@@ -166,6 +191,11 @@ class Services:
             log.exception("readiness check: the store does not answer")
             return False
         return True
+
+    def route_health(self) -> dict[str, dict[str, object]]:
+        """Each route in use: its circuit (closed, open, half-open, unavailable), failures in a
+        row, and why it is unavailable when it is."""
+        return {name: self.router.health.view(name) for name in self.monitor.routes}
 
     # Operations -------------------------------------------------------------------------------
 

@@ -67,17 +67,20 @@ class ResultFile:
 
 @dataclass(frozen=True)
 class RouteAttempt:
-    """One try of one route, kept on the task for operators."""
+    """One try of one route, kept on the task for operators. ``model``: the upstream model id
+    the route asked for ("" for a route without one, and on attempts recorded before it was
+    kept)."""
 
     attempt: int
     route: str
     outcome: str  # "success" or a failCode
     duration_ms: int
     detail: str = ""
+    model: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"attempt": self.attempt, "route": self.route, "outcome": self.outcome,
-                "durationMs": self.duration_ms, "detail": self.detail}
+        return {"attempt": self.attempt, "route": self.route, "upstreamModel": self.model,
+                "outcome": self.outcome, "durationMs": self.duration_ms, "detail": self.detail}
 
 
 @dataclass(frozen=True)

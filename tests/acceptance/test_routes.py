@@ -39,7 +39,7 @@ def test_one_gemini_key_setting_makes_real_images(tmp_path: Path) -> None:
         finally:
             srv.stop()
         request = gemini.requests[0]
-    assert request.model == "gemini-3.1-flash-image-preview"
+    assert request.model == "gemini-nano-banana-2.1"
     assert request.image_config == {"aspectRatio": "16:9", "imageSize": "2K"}
     assert img.size == (2752, 1536) and img.getpixel((10, 10))[0] > 150  # the final, red image
     assert gemini.api_key not in srv.log_path.read_text()
@@ -59,15 +59,16 @@ def test_rate_limit_waits_for_the_retry_delay_then_succeeds(tmp_path: Path) -> N
             srv.stop()
     assert data["state"] == "success"
     view = json.loads(cli(tmp_path / "d", "tasks", "show", task_id, "--json").stdout)
-    outcomes = [(a["route"], a["outcome"]) for a in view["routeAttempts"]]
-    assert outcomes == [("gemini", "RateLimited"), ("gemini", "success")]
+    outcomes = [(a["route"], a["upstreamModel"], a["outcome"]) for a in view["routeAttempts"]]
+    assert outcomes == [("gemini", "gemini-nano-banana-2.1", "RateLimited"),
+                        ("gemini", "gemini-nano-banana-2.1", "success")]
     assert data["costTime"] >= 1500  # the second try waited for RetryInfo's delay
 
 
 CATALOGUE = """
 [routes.primary]
 type = "gemini"
-model = "gemini-3.1-flash-image-preview"
+model = "gemini-nano-banana-2.1"
 api_key = "{gemini_key}"
 base_url = "{gemini_url}"
 

@@ -13,14 +13,17 @@
 - ``base_url``, ``api_key``: what a route needs.
 - ``script(steps)``: the answers to the next requests, consumed in order (replaces what is left
   of an earlier script); when it is empty every request gets ``default``.
-- ``requests``: every request received, as ``GeminiRequest`` (decoded JSON body, reference
-  images decoded back to PIL), in arrival order, including refused ones.
+- ``requests``: every ``generateContent`` request received, as ``GeminiRequest`` (decoded JSON
+  body, reference images decoded back to PIL), in arrival order, including refused ones.
+- ``lookups``: the model ids asked for with ``GET /v1beta/models/{model}``, in order.
+- ``retire(model)``: shut a model down from now on (it is answered 404 NOT_FOUND).
 
 Like Google, the server checks the ``x-goog-api-key`` header (missing: 403 PERMISSION_DENIED;
 wrong: 400 INVALID_ARGUMENT with ErrorInfo API_KEY_INVALID), refuses a key in the query string,
-answers 404 NOT_FOUND for a path or model it does not serve (``models``: None serves any), and
-400 INVALID_ARGUMENT for a body that is not a valid image request. Those checks run before a
-scripted step is consumed. Steps:
+answers 404 NOT_FOUND for a path or model it does not serve (``models``: None serves any but
+``retired``), and 400 INVALID_ARGUMENT for a body that is not a valid image request. Those
+checks run before a scripted step is consumed. ``GET /v1beta/models/{model}`` (models.get)
+answers a served model with its ``Model`` resource and any other with 404 NOT_FOUND. Steps:
 
     Image(size=None, color=..., mime=..., text=None, snake_case=False)  one final image; size
         None: the table size for the request's aspectRatio and imageSize (1K when absent)
@@ -64,6 +67,8 @@ _PATH_PREFIX = "/v1beta/models/"
 _PATH_SUFFIX = ":generateContent"
 _SIZES = ("1K", "2K", "4K")
 _RESPONSE_MODALITIES = {"TEXT", "IMAGE"}
+_GENERATION_CONFIG = {"responseModalities", "imageConfig", "thinkingConfig"}
+_THINKING_LEVELS = ("MINIMAL", "LOW", "MEDIUM", "HIGH")  # google.ai ThinkingLevel
 
 
 # Steps ----------------------------------------------------------------------------------------
@@ -173,6 +178,10 @@ class GeminiRequest:
         return dict(self.generation_config.get("imageConfig") or {})
 
     @property
+    def thinking_level(self) -> str | None:
+        return (self.generation_config.get("thinkingConfig") or {}).get("thinkingLevel")
+
+    @property
     def tools(self) -> list[Any]:
         return list((self.body or {}).get("tools") or [])
 
@@ -187,6 +196,8 @@ class GeminiServer:
     default: Step
     base_url: str = ""
     requests: list[GeminiRequest] = field(default_factory=list)
+    lookups: list[str] = field(default_factory=list)
+    retired: set[str] = field(default_factory=set)
     _steps: list[Step] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -204,13 +215,22 @@ class GeminiServer:
         with self._lock:
             self.requests.append(request)
 
+    def retire(self, model: str) -> None:
+        """Shut ``model`` down: from now on it is answered 404 NOT_FOUND."""
+        with self._lock:
+            self.retired.add(model)
+
+    def serves(self, model: str | None) -> bool:
+        return model is not None and model not in self.retired and (
+            self.models is None or model in self.models)
+
 
 @contextmanager
 def gemini_server(*, api_key: str = "AIza-fake-gemini-key-0123456789",
-                  models: Sequence[str] | None = None,
+                  models: Sequence[str] | None = None, retired: Sequence[str] = (),
                   default: Step | None = None) -> Iterator[GeminiServer]:
     state = GeminiServer(api_key, frozenset(models) if models is not None else None,
-                         default or Image())
+                         default or Image(), retired=set(retired))
     with serve_in_thread(_handler(state), poll_s=0.02) as base_url:
         state.base_url = base_url
         try:
@@ -226,6 +246,20 @@ def _handler(state: GeminiServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:
             pass
 
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            model = path[len(_PATH_PREFIX):] if path.startswith(_PATH_PREFIX) else None
+            request = GeminiRequest(path, urlsplit(self.path).query,
+                                    {k.lower(): v for k, v in self.headers.items()}, model, {})
+            with state._lock:
+                state.lookups.append(model or path)
+            refusal = _refusal(state, request, shape=False)
+            if refusal is not None:
+                self._send(*_error(refusal))
+            else:
+                self._send(200, {"Content-Type": "application/json"},
+                           json.dumps(_model_resource(str(model))).encode())
+
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             request, refusal = _check(state, self.path, dict(self.headers.items()), raw)
@@ -234,7 +268,9 @@ def _handler(state: GeminiServer) -> type[BaseHTTPRequestHandler]:
             while isinstance(step, Hang):
                 state._stopping.wait(step.seconds)
                 step = step.then or state.default
-            status, headers, body = _answer(step, request)
+            self._send(*_answer(step, request))
+
+        def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
             try:
                 self.send_response(status)
                 for name, value in headers.items():
@@ -271,7 +307,7 @@ def _check(state: GeminiServer, target: str, headers: dict[str, str],
     return request, refusal
 
 
-def _refusal(state: GeminiServer, request: GeminiRequest) -> Error | None:
+def _refusal(state: GeminiServer, request: GeminiRequest, shape: bool = True) -> Error | None:
     key = request.headers.get("x-goog-api-key")
     if "key=" in request.query:
         return Error(400, "INVALID_ARGUMENT", "this fake refuses API keys in the URL")
@@ -281,9 +317,11 @@ def _refusal(state: GeminiServer, request: GeminiRequest) -> Error | None:
                      "of API consumer identity to call this API.")
     if key != state.api_key:
         return Error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.")
-    if request.model is None or (state.models is not None and request.model not in state.models):
+    if not state.serves(request.model):
         return Error(404, "NOT_FOUND", f"models/{request.model} is not found for API version "
                      "v1beta, or is not supported for generateContent.")
+    if not shape:
+        return None
     problem = _shape_problem(request)
     if problem:
         return Error(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {problem}")
@@ -310,7 +348,24 @@ def _shape_problem(request: GeminiRequest) -> str | None:
         return f"imageConfig.imageSize must be one of {', '.join(_SIZES)}."
     if set(config) - {"aspectRatio", "imageSize"}:
         return "Unknown name in generationConfig.imageConfig."
+    if set(request.generation_config) - _GENERATION_CONFIG:
+        return "Unknown name in generationConfig."
+    thinking = request.generation_config.get("thinkingConfig")
+    if thinking is not None and (not isinstance(thinking, dict)
+                                 or set(thinking) != {"thinkingLevel"}
+                                 or thinking["thinkingLevel"] not in _THINKING_LEVELS):
+        return ("generationConfig.thinkingConfig.thinkingLevel must be one of "
+                f"{', '.join(_THINKING_LEVELS)}.")
     return None
+
+
+def _model_resource(model: str) -> dict[str, Any]:
+    """A ``Model`` resource as models.get answers it for an image model."""
+    return {"name": f"models/{model}", "baseModelId": model, "version": "001",
+            "displayName": f"Fake {model}", "description": "An image model of the fake.",
+            "inputTokenLimit": 65536, "outputTokenLimit": 32768,
+            "supportedGenerationMethods": ["generateContent", "countTokens"],
+            "thinking": True}
 
 
 def _decode_inline(part: dict[str, Any]) -> PILImage.Image:

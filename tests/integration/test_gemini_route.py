@@ -32,9 +32,9 @@ from PIL import Image as PILImage
 
 from imagegate.config import Settings
 from imagegate.contract import RATIOS, output_size
-from imagegate.errors import ConfigError, FailCode, RouteError
+from imagegate.errors import ConfigError, FailCode, RouteError, RouteUnavailable
 from imagegate.fetch import FetchedImage
-from imagegate.routes.base import GeneratedImage, Job
+from imagegate.routes.base import GeneratedImage, Job, RouteCheck
 from imagegate.routes.gemini import TEN_RATIOS, GeminiRoute, default_capabilities
 
 MODEL = "gemini-3.1-flash-image-preview"
@@ -402,3 +402,119 @@ def test_from_options_never_echoes_a_misconfigured_key(client: httpx.AsyncClient
     with pytest.raises(ConfigError) as caught:
         GeminiRoute.from_options("g", {"model": "m", "api_key": 123456789}, client, Settings())
     assert "123456789" not in str(caught.value)
+
+
+# Thinking level -------------------------------------------------------------------------------
+
+
+def test_thinking_level_is_sent_in_the_enum_spelling(gemini: GeminiServer) -> None:
+    generate(gemini, model="gemini-nano-banana-2.1", thinking_level="minimal")
+    generate(gemini, model="gemini-nano-banana-2.1")
+    assert gemini.requests[0].generation_config["thinkingConfig"] == {"thinkingLevel": "MINIMAL"}
+    assert "thinkingConfig" not in gemini.requests[1].generation_config
+    assert all(r.refusal is None for r in gemini.requests)
+
+
+@pytest.mark.parametrize("model,level,accepted", [
+    ("gemini-nano-banana-2.1", "medium", True),
+    ("gemini-nano-banana-2.1", "HIGH", True),
+    ("gemini-3.1-flash-lite-image", "minimal", True),
+    ("gemini-3.1-flash-lite-image", "medium", False),
+    ("gemini-3.1-flash-image", "medium", False),
+    ("gemini-3-pro-image", "high", False),  # its thinking is fixed
+    ("gemini-9-future-image", "low", True),  # unknown: any level; Google judges
+    ("gemini-nano-banana-2.1", "maximal", False),
+])
+def test_thinking_level_option_is_checked_against_the_model(
+        client: httpx.AsyncClient, model: str, level: str, accepted: bool) -> None:
+    options = {"model": model, "api_key": "k", "thinking_level": level}
+    if accepted:
+        route = GeminiRoute.from_options("g", options, client, Settings())
+        assert route.thinking_level == level.lower()
+        return
+    with pytest.raises(ConfigError, match=r"routes\.g\.thinking_level") as caught:
+        GeminiRoute.from_options("g", options, client, Settings())
+    assert model in str(caught.value)
+
+
+def test_a_refused_thinking_level_is_the_routes_set_up_not_the_prompt(
+        gemini: GeminiServer) -> None:
+    gemini.script([Error(400, "INVALID_ARGUMENT", "Thinking level is not supported for this "
+                         "model.")])
+    error = failure(gemini, thinking_level="high")
+    assert error.fail_code == FailCode.UNKNOWN and not error.retryable and error.failover
+
+
+# Availability ---------------------------------------------------------------------------------
+
+
+def check(server: GeminiServer, **options: Any) -> RouteCheck:
+    async def run() -> RouteCheck:
+        opts = {"api_key": server.api_key, "model": MODEL, "base_url": server.base_url,
+                **options}
+        async with httpx.AsyncClient(trust_env=False) as client:
+            return await GeminiRoute("gemini", client, **opts).check()
+
+    return asyncio.run(run())
+
+
+def test_check_finds_a_served_model_with_models_get() -> None:
+    with gemini_server(models=["gemini-nano-banana-2.1"]) as server:
+        result = check(server, model="gemini-nano-banana-2.1")
+        assert server.lookups == ["gemini-nano-banana-2.1"]
+    assert result.available is True and not result.model_gone
+    assert "gemini-nano-banana-2.1 is served" in result.detail
+
+
+def test_check_reports_a_shut_down_model_as_gone() -> None:
+    with gemini_server(retired=["gemini-3.1-flash-image-preview"]) as server:
+        result = check(server, model="gemini-3.1-flash-image-preview")
+    assert result.available is False and result.model_gone
+    assert "does not serve model gemini-3.1-flash-image-preview" in result.detail
+    assert "404 NOT_FOUND" in result.detail
+
+
+def test_check_reports_a_refused_key_without_showing_it(gemini: GeminiServer) -> None:
+    result = check(gemini, api_key="AIza-not-the-right-key-42")
+    assert result.available is False and not result.model_gone
+    assert "API key not valid" in result.detail and "AIza-not-the-right" not in result.detail
+
+
+def test_check_without_a_verdict_keeps_the_route() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def run() -> RouteCheck:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            route = GeminiRoute("g", client, api_key="k", model=MODEL,
+                                base_url=f"http://127.0.0.1:{port}")
+            return await route.check()
+
+    result = asyncio.run(run())
+    assert result.available is None and "could not reach" in result.detail
+
+
+def test_a_model_shut_down_at_run_time_raises_route_unavailable(gemini: GeminiServer) -> None:
+    generate(gemini)
+    gemini.retire(MODEL)
+    error = failure(gemini)
+    assert isinstance(error, RouteUnavailable)
+    assert error.fail_code == FailCode.UNKNOWN and not error.retryable and error.failover
+    assert f"no longer serves model {MODEL}" in error.message
+
+
+def test_route_names_its_upstream_model(client: httpx.AsyncClient) -> None:
+    route = GeminiRoute.from_options("g", {"model": "models/gemini-3-pro-image", "api_key": "k"},
+                                     client, Settings())
+    assert route.upstream_model == "gemini-3-pro-image"
+
+
+def test_default_capabilities_of_the_served_models() -> None:
+    v21 = default_capabilities("gemini-nano-banana-2.1")
+    lite = default_capabilities("gemini-3.1-flash-lite-image")
+    pro = default_capabilities("gemini-3-pro-image")
+    assert v21.ratios == RATIOS and v21.resolutions == ("1k", "2k", "4k") and v21.search_grounding
+    assert lite.ratios == TEN_RATIOS and lite.resolutions == ("1k",)
+    assert not lite.search_grounding
+    assert pro.ratios == TEN_RATIOS and pro.search_grounding and pro.max_references == 14

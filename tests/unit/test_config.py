@@ -12,6 +12,7 @@ import pytest
 from imagegate.config import SETTINGS, RouteConfig, Settings, reference_markdown
 from imagegate.contract import RATIOS, RESOLUTIONS
 from imagegate.errors import ConfigError
+from imagegate.routes.google_models import TEN_RATIOS
 
 NOT_SETTINGS = {"models", "routes", "config_file"}
 
@@ -65,9 +66,13 @@ def test_loading_nothing_gives_the_defaults() -> None:
     assert settings.config_file == ""
 
 
+DEFAULT_MODELS = {"nano-banana-2", "nano-banana-2.1", "nano-banana-pro", "nano-banana-2-lite",
+                  "nano-banana"}
+
+
 def test_default_catalogue_serves_nano_banana_2_on_the_sandbox_at_the_contract_prices() -> None:
     settings = load()
-    assert set(settings.models) == {"nano-banana-2", "nano-banana-pro", "nano-banana"}
+    assert set(settings.models) == DEFAULT_MODELS
     model = settings.models["nano-banana-2"]
     assert dict(model.prices) == {"1k": 50_000, "2k": 80_000, "4k": 120_000}
     assert model.routes == ("sandbox",)
@@ -81,20 +86,76 @@ def test_default_catalogue_serves_nano_banana_2_on_the_sandbox_at_the_contract_p
 
 def test_other_default_models_have_their_own_limits() -> None:
     models = load().models
-    pro, flash = models["nano-banana-pro"].limits, models["nano-banana"].limits
+    pro, first = models["nano-banana-pro"].limits, models["nano-banana"].limits
+    lite, v21 = models["nano-banana-2-lite"].limits, models["nano-banana-2.1"].limits
     assert "8:1" not in pro.ratios and len(pro.ratios) == 10 and pro.resolutions == RESOLUTIONS
-    assert flash.resolutions == ("1k",) and flash.size_table == "gemini-2.5"
-    assert len(flash.ratios) == 10 and flash.max_prompt_chars == 5000
+    assert first.resolutions == ("1k",) and first.size_table == "gemini-2.5"
+    assert len(first.ratios) == 10 and first.max_prompt_chars == 5000
     assert dict(models["nano-banana"].prices) == {"1k": 30_000}
+    assert lite.resolutions == ("1k",) and lite.ratios == TEN_RATIOS
+    assert dict(models["nano-banana-2-lite"].prices) == {"1k": 30_000}
+    assert v21.ratios == RATIOS and v21.resolutions == RESOLUTIONS and v21.max_references == 14
 
 
-def test_a_gemini_key_puts_every_default_model_on_gemini() -> None:
+def test_a_gemini_key_puts_every_default_model_on_a_served_google_model() -> None:
     settings = load(env={"IMAGEGATE_GEMINI_API_KEY": "secret-key"})
     assert {m: c.routes for m, c in settings.models.items()} == {
-        "nano-banana-2": ("gemini",), "nano-banana-pro": ("gemini-pro",),
-        "nano-banana": ("gemini-2.5-flash",)}
-    assert settings.routes["gemini-pro"].options["model"] == "gemini-3-pro-image-preview"
+        "nano-banana-2": ("gemini",), "nano-banana-2.1": ("gemini-nano-banana-2.1",),
+        "nano-banana-pro": ("gemini-pro",), "nano-banana-2-lite": ("gemini-lite",),
+        "nano-banana": ("gemini-nano-banana",)}
+    google = {name: r.options["model"] for name, r in settings.routes.items()
+              if r.type == "gemini"}
+    assert google == {"gemini": "gemini-nano-banana-2.1",
+                      "gemini-nano-banana-2.1": "gemini-nano-banana-2.1",
+                      "gemini-pro": "gemini-3-pro-image",
+                      "gemini-lite": "gemini-3.1-flash-lite-image",
+                      "gemini-nano-banana": "gemini-3.1-flash-lite-image"}
+    assert settings.routes["gemini-pro"].model_key == "models.nano-banana-pro.google_model"
     assert "secret-key" not in repr(settings)
+
+
+def test_vertex_credentials_add_vertex_routes_after_the_gemini_api() -> None:
+    settings = load(env={"IMAGEGATE_GEMINI_API_KEY": "k",
+                         "IMAGEGATE_VERTEX_API_KEY": "vertex-secret-key"})
+    assert settings.models["nano-banana-pro"].routes == ("gemini-pro", "vertex-pro")
+    vertex = settings.routes["vertex"]
+    assert vertex.type == "gemini"
+    assert vertex.options == {"model": "gemini-nano-banana-2.1", "platform": "vertex"}
+    only = load(env={"IMAGEGATE_VERTEX_CREDENTIALS_FILE": "/etc/sa.json"})
+    assert only.models["nano-banana-2"].routes == ("vertex",)
+    assert "vertex-secret-key" not in repr(settings)
+
+
+def test_google_model_pins_a_default_route_to_another_model(tmp_path: Path) -> None:
+    settings = load(tmp_path, '[models.nano-banana-2]\ngoogle_model = "gemini-3.1-flash-image"\n',
+                    env={"IMAGEGATE_GEMINI_API_KEY": "k"})
+    assert settings.routes["gemini"].options["model"] == "gemini-3.1-flash-image"
+    assert settings.routes["gemini-nano-banana-2.1"].options["model"] == \
+        "gemini-nano-banana-2.1"
+
+
+def test_a_route_table_replaces_the_default_route_of_that_name(tmp_path: Path) -> None:
+    settings = load(tmp_path, '[routes.gemini]\nmodel = "gemini-3.1-flash-image"\n'
+                              'thinking_level = "minimal"\n',
+                    env={"IMAGEGATE_GEMINI_API_KEY": "k"})
+    route = settings.routes["gemini"]
+    assert route.options == {"model": "gemini-3.1-flash-image", "thinking_level": "minimal"}
+    assert route.model_key == "routes.gemini.model"
+    assert settings.models["nano-banana-2"].routes == ("gemini",)
+
+
+def test_a_model_of_its_own_with_a_google_model_gets_google_routes(tmp_path: Path) -> None:
+    settings = load(tmp_path, '[models.house]\ngoogle_model = "gemini-3-pro-image"\n',
+                    env={"IMAGEGATE_GEMINI_API_KEY": "k"})
+    assert settings.models["house"].routes == ("gemini-house",)
+    assert settings.routes["gemini-house"].options == {"model": "gemini-3-pro-image"}
+    assert load(tmp_path, '[models.house]\ngoogle_model = "x"\n').models["house"].routes == \
+        ("sandbox",)
+
+
+def test_google_model_must_be_text(tmp_path: Path) -> None:
+    assert "models.house.google_model" in config_error(tmp_path,
+                                                       "[models.house]\ngoogle_model = 3\n")
 
 
 def test_defaults_pass_their_own_check() -> None:

@@ -10,10 +10,10 @@ from PIL import Image
 
 from imagegate.catalogue import ModelConfig
 from imagegate.contract import ModelLimits, SubmitInput
-from imagegate.errors import FailCode, InvalidRequest, NotFound, RouteError
+from imagegate.errors import FailCode, InvalidRequest, NotFound, RouteError, RouteUnavailable
 from imagegate.health import HealthBook
 from imagegate.router import Router
-from imagegate.routes.base import Capabilities, GeneratedImage, Job
+from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
 
 
 class ScriptedRoute:
@@ -22,6 +22,7 @@ class ScriptedRoute:
     def __init__(self, name: str, outcomes: Sequence[RouteError | None] = (),
                  **caps: object) -> None:
         self.name = name
+        self.upstream_model = f"upstream-{name}"
         self.capabilities = Capabilities(**caps)  # type: ignore[arg-type]
         self.outcomes = list(outcomes)
         self.calls = 0
@@ -32,6 +33,9 @@ class ScriptedRoute:
         if outcome is not None:
             raise outcome
         return [GeneratedImage(Image.new("RGB", (8, 8)))]
+
+    async def check(self) -> RouteCheck:
+        return RouteCheck(True, "scripted")
 
     async def close(self) -> None:
         return None
@@ -66,6 +70,7 @@ def test_first_route_that_succeeds_produces_the_images() -> None:
     out = run(router(a, b))
     assert out.route == "a" and len(out.images) == 1 and b.calls == 0
     assert [(x.route, x.outcome) for x in out.attempts] == [("a", "success")]
+    assert out.attempts[0].model == "upstream-a"
 
 
 @pytest.mark.parametrize("code", [FailCode.RATE_LIMITED, FailCode.TIMEOUT, FailCode.UNKNOWN])
@@ -119,6 +124,66 @@ def test_when_every_route_is_resting_the_task_is_told_when_to_retry() -> None:
     assert a.calls == 1 and out.attempts == ()
     assert out.error is not None and out.error.fail_code == FailCode.RATE_LIMITED
     assert out.error.retryable and out.error.retry_after == 20
+
+
+def gone() -> RouteUnavailable:
+    return RouteUnavailable("the Gemini API no longer serves model m-1 (HTTP 404 NOT_FOUND)")
+
+
+def test_a_model_gone_at_run_time_marks_the_route_and_fails_over() -> None:
+    reported: list[tuple[str, str]] = []
+    health = HealthBook()
+
+    def report(name: str, why: str) -> None:
+        reported.append((name, why))
+        health.mark_unavailable(name, why)
+
+    a, b = ScriptedRoute("a", [gone()]), ScriptedRoute("b")
+    r = Router(router(a, b).models, {"a": a, "b": b}, health, on_unavailable=report)
+    out = run(r)
+    assert out.route == "b"
+    assert [(x.route, x.outcome, x.model) for x in out.attempts] == [
+        ("a", FailCode.UNKNOWN, "upstream-a"), ("b", "success", "upstream-b")]
+    assert reported == [("a", gone().message)]
+    assert health.circuit("a") == "unavailable" and health.view("a")["failures"] == 0
+    for _ in range(3):
+        assert run(r).route == "b"
+    assert a.calls == 1  # skipped from then on: no retry storm
+
+
+def test_when_every_route_is_unavailable_the_task_fails_at_once_saying_why() -> None:
+    health = HealthBook()
+    health.mark_unavailable("b", "Vertex AI does not serve model m-2 (HTTP 404 NOT_FOUND)")
+    a, b = ScriptedRoute("a", [gone()]), ScriptedRoute("b")
+    out = run(router(a, b, health=health))
+    assert b.calls == 0 and [x.route for x in out.attempts] == ["a"]
+    assert out.error is not None and out.error.fail_code == FailCode.UNKNOWN
+    assert not out.error.retryable and not out.error.failover
+    assert "model m cannot be served" in out.error.message
+    assert "no longer serves model m-1" in out.error.message
+    assert "does not serve model m-2" in out.error.message
+
+
+def test_a_resting_route_beside_an_unavailable_one_means_retry_later() -> None:
+    now = [0.0]
+    health = HealthBook(threshold=1, cooldown_s=20, monotonic=lambda: now[0])
+    health.mark_unavailable("a", "gone")
+    b = ScriptedRoute("b", [err(FailCode.TIMEOUT)])
+    r = router(ScriptedRoute("a"), b, health=health)
+    run(r)
+    out = run(r)
+    assert out.error is not None and out.error.retryable and out.error.retry_after == 20
+
+
+def test_success_and_a_check_make_an_unavailable_route_available_again() -> None:
+    health = HealthBook()
+    health.mark_unavailable("a", "gone")
+    assert not health.acquire("a") and health.view("a")["reason"] == "gone"
+    health.mark_available("a")
+    assert health.acquire("a") and health.unavailable("a") is None
+    health.mark_unavailable("a", "gone")
+    health.succeeded("a")
+    assert health.circuit("a") == "closed"
 
 
 def test_capabilities_filter_candidates() -> None:

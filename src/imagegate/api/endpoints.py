@@ -66,8 +66,11 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    if await services(request).ready():
-        return ok({"status": "ready"})
+    """Ready while the process can serve; ``routes`` shows each route's health, an unavailable
+    route with the reason (the process stays ready: other routes and models still work)."""
+    svc = services(request)
+    if await svc.ready():
+        return ok({"status": "ready", "routes": svc.route_health()})
     return JSONResponse(envelope({"error": "not ready"}, 503, "Service Unavailable"), 503)
 
 

@@ -307,7 +307,10 @@ def _readyz_operation() -> Json:
         "operationId": "readyz",
         "tags": ["operations"],
         "summary": "Readiness",
-        "description": "200 when the service can take work (database and storage reachable).",
+        "description": "200 when the service can take work (database and storage reachable). "
+                       "`routes` shows the health of each route in use; a route whose upstream "
+                       "model is not served is `unavailable`, with the reason, while the "
+                       "service stays ready on its other routes.",
         "security": _PUBLIC,
         "responses": {
             "200": _ok("Ready.", "HealthResponse"),
@@ -441,8 +444,23 @@ def _schemas() -> Json:
             "Balance answer: data is a bare number, USD."),
         "HealthResponse": _success(
             {"type": "object", "required": ["status"],
-             "properties": {"status": {"type": "string", "enum": ["ok", "ready"]}}},
+             "properties": {"status": {"type": "string", "enum": ["ok", "ready"]},
+                            "routes": {"type": "object",
+                                       "additionalProperties": _ref("schemas", "RouteHealth")}}},
             "Health or readiness answer."),
+        "RouteHealth": {
+            "type": "object", "required": ["circuit", "failures", "retryInS"],
+            "properties": {
+                "circuit": {"type": "string",
+                            "enum": ["closed", "open", "half-open", "unavailable"]},
+                "failures": {"type": "integer", "minimum": 0,
+                             "description": "Failures in a row."},
+                "retryInS": {"type": "number", "minimum": 0,
+                             "description": "Seconds until an open circuit lets a trial in."},
+                "reason": {"type": "string",
+                           "description": "Why the route is unavailable."},
+            },
+        },
     }
 
 

@@ -1,8 +1,10 @@
 """The route seam: one way to produce images for a task.
 
-A route declares what it can do (``Capabilities``) and implements ``generate``. It raises only
-``RouteError`` (with a failCode and whether a retry or failover may help), and never touches the
-database, the HTTP layer or another route.
+A route declares what it can do (``Capabilities``) and which upstream model it calls
+(``upstream_model``), and implements ``generate`` and ``check``. ``generate`` raises only
+``RouteError`` (with a failCode and whether a retry or failover may help; ``RouteUnavailable``
+when the upstream no longer serves the model); ``check`` asks the upstream whether the model is
+served and never raises. A route never touches the database, the HTTP layer or another route.
 """
 
 from __future__ import annotations
@@ -56,10 +58,27 @@ class GeneratedImage:
     note: str = ""  # e.g. "upscaled from 1024x1024"
 
 
+@dataclass(frozen=True)
+class RouteCheck:
+    """What a route's upstream said when asked whether it serves the route's model.
+
+    ``available``: True (served), False (not: the route cannot work until its operator acts),
+    None (no verdict: the upstream could not be reached or answered an error that says nothing
+    about the model; the route stays in use). ``model_gone``: the verdict is that the model is
+    not served (rather than, say, a refused key). ``detail``: one line for people."""
+
+    available: bool | None
+    detail: str
+    model_gone: bool = False
+
+
 class Route(Protocol):
     name: str
     capabilities: Capabilities
+    upstream_model: str  # the model id the upstream is asked for ("" where there is none)
 
     async def generate(self, job: Job) -> Sequence[GeneratedImage]: ...
+
+    async def check(self) -> RouteCheck: ...
 
     async def close(self) -> None: ...

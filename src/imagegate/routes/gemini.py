@@ -1,11 +1,18 @@
-"""The Gemini route: Google's Gemini API over REST, the real Nano Banana models.
+"""The Gemini route: the real Nano Banana models, on Google's Gemini API or on Vertex AI.
 
-One image is one ``POST {base_url}/v1beta/models/{model}:generateContent``: the prompt and the
-reference images (``inlineData``, re-encoded to fit ``max_inline_bytes``) go in one user turn,
-``generationConfig.imageConfig`` carries the aspect ratio and, for models that take it, the size
-tier. Gemini answers one image per call, so ``num_images`` calls run concurrently and any failure
-fails the job. Interim "thought" parts (the thinking images of Gemini 3 image models) are skipped;
-the last non-thought image of the first candidate is the result.
+One image is one ``generateContent`` call (``google_platforms`` has each platform's URLs and
+credentials): the prompt and the reference images (``inlineData``, re-encoded to fit
+``max_inline_bytes``) go in one user turn, ``generationConfig.imageConfig`` carries the aspect
+ratio and, for models that take it, the size tier; ``generationConfig.thinkingConfig`` carries
+the route's ``thinking_level`` when it sets one. Gemini answers one image per call, so
+``num_images`` calls run concurrently and any failure fails the job. Interim "thought" parts
+(the thinking images of Gemini 3 image models) are skipped; the last non-thought image of the
+first candidate is the result.
+
+``check`` asks the platform for the model (``models.get``): Google answers 404 NOT_FOUND for a
+model it no longer serves. The same answer to a ``generateContent`` call raises
+``RouteUnavailable``, which the router takes as "skip this route until a check finds the model
+again", not as a failure to retry.
 
 Failures map to failCodes as CONTRACT.md §7 says:
 
@@ -17,11 +24,14 @@ Failures map to failCodes as CONTRACT.md §7 says:
     400 INVALID_ARGUMENT about the input images, 413              ImageFormatIncorrect
     other 400 INVALID_ARGUMENT                                    PromptInvalid
     5xx, 408, 409, 499, connection errors, undecodable answers    Unknown error (retry, failover)
-    bad or refused key, model not found, FAILED_PRECONDITION,     Unknown error, failover to
-    other 4xx: the route itself cannot work                       another route, no retry here
+    404 / NOT_FOUND: the model is not served                      RouteUnavailable: Unknown
+                                                                  error, failover, no retry
+    bad or refused key or account, FAILED_PRECONDITION, a refused Unknown error, failover to
+    thinking level, other 4xx: the route itself cannot work       another route, no retry here
 
-The API key travels only in the ``x-goog-api-key`` header: never in a URL, a log line or an
-error message, and upstream text is scrubbed of it before it is used in either.
+Credentials travel only in headers (``x-goog-api-key``, or a service account's bearer token):
+never in a URL, a log line or an error message, and upstream text is scrubbed of an API key
+before it is used in either.
 """
 
 from __future__ import annotations
@@ -41,20 +51,20 @@ from PIL import Image
 
 from imagegate.concurrency import all_or_cancel
 from imagegate.config import Settings
-from imagegate.contract import CONTENT_TYPES, RATIOS, RESOLUTIONS
-from imagegate.errors import ConfigError, FailCode, RouteError
+from imagegate.contract import CONTENT_TYPES
+from imagegate.errors import ConfigError, FailCode, RouteError, RouteUnavailable
 from imagegate.imaging import ImageDecodeError, decode_image, encode
-from imagegate.routes.base import Capabilities, GeneratedImage, Job
+from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
+from imagegate.routes.google_models import TEN_RATIOS, image_model
+from imagegate.routes.google_platforms import GeminiApi, Platform, platform_from_options
 from imagegate.routes.options import RouteOptions, retry_after_seconds, scrub
 
-__all__ = ["DEFAULT_BASE_URL", "GeminiRoute", "default_capabilities", "encode_reference"]
+__all__ = ["DEFAULT_BASE_URL", "TEN_RATIOS", "GeminiRoute", "default_capabilities",
+           "encode_reference"]
 
 log = logging.getLogger("imagegate.routes.gemini")
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-# Gemini 3 Pro Image and 2.5 Flash Image take these ten; Gemini 3.1 Flash Image takes all 14.
-TEN_RATIOS: tuple[str, ...] = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9",
-                               "21:9")
 SAFETY_REASONS = frozenset({
     "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY",
     "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
@@ -71,52 +81,55 @@ _IMAGE_PROBLEM = re.compile(
 # gRPC codes that say "try again" whatever the HTTP status (google.rpc.Code).
 _TRANSIENT = frozenset({"ABORTED", "CANCELLED", "INTERNAL", "UNAVAILABLE", "UNKNOWN"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
-_OPTIONS = ("model", "api_key", "base_url", "timeout_seconds", "search_grounding", "official",
-            "max_references", "resolutions", "ratios", "send_image_size", "max_inline_bytes",
-            "cost")
+# A 400 about the thinking configuration is the route's set-up, not the client's prompt.
+_THINKING = re.compile(r"thinking", re.IGNORECASE)
+_OPTIONS = ("model", "platform", "api_key", "base_url", "project", "location",
+            "credentials_file", "timeout_seconds", "thinking_level", "search_grounding",
+            "official", "max_references", "resolutions", "ratios", "send_image_size",
+            "max_inline_bytes", "cost")
+_CHECK_TIMEOUT_S = 10.0
 
 T = TypeVar("T")
 
 
-def _is_legacy(model: str) -> bool:
-    """Gemini 2.x image models: 1k only, ten ratios, no imageSize, no search grounding."""
-    return model.startswith("gemini-2")
-
-
 def default_capabilities(model: str) -> Capabilities:
-    """What a Gemini image model can do, judged from its name; options may override each."""
-    legacy = _is_legacy(model)
-    return Capabilities(
-        max_references=14,
-        resolutions=("1k",) if legacy else RESOLUTIONS,
-        ratios=RATIOS if model.startswith("gemini-3.1") else TEN_RATIOS,
-        search_grounding=model.startswith("gemini-3"),
-        official=True,
-    )
+    """What a Google image model can do (``google_models``); options may override each."""
+    facts = image_model(model)
+    return Capabilities(max_references=facts.max_references, resolutions=facts.resolutions,
+                        ratios=facts.ratios, search_grounding=facts.search_grounding,
+                        official=True)
 
 
 class GeminiRoute:
-    """Generates images with one Gemini model. ``client`` is shared and owned by the caller;
-    ``timeout_s`` bounds one ``generate`` call, reference encoding included."""
+    """Generates images with one Google model. ``client`` is shared and owned by the caller;
+    ``timeout_s`` bounds one ``generate`` call, reference encoding included. ``platform`` says
+    where calls go (default: the Gemini API at ``base_url`` with ``api_key``)."""
 
-    def __init__(self, name: str, client: httpx.AsyncClient, *, api_key: str, model: str,
+    def __init__(self, name: str, client: httpx.AsyncClient, *, model: str,
+                 platform: Platform | None = None, api_key: str = "",
                  base_url: str = DEFAULT_BASE_URL, timeout_s: float = 120.0,
                  capabilities: Capabilities | None = None,
-                 max_inline_bytes: int = 7 * _MIB, send_image_size: bool | None = None) -> None:
-        if not api_key:
-            raise ConfigError(f"routes.{name}.api_key: a Gemini API key is required")
+                 max_inline_bytes: int = 7 * _MIB, send_image_size: bool | None = None,
+                 thinking_level: str | None = None) -> None:
+        if platform is None:
+            if not api_key:
+                raise ConfigError(f"routes.{name}.api_key: a Gemini API key is required")
+            platform = GeminiApi(base_url, api_key)
         model = model.removeprefix("models/")
+        facts = image_model(model)
         self.name = name
         self.model = model
+        self.upstream_model = model
+        self.platform = platform
         self.capabilities = capabilities or default_capabilities(model)
         self.timeout_s = timeout_s
         self.max_inline_bytes = max_inline_bytes
-        if send_image_size is None:
-            send_image_size = not _is_legacy(model)
-        self.send_image_size = send_image_size
+        self.send_image_size = facts.send_image_size if send_image_size is None \
+            else send_image_size
+        self.thinking_level = thinking_level
         self._client = client
-        self._api_key = api_key
-        self._url = f"{base_url.rstrip('/')}/v1beta/models/{model}:generateContent"
+        self._secrets = platform.secrets()
+        self._url = platform.generate_url(model)
         self._http_timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
 
     def __repr__(self) -> str:
@@ -126,23 +139,58 @@ class GeminiRoute:
     def from_options(cls, name: str, options: Mapping[str, Any], client: httpx.AsyncClient,
                      settings: Settings) -> GeminiRoute:
         """Build from a ``[routes.<name>]`` table; raise ``ConfigError`` naming a bad option.
-        The key and base URL default to ``settings``; the key is never shown in an error."""
+        Credentials and endpoints default to ``settings``; a secret is never shown in an
+        error."""
         opts = RouteOptions("gemini", name, options, _OPTIONS)
-        model = opts.text("model", example="gemini-3.1-flash-image-preview").removeprefix("models/")
-        api_key = opts.optional_text("api_key", secret=True) or settings.gemini_api_key
-        if not api_key:
-            raise ConfigError(f"{opts.where('api_key')} is not set, and neither is "
-                              f"IMAGEGATE_GEMINI_API_KEY")
-        base_url = opts.optional_text("base_url") or settings.gemini_base_url
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"{opts.where('base_url')} must be an http(s) URL, "
-                              f"got {base_url!r}")
+        model = opts.text("model", example="gemini-nano-banana-2.1").removeprefix("models/")
         send_image_size = opts.flag("send_image_size") if "send_image_size" in opts else None
-        return cls(name, client, api_key=api_key, model=model, base_url=base_url,
+        return cls(name, client, model=model, platform=platform_from_options(opts, settings),
                    timeout_s=opts.seconds("timeout_seconds", 120.0),
                    capabilities=opts.capabilities(default_capabilities(model), min_references=1),
                    max_inline_bytes=opts.whole("max_inline_bytes", 7 * _MIB, 4096, 100 * _MIB),
-                   send_image_size=send_image_size)
+                   send_image_size=send_image_size,
+                   thinking_level=_thinking_level(opts, model))
+
+    # Checking ---------------------------------------------------------------------------------
+
+    async def check(self) -> RouteCheck:
+        """Ask the platform whether it serves this route's model; never raises."""
+        where = f"{self.platform.label} model {self.model}"
+        try:
+            headers = await self.platform.headers()
+            response = await self._client.get(self.platform.model_url(self.model),
+                                              headers=headers, timeout=_CHECK_TIMEOUT_S)
+        except RouteError as exc:
+            return RouteCheck(None if exc.retryable else False, self._scrub(exc.message))
+        except httpx.HTTPError as exc:
+            return RouteCheck(None, f"could not reach {self.platform.label} to check {where} "
+                                    f"({type(exc).__name__})")
+        if response.status_code == 200:
+            return self._served(response, where)
+        status, grpc, shown = _describe(response)
+        if status == 404 or grpc == "NOT_FOUND":
+            return RouteCheck(False, self._scrub(f"{self.platform.label} does not serve model "
+                                                 f"{self.model} ({shown})"), model_gone=True)
+        if _route_unusable(status, grpc, _error_object(response)):
+            return RouteCheck(False, self._scrub(f"{self.platform.label} refused to show "
+                                                 f"{where} ({shown}); check the route's "
+                                                 "credentials and Google project"))
+        return RouteCheck(None, self._scrub(f"{self.platform.label} failed to answer about "
+                                            f"{where} ({shown})"))
+
+    def _served(self, response: httpx.Response, where: str) -> RouteCheck:
+        try:
+            model = response.json()
+        except ValueError:
+            return RouteCheck(None, f"{where}: the answer was not JSON")
+        model = _mapping(model)
+        methods = model.get("supportedGenerationMethods")
+        if isinstance(methods, list) and "generateContent" not in methods:
+            return RouteCheck(False, f"{where} does not support generateContent "
+                                     f"(it supports {', '.join(map(str, methods))})",
+                              model_gone=True)
+        shown = " ".join(str(model[k]) for k in ("displayName", "version") if model.get(k))
+        return RouteCheck(True, f"{where} is served" + (f" ({shown})" if shown else ""))
 
     # Generating -------------------------------------------------------------------------------
 
@@ -151,16 +199,17 @@ class GeminiRoute:
         try:
             async with asyncio.timeout(self.timeout_s):
                 payload = await self._payload(job)
+                headers = {**await self.platform.headers(), "Content-Type": "application/json"}
                 if job.num_images <= 1:
-                    return [await self._generate_one(payload)]
-                calls = [self._generate_one(payload) for _ in range(job.num_images)]
+                    return [await self._generate_one(payload, headers)]
+                calls = [self._generate_one(payload, headers) for _ in range(job.num_images)]
                 return await all_or_cancel(calls)
         except TimeoutError as exc:
             raise self._error(FailCode.TIMEOUT,
                               f"no image within {self.timeout_s:g} s") from exc
 
     async def close(self) -> None:
-        return None  # the HTTP client belongs to whoever built the route
+        await self.platform.close()  # the HTTP client belongs to whoever built the route
 
     async def _payload(self, job: Job) -> bytes:
         parts: list[dict[str, Any]] = [{"text": job.prompt}]
@@ -174,6 +223,9 @@ class GeminiRoute:
             "generationConfig": {"responseModalities": ["TEXT", "IMAGE"],
                                  "imageConfig": image_config},
         }
+        if self.thinking_level:
+            body["generationConfig"]["thinkingConfig"] = {
+                "thinkingLevel": self.thinking_level.upper()}
         if job.google_search:
             body["tools"] = [{"google_search": {}}]
         return await asyncio.to_thread(lambda: json.dumps(body).encode())
@@ -186,8 +238,8 @@ class GeminiRoute:
                               f"reference image {index}: {exc}") from exc
         return {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode("ascii")}}
 
-    async def _generate_one(self, payload: bytes) -> GeneratedImage:
-        response = await self._post(payload)
+    async def _generate_one(self, payload: bytes, headers: dict[str, str]) -> GeneratedImage:
+        response = await self._post(payload, headers)
         if response.status_code != 200:
             raise self._http_error(response)
         try:
@@ -202,18 +254,17 @@ class GeminiRoute:
         width, height = image.size
         return GeneratedImage(image, note=f"gemini {self.model}: {width}x{height}")
 
-    async def _post(self, payload: bytes) -> httpx.Response:
-        headers = {"x-goog-api-key": self._api_key, "Content-Type": "application/json"}
+    async def _post(self, payload: bytes, headers: dict[str, str]) -> httpx.Response:
+        label = self.platform.label
         try:
             return await self._client.post(self._url, content=payload, headers=headers,
                                            timeout=self._http_timeout)
         except httpx.TimeoutException as exc:
             raise self._error(FailCode.TIMEOUT,
-                              f"the Gemini API did not answer in time ({type(exc).__name__})"
-                              ) from exc
+                              f"{label} did not answer in time ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
             raise self._error(FailCode.UNKNOWN,
-                              f"could not reach the Gemini API ({type(exc).__name__})") from exc
+                              f"could not reach {label} ({type(exc).__name__})") from exc
 
     # Reading answers --------------------------------------------------------------------------
 
@@ -252,17 +303,17 @@ class GeminiRoute:
             raise self._error(FailCode.UNKNOWN, "the returned image is not valid base64") from exc
 
     def _http_error(self, response: httpx.Response) -> RouteError:
-        status = response.status_code
+        status, grpc, shown = _describe(response)
         error = _error_object(response)
-        grpc = str(error.get("status") or "")
-        message = _snippet(str(error.get("message") or response.reason_phrase or ""))
-        shown = f"HTTP {status}{' ' + grpc if grpc else ''}{': ' + message if message else ''}"
+        message = _snippet(str(error.get("message") or ""))
         if status == 429 or grpc == "RESOURCE_EXHAUSTED":
             return self._error(FailCode.RATE_LIMITED, f"rate limited ({shown})",
                                retry_after=_retry_after(error, response.headers))
         if status == 504 or grpc == "DEADLINE_EXCEEDED":
             return self._error(FailCode.TIMEOUT, f"Google gave up in time ({shown})")
-        if _route_unusable(status, grpc, error):
+        if status == 404 or grpc == "NOT_FOUND":
+            return self._gone(shown)
+        if _route_unusable(status, grpc, error) or (status == 400 and _THINKING.search(message)):
             return self._unusable(shown)
         if status == 413:
             return self._error(FailCode.IMAGE_FORMAT_INCORRECT,
@@ -277,18 +328,29 @@ class GeminiRoute:
 
     # Errors -----------------------------------------------------------------------------------
 
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = scrub(text, secret)
+        return text
+
     def _error(self, fail_code: str, message: str, *,
                retry_after: float | None = None) -> RouteError:
-        return RouteError.of(fail_code, scrub(f"gemini {self.model}: {message}", self._api_key),
+        return RouteError.of(fail_code, self._scrub(f"gemini {self.model}: {message}"),
                              retry_after=retry_after)
 
     def _unusable(self, shown: str) -> RouteError:
-        """This route cannot work until its operator acts (key, model, project): another route
-        may serve the task, but trying this one again will not help."""
-        message = scrub(f"gemini {self.model}: the route is not usable ({shown}); check its "
-                        "API key, model name and Google project", self._api_key)
+        """This route cannot work until its operator acts (key, project, options): another
+        route may serve the task, but trying this one again will not help."""
+        message = self._scrub(f"gemini {self.model}: the route is not usable ({shown}); check "
+                              "its credentials, options and Google project")
         log.warning("route %s: %s", self.name, message)
         return RouteError(FailCode.UNKNOWN, message, retryable=False, failover=True)
+
+    def _gone(self, shown: str) -> RouteUnavailable:
+        """Google does not serve this model (any more): the route is skipped until a check
+        finds the model again."""
+        return RouteUnavailable(self._scrub(f"{self.platform.label} no longer serves model "
+                                            f"{self.model} ({shown})"))
 
 
 # Reference images -----------------------------------------------------------------------------
@@ -346,6 +408,29 @@ def _snippet(text: str) -> str:
     return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
 
 
+def _describe(response: httpx.Response) -> tuple[int, str, str]:
+    """The HTTP status, the gRPC status and a short text of an error answer."""
+    error = _error_object(response)
+    grpc = str(error.get("status") or "")
+    message = _snippet(str(error.get("message") or response.reason_phrase or ""))
+    status = response.status_code
+    return status, grpc, f"HTTP {status}{' ' + grpc if grpc else ''}" \
+                         f"{': ' + message if message else ''}"
+
+
+def _thinking_level(opts: RouteOptions, model: str) -> str | None:
+    """The ``thinking_level`` option: one of the levels the model takes (``google_models``)."""
+    level = opts.optional_text("thinking_level")
+    if level is None:
+        return None
+    levels = image_model(model).thinking_levels
+    if level.lower() not in levels:
+        takes = f"one of {', '.join(levels)}" if levels else "not set: its thinking is fixed"
+        raise ConfigError(f"{opts.where('thinking_level')} for {model} must be {takes}, "
+                          f"got {level!r}")
+    return level.lower()
+
+
 def _error_object(response: httpx.Response) -> Mapping[str, Any]:
     try:
         body = response.json()
@@ -363,11 +448,11 @@ def _error_reasons(error: Mapping[str, Any]) -> set[str]:
 
 
 def _route_unusable(status: int, grpc: str, error: Mapping[str, Any]) -> bool:
-    """A bad or refused key, a model this key cannot use, an unsupported region or project:
-    Google answers 400 API_KEY_INVALID, 400 FAILED_PRECONDITION, 401, 403 or 404 for these."""
-    if status in (401, 403, 404):
+    """A bad or refused key, a model this key may not use, an unsupported region or project:
+    Google answers 400 API_KEY_INVALID, 400 FAILED_PRECONDITION, 401 or 403 for these."""
+    if status in (401, 403):
         return True
-    if grpc in ("UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND", "FAILED_PRECONDITION"):
+    if grpc in ("UNAUTHENTICATED", "PERMISSION_DENIED", "FAILED_PRECONDITION"):
         return True
     return bool(_error_reasons(error) & {"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED",
                                         "CONSUMER_SUSPENDED", "SERVICE_DISABLED"})

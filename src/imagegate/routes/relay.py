@@ -46,7 +46,7 @@ from imagegate.config import Settings
 from imagegate.errors import ConfigError, FailCode, RouteError
 from imagegate.imaging import ImageDecodeError, decode_image
 from imagegate.netguard import AddressRefused, PinnedTarget, Resolver, pin, resolve_host
-from imagegate.routes.base import Capabilities, GeneratedImage, Job
+from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
 from imagegate.routes.options import RouteOptions, retry_after_seconds, scrub
 
 __all__ = ["RelayRoute", "map_fail_code", "parse_result_urls"]
@@ -134,6 +134,7 @@ class RelayRoute:
         self.capabilities = capabilities or Capabilities()
         self.base_url = _api_root(base_url)
         self.model = model
+        self.upstream_model = model
         self.poll_interval_s = poll_interval_s
         self.first_poll_s = poll_interval_s if first_poll_s is None else first_poll_s
         self.timeout_s = timeout_s
@@ -159,6 +160,11 @@ class RelayRoute:
         """
         return _from_options(cls, RouteOptions("relay", name, options, _OPTIONS), client,
                              settings.allow_private_networks)
+
+    async def check(self) -> RouteCheck:
+        # APIXO-style APIs list no models: a model it does not serve shows as a refused submit.
+        return RouteCheck(True, f"not checked: an APIXO-style upstream lists no models "
+                                f"(model {self.model})")
 
     async def close(self) -> None:
         return None  # the shared client belongs to the service

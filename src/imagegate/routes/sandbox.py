@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from imagegate.errors import FailCode, RouteError
-from imagegate.routes.base import Capabilities, GeneratedImage, Job
+from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
 from imagegate.routes.sandbox_picture import render_sandbox_picture
 
 _DIRECTIVE = re.compile(r"\[sandbox:(\w+)=([^\]]*)\]", re.IGNORECASE)
@@ -82,6 +82,7 @@ class SandboxRoute:
         self.name = name
         self.delay_s = delay_s
         self.capabilities = Capabilities(search_grounding=True, official=False)
+        self.upstream_model = ""
 
     async def generate(self, job: Job) -> Sequence[GeneratedImage]:
         directives = parse_directives(job.prompt)
@@ -97,6 +98,9 @@ class SandboxRoute:
                 seed=job.seed, references=refs, index=index)
             images.append(GeneratedImage(image))
         return images
+
+    async def check(self) -> RouteCheck:
+        return RouteCheck(True, "built in: needs no upstream")
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,99 @@
+"""Route availability: whether each route's upstream still serves its model.
+
+Upstream models are checked, not assumed: Google renames and shuts models down on its own
+schedule, and a route pointed at a model that is gone fails every task it is given. The
+``RouteMonitor`` asks every route in use (``Route.check``) at start, asks the unavailable ones
+again every ``recheck_s``, and takes the router's word when a call finds a model gone. A route
+found unavailable is marked so in the ``HealthBook`` (the router skips it, /readyz shows why)
+and reported once in one log line that names the route and the setting to change; the service
+keeps running on its other routes. A check that gets no verdict (the upstream unreachable or
+failing) changes nothing: the route stays in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+
+from imagegate.catalogue import RouteConfig
+from imagegate.health import HealthBook
+from imagegate.routes.base import Route, RouteCheck
+
+__all__ = ["RouteMonitor", "problem_line"]
+
+log = logging.getLogger("imagegate.routes")
+
+CHECK_TIMEOUT_S = 15.0
+
+
+def problem_line(config: RouteConfig, check: RouteCheck) -> str:
+    """The one line that tells an operator what is wrong with a route and what to change."""
+    line = f"route {config.name} is unavailable: {check.detail}"
+    if check.model_gone:
+        line += f"; set {config.model_key} to a model the upstream serves " \
+                "(docs/routes-gemini.md lists them)"
+    return line
+
+
+class RouteMonitor:
+    """Keeps the availability of ``routes`` (by name, with their ``configs``) in ``health``."""
+
+    def __init__(self, routes: Mapping[str, Route], configs: Mapping[str, RouteConfig],
+                 health: HealthBook, *, recheck_s: float = 300.0,
+                 timeout_s: float = CHECK_TIMEOUT_S) -> None:
+        self.routes = routes
+        self.configs = configs
+        self.health = health
+        self.recheck_s = recheck_s
+        self.timeout_s = timeout_s
+
+    async def check(self, names: Iterable[str] | None = None) -> dict[str, RouteCheck]:
+        """Check ``names`` (default: every route) at once; mark each verdict in ``health``."""
+        chosen = list(self.routes if names is None else names)
+        checks = await asyncio.gather(*(self._check_one(name) for name in chosen))
+        for name, result in zip(chosen, checks, strict=True):
+            self._apply(name, result)
+        return dict(zip(chosen, checks, strict=True))
+
+    def mark_unavailable(self, name: str, reason: str) -> None:
+        """A call found the route's model gone (the router says so)."""
+        self._apply(name, RouteCheck(False, reason, model_gone=True))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set: every ``recheck_s``, check the routes marked unavailable."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.recheck_s)
+            except TimeoutError:
+                pass
+            gone = [name for name in self.routes if self.health.unavailable(name)]
+            if gone and not stop.is_set():
+                await self.check(gone)
+
+    async def _check_one(self, name: str) -> RouteCheck:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await self.routes[name].check()
+        except TimeoutError:
+            return RouteCheck(None, f"no answer to the availability check within "
+                                    f"{self.timeout_s:g} s")
+        except Exception as exc:  # a check must never stop a start; routes should not raise
+            log.exception("route %s: the availability check failed", name)
+            return RouteCheck(None, f"the availability check failed ({type(exc).__name__})")
+
+    def _apply(self, name: str, check: RouteCheck) -> None:
+        was = self.health.unavailable(name)
+        if check.available is True:
+            if was:
+                log.warning("route %s is available again: %s", name, check.detail)
+            self.health.mark_available(name)
+        elif check.available is False:
+            self.health.mark_unavailable(name, check.detail)
+            if not was:
+                log.error("%s", problem_line(self._config(name), check))
+        else:
+            log.warning("route %s: could not check its model: %s", name, check.detail)
+
+    def _config(self, name: str) -> RouteConfig:
+        return self.configs.get(name) or RouteConfig(name, "")
