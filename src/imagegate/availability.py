@@ -6,8 +6,10 @@ schedule, and a route pointed at a model that is gone fails every task it is giv
 again every ``recheck_s``, and takes the router's word when a call finds a model gone. A route
 found unavailable is marked so in the ``HealthBook`` (the router skips it, /readyz shows why)
 and reported once in one log line that names the route and the setting to change; the service
-keeps running on its other routes. A check that gets no verdict (the upstream unreachable or
-failing) changes nothing: the route stays in use.
+keeps running on its other routes. A check that gets no verdict (the upstream unreachable,
+refusing, failing) changes nothing: the route stays in use, and a warning says why. Only a
+verdict on the model itself marks a route unavailable: a refused key or a missing permission on
+the model-lookup endpoint must not take out a route that may still generate.
 """
 
 from __future__ import annotations
@@ -29,11 +31,8 @@ CHECK_TIMEOUT_S = 15.0
 
 def problem_line(config: RouteConfig, check: RouteCheck) -> str:
     """The one line that tells an operator what is wrong with a route and what to change."""
-    line = f"route {config.name} is unavailable: {check.detail}"
-    if check.model_gone:
-        line += f"; set {config.model_key} to a model the upstream serves " \
-                "(docs/routes-gemini.md lists them)"
-    return line
+    return (f"route {config.name} is unavailable: {check.detail}; set {config.model_key} to a "
+            "model the upstream serves (docs/routes-gemini.md lists them)")
 
 
 class RouteMonitor:
@@ -58,7 +57,7 @@ class RouteMonitor:
 
     def mark_unavailable(self, name: str, reason: str) -> None:
         """A call found the route's model gone (the router says so)."""
-        self._apply(name, RouteCheck(False, reason, model_gone=True))
+        self._apply(name, RouteCheck(False, reason))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set: every ``recheck_s``, check the routes marked unavailable."""

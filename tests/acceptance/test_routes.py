@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 from fakes.apixo_server import Succeed, apixo_server
 from fakes.gemini_server import Error, Image, ThoughtsThenImage, gemini_server
+from fakes.vertex_server import vertex_server
 from PIL import Image as PILImage
 from serverproc import Server, cli, t2i, wait_done
 
@@ -144,3 +145,44 @@ routes = ["relay"]
     assert r.json()["data"]["field"] == "input.google_search"
     assert "ground" in r.json()["data"]["error"]
     assert balance == 1.0
+
+
+def test_vertex_ai_with_a_service_account_makes_real_images(tmp_path: Path) -> None:
+    with vertex_server() as vertex:
+        data_dir = tmp_path / "d"
+        data_dir.mkdir()
+        key_file = data_dir / "service-account.json"
+        key_file.write_text(json.dumps(vertex.service_account()))
+        config = data_dir / "imagegate.toml"
+        config.write_text(f"""
+[routes.vertex-pro]
+type = "gemini"
+platform = "vertex"
+model = "gemini-3-pro-image"
+credentials_file = "{key_file}"
+base_url = "{vertex.base_url}"
+
+[models."nano-banana-pro"]
+routes = ["vertex-pro"]
+""")
+        srv = Server(data_dir, config=config).start()
+        try:
+            key = srv.new_key("1")
+            with srv.client(key) as c:
+                r = c.post("/api/v1/generateTask/nano-banana-pro",
+                           json=t2i("a pro lighthouse", aspect_ratio="21:9", resolution="1k"))
+                data = wait_done(c, r.json()["data"]["taskId"], model="nano-banana-pro")
+            image = first_image(data)
+            checked = cli(data_dir, "routes", "check", "--config", str(config))
+        finally:
+            srv.stop()
+        lookups, requests = list(vertex.lookups), list(vertex.requests)
+        tokens = len(vertex.token_requests)
+    assert data["state"] == "success", data
+    assert image.size == (1584, 672)
+    assert requests[0].path.endswith("/locations/global/publishers/google/models/"
+                                     "gemini-3-pro-image:generateContent")
+    assert lookups[:1] == ["gemini-3-pro-image"]  # checked at start, before any task
+    assert tokens >= 2  # the server's and the CLI's own
+    assert "vertex-pro" in checked.stdout and "available" in checked.stdout
+    assert "PRIVATE KEY" not in srv.log_path.read_text()

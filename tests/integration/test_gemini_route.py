@@ -462,21 +462,22 @@ def test_check_finds_a_served_model_with_models_get() -> None:
     with gemini_server(models=["gemini-nano-banana-2.1"]) as server:
         result = check(server, model="gemini-nano-banana-2.1")
         assert server.lookups == ["gemini-nano-banana-2.1"]
-    assert result.available is True and not result.model_gone
+    assert result.available is True
     assert "gemini-nano-banana-2.1 is served" in result.detail
 
 
 def test_check_reports_a_shut_down_model_as_gone() -> None:
     with gemini_server(retired=["gemini-3.1-flash-image-preview"]) as server:
         result = check(server, model="gemini-3.1-flash-image-preview")
-    assert result.available is False and result.model_gone
+    assert result.available is False
     assert "does not serve model gemini-3.1-flash-image-preview" in result.detail
     assert "404 NOT_FOUND" in result.detail
 
 
-def test_check_reports_a_refused_key_without_showing_it(gemini: GeminiServer) -> None:
+def test_a_refused_key_is_no_verdict_on_the_model_and_never_shown(
+        gemini: GeminiServer) -> None:
     result = check(gemini, api_key="AIza-not-the-right-key-42")
-    assert result.available is False and not result.model_gone
+    assert result.available is None
     assert "API key not valid" in result.detail and "AIza-not-the-right" not in result.detail
 
 

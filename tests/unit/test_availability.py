@@ -33,9 +33,7 @@ class CheckedRoute:
         return answer
 
 
-GONE = RouteCheck(False, "the Gemini API does not serve model m-a (HTTP 404 NOT_FOUND)",
-                  model_gone=True)
-REFUSED = RouteCheck(False, "the Gemini API refused to show model m-a (HTTP 403)")
+GONE = RouteCheck(False, "the Gemini API does not serve model m-a (HTTP 404 NOT_FOUND)")
 SERVED = RouteCheck(True, "model m-a is served")
 NO_VERDICT = RouteCheck(None, "could not reach the Gemini API (ConnectError)")
 CONFIGS = {"a": RouteConfig("a", "gemini", model_setting="models.nano-banana-2.google_model")}
@@ -59,10 +57,9 @@ def test_a_gone_model_is_marked_and_reported_once_naming_the_setting(
                       "upstream serves (docs/routes-gemini.md lists them)"]
 
 
-def test_a_refused_key_is_unavailable_without_blaming_the_model() -> None:
-    line = problem_line(RouteConfig("g", "gemini"), REFUSED)
-    assert line.startswith("route g is unavailable: ") and "set " not in line
-    assert problem_line(RouteConfig("g", "gemini"), GONE).endswith(
+def test_a_route_of_its_own_names_its_model_option() -> None:
+    assert problem_line(RouteConfig("g", "gemini"), GONE) == (
+        "route g is unavailable: the Gemini API does not serve model m-a (HTTP 404 NOT_FOUND); "
         "set routes.g.model to a model the upstream serves (docs/routes-gemini.md lists them)")
 
 

@@ -62,14 +62,13 @@ class GeneratedImage:
 class RouteCheck:
     """What a route's upstream said when asked whether it serves the route's model.
 
-    ``available``: True (served), False (not: the route cannot work until its operator acts),
-    None (no verdict: the upstream could not be reached or answered an error that says nothing
-    about the model; the route stays in use). ``model_gone``: the verdict is that the model is
-    not served (rather than, say, a refused key). ``detail``: one line for people."""
+    ``available``: True (served), False (the upstream does not serve the model: the route cannot
+    work until its operator changes it), None (no verdict: the upstream could not be reached, or
+    refused or failed the question in a way that says nothing about the model; the route stays
+    in use). ``detail``: one line for people."""
 
     available: bool | None
     detail: str
-    model_gone: bool = False
 
 
 class Route(Protocol):

@@ -160,8 +160,8 @@ class GeminiRoute:
             headers = await self.platform.headers()
             response = await self._client.get(self.platform.model_url(self.model),
                                               headers=headers, timeout=_CHECK_TIMEOUT_S)
-        except RouteError as exc:
-            return RouteCheck(None if exc.retryable else False, self._scrub(exc.message))
+        except RouteError as exc:  # no credentials to be had: no verdict on the model
+            return RouteCheck(None, self._scrub(exc.message))
         except httpx.HTTPError as exc:
             return RouteCheck(None, f"could not reach {self.platform.label} to check {where} "
                                     f"({type(exc).__name__})")
@@ -170,11 +170,11 @@ class GeminiRoute:
         status, grpc, shown = _describe(response)
         if status == 404 or grpc == "NOT_FOUND":
             return RouteCheck(False, self._scrub(f"{self.platform.label} does not serve model "
-                                                 f"{self.model} ({shown})"), model_gone=True)
+                                                 f"{self.model} ({shown})"))
         if _route_unusable(status, grpc, _error_object(response)):
-            return RouteCheck(False, self._scrub(f"{self.platform.label} refused to show "
-                                                 f"{where} ({shown}); check the route's "
-                                                 "credentials and Google project"))
+            return RouteCheck(None, self._scrub(f"{self.platform.label} refused to show "
+                                                f"{where} ({shown}); check the route's "
+                                                "credentials and Google project"))
         return RouteCheck(None, self._scrub(f"{self.platform.label} failed to answer about "
                                             f"{where} ({shown})"))
 
@@ -187,8 +187,7 @@ class GeminiRoute:
         methods = model.get("supportedGenerationMethods")
         if isinstance(methods, list) and "generateContent" not in methods:
             return RouteCheck(False, f"{where} does not support generateContent "
-                                     f"(it supports {', '.join(map(str, methods))})",
-                              model_gone=True)
+                                     f"(it supports {', '.join(map(str, methods))})")
         shown = " ".join(str(model[k]) for k in ("displayName", "version") if model.get(k))
         return RouteCheck(True, f"{where} is served" + (f" ({shown})" if shown else ""))
 
