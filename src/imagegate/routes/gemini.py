@@ -55,9 +55,19 @@ from imagegate.contract import CONTENT_TYPES
 from imagegate.errors import ConfigError, FailCode, RouteError, RouteUnavailable
 from imagegate.imaging import ImageDecodeError, decode_image, encode
 from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
+from imagegate.routes.google_answers import (
+    describe,
+    error_object,
+    inline_blob,
+    mapping,
+    reason_text,
+    retry_after,
+    route_unusable,
+    snippet,
+)
 from imagegate.routes.google_models import TEN_RATIOS, image_model
 from imagegate.routes.google_platforms import GeminiApi, Platform, platform_from_options
-from imagegate.routes.options import RouteOptions, retry_after_seconds, scrub
+from imagegate.routes.options import RouteOptions, scrub
 
 __all__ = ["DEFAULT_BASE_URL", "TEN_RATIOS", "GeminiRoute", "default_capabilities",
            "encode_reference"]
@@ -71,7 +81,6 @@ SAFETY_REASONS = frozenset({
 })
 _MIB = 1024 * 1024
 _MAX_OUTPUT_PIXELS = 100_000_000  # the largest table size (4k 8:1) is 18.9 MP: a bomb guard only
-_SNIPPET = 200
 _MIN_REFERENCE_SIDE = 16
 _JPEG_QUALITY = 90
 # 400 INVALID_ARGUMENT messages that blame the input images rather than the prompt or config.
@@ -80,7 +89,6 @@ _IMAGE_PROBLEM = re.compile(
     r"|invalid image|unsupported image|image format|inline.?data|mime|base64", re.IGNORECASE)
 # gRPC codes that say "try again" whatever the HTTP status (google.rpc.Code).
 _TRANSIENT = frozenset({"ABORTED", "CANCELLED", "INTERNAL", "UNAVAILABLE", "UNKNOWN"})
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
 # A 400 about the thinking configuration is the route's set-up, not the client's prompt.
 _THINKING = re.compile(r"thinking", re.IGNORECASE)
 _OPTIONS = ("model", "platform", "api_key", "base_url", "project", "location",
@@ -167,11 +175,11 @@ class GeminiRoute:
                                     f"({type(exc).__name__})")
         if response.status_code == 200:
             return self._served(response, where)
-        status, grpc, shown = _describe(response)
+        status, grpc, shown = describe(response)
         if status == 404 or grpc == "NOT_FOUND":
             return RouteCheck(False, self._scrub(f"{self.platform.label} does not serve model "
                                                  f"{self.model} ({shown})"))
-        if _route_unusable(status, grpc, _error_object(response)):
+        if route_unusable(status, grpc, error_object(response)):
             return RouteCheck(None, self._scrub(f"{self.platform.label} refused to show "
                                                 f"{where} ({shown}); check the route's "
                                                 "credentials and Google project"))
@@ -183,7 +191,7 @@ class GeminiRoute:
             model = response.json()
         except ValueError:
             return RouteCheck(None, f"{where}: the answer was not JSON")
-        model = _mapping(model)
+        model = mapping(model)
         methods = model.get("supportedGenerationMethods")
         if isinstance(methods, list) and "generateContent" not in methods:
             return RouteCheck(False, f"{where} does not support generateContent "
@@ -269,27 +277,27 @@ class GeminiRoute:
 
     def _image_bytes(self, answer: Mapping[str, Any]) -> bytes:
         """The final image of a 200 answer, or the RouteError its signals call for."""
-        feedback = _mapping(answer.get("promptFeedback"))
+        feedback = mapping(answer.get("promptFeedback"))
         if feedback.get("blockReason"):
             raise self._error(FailCode.SENSITIVE_CONTENT, "the prompt was blocked by Google's "
-                              f"safety filters ({_reason(feedback, 'blockReason')})")
+                              f"safety filters ({reason_text(feedback, 'blockReason')})")
         candidates = answer.get("candidates")
         if not isinstance(candidates, list) or not candidates:
             raise self._error(FailCode.UNKNOWN, "the answer held no candidate")
-        candidate = _mapping(candidates[0])
+        candidate = mapping(candidates[0])
         reason = str(candidate.get("finishReason") or "")
         if reason in SAFETY_REASONS:
             raise self._error(FailCode.SENSITIVE_CONTENT, "the output was blocked by Google's "
-                              f"safety filters ({_reason(candidate, 'finishReason')})")
-        parts = [p for p in _mapping(candidate.get("content")).get("parts") or []
+                              f"safety filters ({reason_text(candidate, 'finishReason')})")
+        parts = [p for p in mapping(candidate.get("content")).get("parts") or []
                  if isinstance(p, dict) and not p.get("thought")]
-        images = [blob for p in parts if (blob := _inline_blob(p)) is not None]
+        images = [blob for p in parts if (blob := inline_blob(p)) is not None]
         if images:
             return self._b64(images[-1])
         if reason == "LANGUAGE":
             raise self._error(FailCode.PROMPT_INVALID, "the prompt's language is not supported")
-        text = _snippet(" ".join(p["text"] for p in parts if isinstance(p.get("text"), str)))
-        why = _reason(candidate, "finishReason") if reason else "no finishReason"
+        text = snippet(" ".join(p["text"] for p in parts if isinstance(p.get("text"), str)))
+        why = reason_text(candidate, "finishReason") if reason else "no finishReason"
         if text:
             raise self._error(FailCode.UNKNOWN, f"the model answered with text and no image "
                               f"({why}): {text}")
@@ -302,17 +310,17 @@ class GeminiRoute:
             raise self._error(FailCode.UNKNOWN, "the returned image is not valid base64") from exc
 
     def _http_error(self, response: httpx.Response) -> RouteError:
-        status, grpc, shown = _describe(response)
-        error = _error_object(response)
-        message = _snippet(str(error.get("message") or ""))
+        status, grpc, shown = describe(response)
+        error = error_object(response)
+        message = snippet(str(error.get("message") or ""))
         if status == 429 or grpc == "RESOURCE_EXHAUSTED":
             return self._error(FailCode.RATE_LIMITED, f"rate limited ({shown})",
-                               retry_after=_retry_after(error, response.headers))
+                               retry_after=retry_after(error, response.headers))
         if status == 504 or grpc == "DEADLINE_EXCEEDED":
             return self._error(FailCode.TIMEOUT, f"Google gave up in time ({shown})")
         if status == 404 or grpc == "NOT_FOUND":
             return self._gone(shown)
-        if _route_unusable(status, grpc, error) or (status == 400 and _THINKING.search(message)):
+        if route_unusable(status, grpc, error) or (status == 400 and _THINKING.search(message)):
             return self._unusable(shown)
         if status == 413:
             return self._error(FailCode.IMAGE_FORMAT_INCORRECT,
@@ -381,42 +389,6 @@ def _has_alpha(image: Image.Image) -> bool:
     return bool(extrema != (255, 255))  # an opaque alpha channel is no reason for PNG
 
 
-# Answer parsing -------------------------------------------------------------------------------
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _inline_blob(part: Mapping[str, Any]) -> str | None:
-    """The base64 data of an image part; REST answers use camelCase, some proxies snake_case."""
-    blob = _mapping(part.get("inlineData") or part.get("inline_data"))
-    mime = str(blob.get("mimeType") or blob.get("mime_type") or "image/")
-    data = blob.get("data")
-    return data if isinstance(data, str) and data and mime.startswith("image/") else None
-
-
-def _reason(source: Mapping[str, Any], key: str) -> str:
-    extra = source.get("blockReasonMessage") or source.get("finishMessage")
-    reason = str(source.get(key))
-    return f"{reason}: {_snippet(str(extra))}" if extra else reason
-
-
-def _snippet(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
-
-
-def _describe(response: httpx.Response) -> tuple[int, str, str]:
-    """The HTTP status, the gRPC status and a short text of an error answer."""
-    error = _error_object(response)
-    grpc = str(error.get("status") or "")
-    message = _snippet(str(error.get("message") or response.reason_phrase or ""))
-    status = response.status_code
-    return status, grpc, f"HTTP {status}{' ' + grpc if grpc else ''}" \
-                         f"{': ' + message if message else ''}"
-
-
 def _thinking_level(opts: RouteOptions, model: str) -> str | None:
     """The ``thinking_level`` option: one of the levels the model takes (``google_models``)."""
     level = opts.optional_text("thinking_level")
@@ -430,39 +402,3 @@ def _thinking_level(opts: RouteOptions, model: str) -> str | None:
     return level.lower()
 
 
-def _error_object(response: httpx.Response) -> Mapping[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    if isinstance(body, list) and body:  # some front ends wrap the error in a list
-        body = body[0]
-    return _mapping(_mapping(body).get("error"))
-
-
-def _error_reasons(error: Mapping[str, Any]) -> set[str]:
-    details = error.get("details")
-    return {str(d.get("reason")) for d in details if isinstance(d, dict) and d.get("reason")} \
-        if isinstance(details, list) else set()
-
-
-def _route_unusable(status: int, grpc: str, error: Mapping[str, Any]) -> bool:
-    """A bad or refused key, a model this key may not use, an unsupported region or project:
-    Google answers 400 API_KEY_INVALID, 400 FAILED_PRECONDITION, 401 or 403 for these."""
-    if status in (401, 403):
-        return True
-    if grpc in ("UNAUTHENTICATED", "PERMISSION_DENIED", "FAILED_PRECONDITION"):
-        return True
-    return bool(_error_reasons(error) & {"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED",
-                                        "CONSUMER_SUSPENDED", "SERVICE_DISABLED"})
-
-
-def _retry_after(error: Mapping[str, Any], headers: httpx.Headers) -> float | None:
-    """Seconds Google asked us to wait: RetryInfo.retryDelay ("27s"), else Retry-After."""
-    details = error.get("details")
-    for detail in details if isinstance(details, list) else []:
-        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith(".RetryInfo"):
-            match = _DURATION.match(str(detail.get("retryDelay", "")))
-            if match:
-                return float(match.group(1))
-    return retry_after_seconds(headers.get("retry-after"))
