@@ -79,6 +79,25 @@ def _handler(state: Loopback) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing and answers with ``send``; the fakes build on it."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        """Answer with ``body``; a client that already gave up (a timeout test) is ignored."""
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
 @contextmanager
 def serve_in_thread(handler: type[BaseHTTPRequestHandler], port: int = 0,
                     poll_s: float = 0.05) -> Iterator[str]:

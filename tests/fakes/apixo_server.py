@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from loopback import serve_in_thread
+from loopback import QuietHandler, serve_in_thread
 from PIL import Image
 
 from imagegate.contract import MODES, OUTPUT_FORMATS, RATIOS, RESOLUTIONS, output_size
@@ -276,16 +276,13 @@ def _now_ms() -> int:
 
 
 def _handler(state: ApixoServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             if not url.path.startswith("/api/v1/"):
                 with state._lock:
                     status, headers, render = state.file(url.path)
-                self._send(status, headers, render())
+                self.send(status, headers, render())
                 return
             with state._lock:
                 answer = self._api_get(url.path, parse_qs(url.query))
@@ -345,19 +342,9 @@ def _handler(state: ApixoServer) -> type[BaseHTTPRequestHandler]:
             return state.submit(model, body)
 
         def _json(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
-            self._send(status, {"Content-Type": "application/json", **headers},
+            self.send(status, {"Content-Type": "application/json", **headers},
                        json.dumps(body).encode())
 
-        def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-            try:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
 
     return Handler
 

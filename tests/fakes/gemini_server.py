@@ -52,7 +52,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from loopback import serve_in_thread
+from loopback import QuietHandler, serve_in_thread
 from PIL import Image as PILImage
 
 from imagegate.contract import output_size
@@ -240,11 +240,8 @@ def gemini_server(*, api_key: str = "AIza-fake-gemini-key-0123456789",
 
 
 def _handler(state: GeminiServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
@@ -255,9 +252,9 @@ def _handler(state: GeminiServer) -> type[BaseHTTPRequestHandler]:
                 state.lookups.append(model or path)
             refusal = _refusal(state, request, shape=False)
             if refusal is not None:
-                self._send(*_error(refusal))
+                self.send(*_error(refusal))
             else:
-                self._send(200, {"Content-Type": "application/json"},
+                self.send(200, {"Content-Type": "application/json"},
                            json.dumps(_model_resource(str(model))).encode())
 
         def do_POST(self) -> None:
@@ -268,18 +265,8 @@ def _handler(state: GeminiServer) -> type[BaseHTTPRequestHandler]:
             while isinstance(step, Hang):
                 state._stopping.wait(step.seconds)
                 step = step.then or state.default
-            self._send(*_answer(step, request))
+            self.send(*_answer(step, request))
 
-        def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-            try:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout test)
 
     return Handler
 

@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from loopback import serve_in_thread
+from loopback import QuietHandler, serve_in_thread
 
 from fakes.gemini_server import (
     Error,
@@ -113,11 +113,8 @@ def vertex_server(*, api_key: str = "AQ.fake-vertex-express-key-0123",
 
 
 def _handler(state: VertexServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)
@@ -127,16 +124,16 @@ def _handler(state: VertexServer) -> type[BaseHTTPRequestHandler]:
                 state.lookups.append(model or url.path)
             refusal = _auth_refusal(state, self._headers(), None) or _model_refusal(state, model)
             if refusal is not None:
-                self._send(*_error(refusal))
+                self.send(*_error(refusal))
                 return
             resource = {"name": f"publishers/google/models/{model}", "versionId": "001",
                         "launchStage": "GA", "openSourceCategory": "PROPRIETARY"}
-            self._send(200, {"Content-Type": "application/json"}, json.dumps(resource).encode())
+            self.send(200, {"Content-Type": "application/json"}, json.dumps(resource).encode())
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if urlsplit(self.path).path == "/token":
-                self._send(*_token(state, raw))
+                self.send(*_token(state, raw))
                 return
             request, refusal = _check(state, self.path, self._headers(), raw)
             state._record(request)
@@ -144,21 +141,11 @@ def _handler(state: VertexServer) -> type[BaseHTTPRequestHandler]:
             while isinstance(step, Hang):
                 state._stopping.wait(step.seconds)
                 step = step.then or state.default
-            self._send(*_answer(step, request))
+            self.send(*_answer(step, request))
 
         def _headers(self) -> dict[str, str]:
             return {k.lower(): v for k, v in self.headers.items()}
 
-        def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-            try:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
 
     return Handler
 
