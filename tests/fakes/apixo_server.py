@@ -343,7 +343,7 @@ def _handler(state: ApixoServer) -> type[BaseHTTPRequestHandler]:
 
         def _json(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
             self.send(status, {"Content-Type": "application/json", **headers},
-                       json.dumps(body).encode())
+                      json.dumps(body).encode())
 
 
     return Handler

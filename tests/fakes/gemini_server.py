@@ -215,6 +215,16 @@ class GeminiServer:
         with self._lock:
             self.requests.append(request)
 
+    def respond(self, request: GeminiRequest,
+                refusal: Error | None) -> tuple[int, dict[str, str], bytes]:
+        """Record ``request`` and answer it: its refusal, else the next step (after any hang)."""
+        self._record(request)
+        step: Step = refusal if refusal is not None else self._next_step()
+        while isinstance(step, Hang):
+            self._stopping.wait(step.seconds)
+            step = step.then or self.default
+        return _answer(step, request)
+
     def retire(self, model: str) -> None:
         """Shut ``model`` down: from now on it is answered 404 NOT_FOUND."""
         with self._lock:
@@ -255,17 +265,12 @@ def _handler(state: GeminiServer) -> type[BaseHTTPRequestHandler]:
                 self.send(*_error(refusal))
             else:
                 self.send(200, {"Content-Type": "application/json"},
-                           json.dumps(_model_resource(str(model))).encode())
+                          json.dumps(_model_resource(str(model))).encode())
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             request, refusal = _check(state, self.path, dict(self.headers.items()), raw)
-            state._record(request)
-            step: Step = refusal if refusal is not None else state._next_step()
-            while isinstance(step, Hang):
-                state._stopping.wait(step.seconds)
-                step = step.then or state.default
-            self.send(*_answer(step, request))
+            self.send(*state.respond(request, refusal))
 
 
     return Handler

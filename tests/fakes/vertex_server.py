@@ -48,10 +48,8 @@ from fakes.gemini_server import (
     Error,
     GeminiRequest,
     GeminiServer,
-    Hang,
     Image,
     Step,
-    _answer,
     _decode_inline,
     _error,
     _json_object,
@@ -136,12 +134,7 @@ def _handler(state: VertexServer) -> type[BaseHTTPRequestHandler]:
                 self.send(*_token(state, raw))
                 return
             request, refusal = _check(state, self.path, self._headers(), raw)
-            state._record(request)
-            step: Step = refusal if refusal is not None else state._next_step()
-            while isinstance(step, Hang):
-                state._stopping.wait(step.seconds)
-                step = step.then or state.default
-            self.send(*_answer(step, request))
+            self.send(*state.respond(request, refusal))
 
         def _headers(self) -> dict[str, str]:
             return {k.lower(): v for k, v in self.headers.items()}
