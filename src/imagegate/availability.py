@@ -22,7 +22,7 @@ from imagegate.catalogue import RouteConfig
 from imagegate.health import HealthBook
 from imagegate.routes.base import Route, RouteCheck
 
-__all__ = ["RouteMonitor", "problem_line"]
+__all__ = ["RouteMonitor", "ask", "problem_line"]
 
 log = logging.getLogger("imagegate.routes")
 
@@ -33,6 +33,24 @@ def problem_line(config: RouteConfig, check: RouteCheck) -> str:
     """The one line that tells an operator what is wrong with a route and what to change."""
     return (f"route {config.name} is unavailable: {check.detail}; set {config.model_key} to a "
             "model the upstream serves (docs/routes-gemini.md lists them)")
+
+
+async def ask(routes: Mapping[str, Route],
+              timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, RouteCheck]:
+    """Every route's own check, at once, each bounded by ``timeout_s``; keeps nothing. A check
+    that hangs or raises is no verdict."""
+    async def one(name: str, route: Route) -> RouteCheck:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await route.check()
+        except TimeoutError:
+            return RouteCheck(None, f"no answer to the availability check within {timeout_s:g} s")
+        except Exception as exc:  # a check must never stop a start; routes should not raise
+            log.exception("route %s: the availability check failed", name)
+            return RouteCheck(None, f"the availability check failed ({type(exc).__name__})")
+
+    checks = await asyncio.gather(*(one(name, route) for name, route in routes.items()))
+    return dict(zip(routes, checks, strict=True))
 
 
 class RouteMonitor:
@@ -49,11 +67,11 @@ class RouteMonitor:
 
     async def check(self, names: Iterable[str] | None = None) -> dict[str, RouteCheck]:
         """Check ``names`` (default: every route) at once; mark each verdict in ``health``."""
-        chosen = list(self.routes if names is None else names)
-        checks = await asyncio.gather(*(self._check_one(name) for name in chosen))
-        for name, result in zip(chosen, checks, strict=True):
+        chosen = {name: self.routes[name] for name in (self.routes if names is None else names)}
+        checks = await ask(chosen, self.timeout_s)
+        for name, result in checks.items():
             self._apply(name, result)
-        return dict(zip(chosen, checks, strict=True))
+        return checks
 
     def mark_unavailable(self, name: str, reason: str) -> None:
         """A call found the route's model gone (the router says so)."""
@@ -70,22 +88,13 @@ class RouteMonitor:
             if gone and not stop.is_set():
                 await self.check(gone)
 
-    async def _check_one(self, name: str) -> RouteCheck:
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                return await self.routes[name].check()
-        except TimeoutError:
-            return RouteCheck(None, f"no answer to the availability check within "
-                                    f"{self.timeout_s:g} s")
-        except Exception as exc:  # a check must never stop a start; routes should not raise
-            log.exception("route %s: the availability check failed", name)
-            return RouteCheck(None, f"the availability check failed ({type(exc).__name__})")
-
     def _apply(self, name: str, check: RouteCheck) -> None:
         was = self.health.unavailable(name)
         if check.available is True:
             if was:
                 log.warning("route %s is available again: %s", name, check.detail)
+            else:
+                log.info("route %s: %s", name, check.detail)
             self.health.mark_available(name)
         elif check.available is False:
             self.health.mark_unavailable(name, check.detail)

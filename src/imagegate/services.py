@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from imagegate.availability import RouteMonitor
+from imagegate.availability import RouteMonitor, ask
 from imagegate.blobs.base import BlobStore
 from imagegate.blobs.local import LocalBlobStore
 from imagegate.catalogue import RouteConfig
@@ -86,7 +86,7 @@ async def check_routes(settings: Settings) -> dict[str, RouteCheck]:
         routes = {name: _build_route(settings.routes[name], settings, client)
                   for name in sorted(used)}
         try:
-            return await RouteMonitor(routes, settings.routes, HealthBook()).check()
+            return await ask(routes)
         finally:
             for route in routes.values():
                 await route.close()

@@ -180,9 +180,9 @@ class GeminiRoute:
             return RouteCheck(False, self._scrub(f"{self.platform.label} does not serve model "
                                                  f"{self.model} ({shown})"))
         if route_unusable(status, grpc, error_object(response)):
-            return RouteCheck(None, self._scrub(f"{self.platform.label} refused to show "
-                                                f"{where} ({shown}); check the route's "
-                                                "credentials and Google project"))
+            return RouteCheck(None, self._scrub(f"{self.platform.label} refused to look up "
+                                                f"model {self.model} ({shown}); check the "
+                                                "route's credentials and Google project"))
         return RouteCheck(None, self._scrub(f"{self.platform.label} failed to answer about "
                                             f"{where} ({shown})"))
 
