@@ -146,16 +146,20 @@ class TaskError(ImagegateError):
 
     ``failover``: another route may succeed where this one failed.
     ``retry_after``: seconds the source asked us to wait before trying it again.
+    ``injected``: the client asked for this failure (the sandbox's test mode): it ends or retries
+    its own task with its own code and says nothing about the route's health.
     """
 
     def __init__(self, fail_code: str, message: str, *, retryable: bool = False,
-                 failover: bool = False, retry_after: float | None = None) -> None:
+                 failover: bool = False, retry_after: float | None = None,
+                 injected: bool = False) -> None:
         super().__init__(message)
         self.fail_code = fail_code
         self.message = message
         self.retryable = retryable
         self.failover = failover
         self.retry_after = retry_after
+        self.injected = injected
 
     def __str__(self) -> str:
         return f"{self.fail_code}: {self.message}"

@@ -11,7 +11,8 @@ unavailable  the route's upstream does not serve its model (a check said so, or 
            a call succeeds. Unlike an open circuit it does not pass with time.
 
 Content outcomes (SensitiveContent, PromptInvalid, ImageFormatIncorrect, MissingParameter) say
-nothing about the route's health and leave the breaker alone.
+nothing about the route's health and leave the breaker alone; so do failures a client injected
+(the sandbox's test mode), which the router never reports here.
 """
 
 from __future__ import annotations

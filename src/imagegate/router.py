@@ -5,6 +5,8 @@ reference count, resolution, ratio, search grounding) and match its ``provider``
 ``official`` keeps only routes marked official, ``value`` orders by cost, ``auto`` keeps the
 catalogue's order. A route error that allows failover (rate limit, timeout, unknown) moves on to
 the next candidate; one that does not (safety block, invalid prompt, bad image) ends the try.
+A failure the client injected (the sandbox's test mode) ends the try with its own code and never
+counts against the route's health.
 A route whose upstream no longer serves its model (``RouteUnavailable``, or a check that said
 so) is marked unavailable and skipped; a task whose every candidate is unavailable fails at once,
 without retries, saying that the model is no longer served. Every try is recorded as a
@@ -101,7 +103,10 @@ class Router:
                 gone.append(route.name)
                 continue
             except TaskError as exc:
-                self.health.failed(route.name, exc)
+                if exc.injected:
+                    self.health.release(route.name)  # the client's test, not the route's health
+                else:
+                    self.health.failed(route.name, exc)
                 attempts.append(_attempt(job, route, exc.fail_code, started, exc.message))
                 if not exc.failover:
                     return RouterOutcome(tuple(attempts), error=exc)

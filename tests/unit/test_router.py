@@ -186,6 +186,20 @@ def test_success_and_a_check_make_an_unavailable_route_available_again() -> None
     assert health.circuit("a") == "closed"
 
 
+@pytest.mark.parametrize("code", [FailCode.RATE_LIMITED, FailCode.TIMEOUT, FailCode.UNKNOWN])
+def test_injected_failures_never_open_the_breaker_nor_fail_over(code: str) -> None:
+    health = HealthBook(threshold=1, cooldown_s=30)
+    injected = RouteError(code, "sandbox: failing as asked", retryable=True, injected=True)
+    a, b = ScriptedRoute("a", [injected] * 5), ScriptedRoute("b")
+    r = router(a, b, health=health)
+    for _ in range(5):
+        out = run(r)
+        assert out.error is injected and [x.route for x in out.attempts] == ["a"]
+    assert b.calls == 0 and health.circuit("a") == "closed"
+    assert health.view("a")["failures"] == 0
+    assert run(r).route == "a"  # the next plain task runs at once
+
+
 def test_capabilities_filter_candidates() -> None:
     plain = ScriptedRoute("plain", resolutions=("1k",))
     grounded = ScriptedRoute("grounded", search_grounding=True)

@@ -157,10 +157,11 @@ def test_fail_directive_fails_with_the_code_asked_and_no_retry(code: str) -> Non
 
 
 @pytest.mark.parametrize("code", ["RateLimited", "Timeout", "Unknown error"])
-def test_retryable_fail_codes_ask_for_a_retry(code: str) -> None:
+def test_retryable_fail_codes_ask_for_a_retry_of_the_same_task_only(code: str) -> None:
     error = failure(make_job(prompt=f"a fox [sandbox:fail={code}]", attempt=3))
     assert error.fail_code == code
     assert error.retryable is True
+    assert error.failover is False and error.injected is True and error.retry_after is None
 
 
 def test_fail_without_a_count_fails_every_attempt() -> None:

@@ -111,5 +111,7 @@ def _maybe_fail(directives: Directives, attempt: int) -> None:
         return
     if directives.fail_attempts is not None and attempt > directives.fail_attempts:
         return
-    raise RouteError.of(directives.fail_code,
-                        f"sandbox: failing as asked ({directives.fail_code})")
+    # The client's own test: its code, retried as that code is, but never a sign that the
+    # sandbox is unwell, so no breaker opens and no other task waits or fails over.
+    raise RouteError(directives.fail_code, f"sandbox: failing as asked ({directives.fail_code})",
+                     retryable=directives.fail_code in FailCode.RETRYABLE, injected=True)
