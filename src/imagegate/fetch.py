@@ -24,7 +24,7 @@ from PIL import Image
 from imagegate.concurrency import all_or_cancel
 from imagegate.errors import ReferenceImageError
 from imagegate.imaging import ImageDecodeError, decode_image
-from imagegate.netguard import (
+from imagegate.net.netguard import (
     AddressPolicy,
     AddressRefused,
     PinnedTarget,

@@ -27,8 +27,15 @@ from imagegate.clock import Clock
 from imagegate.config import Settings
 from imagegate.errors import InvalidRequest
 from imagegate.events import TaskEvents
-from imagegate.netguard import AddressRefused, PinnedTarget, Resolver, parse_ip, pin, resolve_host
-from imagegate.netguard import is_public_address as _public
+from imagegate.net.netguard import (
+    AddressRefused,
+    PinnedTarget,
+    Resolver,
+    parse_ip,
+    pin,
+    resolve_host,
+)
+from imagegate.net.netguard import is_public_address as _public
 from imagegate.signing import new_secret, signature_header
 from imagegate.store.base import Delivery, DeliveryAttempt, Store
 

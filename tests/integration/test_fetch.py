@@ -26,7 +26,7 @@ from PIL import Image
 
 from imagegate.errors import FailCode, ReferenceImageError
 from imagegate.fetch import FetchedImage, FetchLimits, ReferenceFetcher
-from imagegate.netguard import IPAddress, Resolver, is_public_address
+from imagegate.net.netguard import IPAddress, Resolver, is_public_address
 
 T = TypeVar("T")
 

@@ -32,7 +32,7 @@ from PIL import Image
 from imagegate.config import Settings
 from imagegate.contract import output_size
 from imagegate.errors import ConfigError, FailCode, RouteError
-from imagegate.netguard import Resolver
+from imagegate.net.netguard import Resolver
 from imagegate.routes.base import Capabilities, GeneratedImage, Job
 from imagegate.routes.relay import RelayRoute, map_fail_code, parse_result_urls
 

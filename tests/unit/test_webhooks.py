@@ -8,7 +8,7 @@ import pytest
 
 from imagegate.config import Settings
 from imagegate.errors import InvalidRequest
-from imagegate.netguard import AddressRefused
+from imagegate.net.netguard import AddressRefused
 from imagegate.webhooks import CallbackPolicy, next_delay_s
 
 SCHEDULE = (10.0, 60.0, 300.0)

@@ -22,7 +22,7 @@ The upstream API key goes only to ``base_url`` (never to result URLs) and is scr
 upstream text we repeat, so it appears in no error and no log line.
 
 Result URLs come from the upstream, not from the operator, so every hop of a download (the first
-URL and each redirect) goes through ``netguard.pin``: a host with a loopback, private, link-local
+URL and each redirect) goes through ``net.netguard.pin``: a host with a loopback, private, link-local
 or otherwise non-public address is refused before any connection, and the connection goes to the
 address that was checked. A refusal names neither the address nor the port (a compromised
 upstream must not get a port scanner out of our failMsg). The guard is off when the server allows
@@ -45,7 +45,7 @@ from imagegate.concurrency import all_or_cancel
 from imagegate.config import Settings
 from imagegate.errors import ConfigError, FailCode, RouteError
 from imagegate.imaging import ImageDecodeError, decode_image
-from imagegate.netguard import AddressRefused, PinnedTarget, Resolver, pin, resolve_host
+from imagegate.net.netguard import AddressRefused, PinnedTarget, Resolver, pin, resolve_host
 from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
 from imagegate.routes.options import RouteOptions, retry_after_seconds, scrub
 
