@@ -1,11 +1,10 @@
 """Fetching reference images for image tasks, with every guard of CONTRACT.md §10.
 
-A fetch is: parse the URL (``data:`` URIs are decoded locally), check the scheme, resolve the
-host, refuse non-public addresses, connect to the address that was checked (so DNS rebinding
-between check and connect cannot redirect us), stream the body up to a byte limit, follow at most
-``max_redirects`` redirects by hand (each hop checked again), then decode off the event loop with a
-pixel-count limit. Every failure is a ``ReferenceImageError`` naming the URL and the reason.
-Nothing here touches a database.
+A fetch is: parse the URL (``data:`` URIs are decoded locally), download it through
+``net.download`` (scheme and address checked, the connection pinned to the checked address, the
+body capped, at most ``max_redirects`` redirects followed by hand, each hop checked again), then
+decode off the event loop with a pixel-count limit. Every failure is a ``ReferenceImageError``
+naming the URL and the reason. Nothing here touches a database.
 """
 
 from __future__ import annotations
@@ -24,21 +23,14 @@ from PIL import Image
 from imagegate.concurrency import all_or_cancel
 from imagegate.errors import ReferenceImageError
 from imagegate.imaging import ImageDecodeError, decode_image
-from imagegate.net.netguard import (
-    AddressPolicy,
-    AddressRefused,
-    PinnedTarget,
-    Resolver,
-    is_public_address,
-    pin,
-    resolve_host,
-)
+from imagegate.net.download import DownloadError, download, size_text
+from imagegate.net.netguard import AddressPolicy, Guard, Resolver, is_public_address, resolve_host
 
 __all__ = ["FetchLimits", "FetchedImage", "ReferenceFetcher"]
 
 _MIB = 1024 * 1024
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _HEADERS = {"Accept": "image/*", "Accept-Encoding": "identity"}
+
 
 @dataclass(frozen=True)
 class FetchLimits:
@@ -75,8 +67,8 @@ class ReferenceFetcher:
                  policy: AddressPolicy = is_public_address, concurrency: int = 4) -> None:
         self._client = client
         self._limits = limits
-        self._resolver = resolver or resolve_host
-        self._policy = policy
+        self._guard = Guard(allow_private=limits.allow_private, resolver=resolver or resolve_host,
+                            policy=policy)
         self._concurrency = concurrency
 
     async def fetch_all(self, urls: Sequence[str]) -> list[FetchedImage]:
@@ -119,68 +111,17 @@ class ReferenceFetcher:
             raise ReferenceImageError(url, str(exc)) from exc
         return FetchedImage(url=url, image=image, format=fmt, size_bytes=len(data))
 
-    async def _download(self, url: str, current: httpx.URL) -> bytes:
-        """Follow up to ``max_redirects`` hops; errors on a later hop name the hop."""
-        for hop in range(self._limits.max_redirects + 1):
-            try:
-                outcome = await self._get(current)
-            except ReferenceImageError as exc:
-                if hop == 0:
-                    raise ReferenceImageError(url, exc.reason) from exc
-                raise ReferenceImageError(
-                    url, f"after redirect to {_shorten(exc.url)}: {exc.reason}") from exc
-            if isinstance(outcome, bytes):
-                return outcome
-            current = outcome
-        raise ReferenceImageError(url, f"redirected more than {self._limits.max_redirects} times")
-
-    async def _get(self, current: httpx.URL) -> bytes | httpx.URL:
-        """One request: the body, or the URL a redirect points to."""
-        target = await self._target(current)
+    async def _download(self, url: str, first: httpx.URL) -> bytes:
+        """The body; a failure on a later hop names that hop."""
         try:
-            async with self._client.stream(
-                "GET", target.url, headers=target.headers, extensions=target.extensions,
-                follow_redirects=False,
-            ) as response:
-                if response.status_code in _REDIRECT_STATUSES:
-                    return _redirect_location(current, response)
-                if not 200 <= response.status_code < 300:
-                    raise ReferenceImageError(str(current), f"HTTP {response.status_code}")
-                return await self._read_body(current, response)
-        except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL, OSError) as exc:
-            raise ReferenceImageError(str(current), _network_reason(exc)) from exc
-
-    async def _target(self, current: httpx.URL) -> PinnedTarget:
-        try:
-            return await pin(current, headers=_HEADERS, allow_private=self._limits.allow_private,
-                             resolver=self._resolver, policy=self._policy)
-        except AddressRefused as exc:
-            raise ReferenceImageError(str(current), str(exc)) from exc
-
-    async def _read_body(self, current: httpx.URL, response: httpx.Response) -> bytes:
-        """The body, stopping as soon as it exceeds ``max_bytes``."""
-        limit = self._limits.max_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise ReferenceImageError(str(current), f"larger than the {_size(limit)} limit")
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise ReferenceImageError(str(current), f"larger than the {_size(limit)} limit")
-        return bytes(body)
-
-
-def _redirect_location(current: httpx.URL, response: httpx.Response) -> httpx.URL:
-    """The next hop, a relative Location resolved against the URL as the user wrote it."""
-    location = response.headers.get("location")
-    if not location:
-        raise ReferenceImageError(
-            str(current), f"HTTP {response.status_code} redirect without a Location")
-    try:
-        return current.join(location)
-    except httpx.InvalidURL as exc:
-        raise ReferenceImageError(str(current), "redirected to an invalid URL") from exc
+            return await download(self._client, first, self._guard,
+                                  max_bytes=self._limits.max_bytes,
+                                  max_redirects=self._limits.max_redirects, headers=_HEADERS)
+        except DownloadError as exc:
+            if exc.hop == 0:
+                raise ReferenceImageError(url, exc.reason) from exc
+            raise ReferenceImageError(
+                url, f"after redirect to {_shorten(str(exc.url))}: {exc.reason}") from exc
 
 
 def _data_uri_bytes(uri: str, max_bytes: int) -> bytes:
@@ -193,13 +134,13 @@ def _data_uri_bytes(uri: str, max_bytes: int) -> bytes:
         raise ReferenceImageError(uri, "data URI is not base64-encoded")
     compact = "".join(payload.split())
     if len(compact) * 3 // 4 - 2 > max_bytes:  # decoded size is at most two bytes less
-        raise ReferenceImageError(uri, f"larger than the {_size(max_bytes)} limit")
+        raise ReferenceImageError(uri, f"larger than the {size_text(max_bytes)} limit")
     try:
         data = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ReferenceImageError(uri, "data URI is not valid base64") from exc
     if len(data) > max_bytes:
-        raise ReferenceImageError(uri, f"larger than the {_size(max_bytes)} limit")
+        raise ReferenceImageError(uri, f"larger than the {size_text(max_bytes)} limit")
     return data
 
 
@@ -210,23 +151,6 @@ def _decode_with_format(data: bytes, max_pixels: int) -> tuple[Image.Image, str]
         warnings.simplefilter("ignore")
         with Image.open(io.BytesIO(data)) as probe:  # reads the header only
             return image, probe.format or "unknown"
-
-
-def _network_reason(exc: Exception) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out waiting for the server"
-    if isinstance(exc, httpx.ConnectError):
-        return f"could not connect: {exc}" if str(exc) else "could not connect"
-    detail = str(exc) or type(exc).__name__
-    return f"network error: {detail}"
-
-
-def _size(n: int) -> str:
-    if n >= _MIB and n % _MIB == 0:
-        return f"{n // _MIB} MB"
-    if n >= 1024 and n % 1024 == 0:
-        return f"{n // 1024} KB"
-    return f"{n} bytes"
 
 
 def _shorten(url: str, limit: int = 120) -> str:

@@ -6,7 +6,7 @@ followed), is recorded and retried on the configured schedule with jitter, then 
 body is fixed when the task ends and sent byte for byte on every attempt; ``webhook-id`` is the
 delivery id, stable across attempts; every attempt is signed anew (``signing.py``) under the
 account's live secrets. The address is checked again at every attempt (DNS can change between
-attempts) and the connection pinned to the checked address.
+attempts) and the connection pinned to the checked address (``net.netguard``, ``net.download``).
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from imagegate.clock import Clock
 from imagegate.config import Settings
 from imagegate.errors import InvalidRequest
 from imagegate.events import TaskEvents
+from imagegate.net.download import open_pinned
 from imagegate.net.netguard import (
     AddressRefused,
+    Guard,
     PinnedTarget,
     Resolver,
     parse_ip,
-    pin,
     resolve_host,
 )
 from imagegate.net.netguard import is_public_address as _public
@@ -87,14 +88,14 @@ class CallbackPolicy:
         except InvalidRequest as exc:
             raise AddressRefused(exc.error) from exc
         try:
-            async with asyncio.timeout(RESOLVE_TIMEOUT_S):
-                return await pin(httpx.URL(url), headers=_HEADERS,
-                                 allow_private=self.allow_private, resolver=self.resolver)
-        except TimeoutError as exc:
-            raise AddressRefused(f"resolving the callback host took more than "
-                                 f"{RESOLVE_TIMEOUT_S:g} s") from exc
+            parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
             raise AddressRefused(f"invalid callback URL: {exc}") from exc
+        return await self._guard(RESOLVE_TIMEOUT_S).pin(parsed, _HEADERS)
+
+    def _guard(self, resolve_timeout_s: float) -> Guard:
+        return Guard(allow_private=self.allow_private, resolver=self.resolver,
+                     resolve_timeout_s=resolve_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -208,15 +209,14 @@ class Dispatcher:
         stamp = now_ms // 1000
         signature = signature_header(await self.signing_secrets(account_id), webhook_id, stamp,
                                      body)
-        headers = {**target.headers, "webhook-id": webhook_id,
-                   "webhook-timestamp": str(stamp), "webhook-signature": signature}
+        signed = {"webhook-id": webhook_id, "webhook-timestamp": str(stamp),
+                  "webhook-signature": signature}
         timeout = self.settings.callbacks_timeout_seconds
         try:
             # The whole attempt, answer included, within the timeout; the answer's body is
             # never read (a receiver cannot stall us or fill our memory with it).
-            async with asyncio.timeout(timeout), self.client.stream(
-                    "POST", target.url, content=body, headers=headers,
-                    extensions=target.extensions, follow_redirects=False,
+            async with asyncio.timeout(timeout), open_pinned(
+                    self.client, "POST", target, headers=signed, content=body,
                     timeout=timeout) as response:
                 return response.status_code, _judge(response)
         except (TimeoutError, httpx.TimeoutException):

@@ -118,12 +118,6 @@ def test_refusal_is_none_for_a_name_that_resolves_to_public_addresses() -> None:
     assert resolver.calls == [("hooks.example.com", 443)]
 
 
-def test_refusal_passes_an_explicit_port_to_the_resolver() -> None:
-    resolver = FakeResolver(PUBLIC_V4)
-    refusal(CallbackPolicy(resolver=resolver), "https://hooks.example.com:8443/x")
-    assert resolver.calls == [("hooks.example.com", 8443)]
-
-
 def test_refusal_resolves_an_http_url_on_port_80() -> None:
     resolver = FakeResolver(PUBLIC_V4)
     refusal(CallbackPolicy(allow_http=True, resolver=resolver), "http://hooks.example.com/x")

@@ -1,9 +1,10 @@
 """Which addresses the service may connect to on a client's behalf, and connecting only there.
 
-Used for reference images (fetch.py) and callback URLs (webhooks.py): resolve the host, refuse
-it when any of its addresses is not public (loopback, private, link-local, multicast, reserved,
-and IPv6 forms that carry such an IPv4 address), and connect to the address that was checked,
-so that DNS rebinding between the check and the connect cannot move the request.
+Used for every request made on a client's behalf (reference images, relay results, callbacks;
+all through ``net.download``): resolve the host, refuse it when any of its addresses is not
+public (loopback, private, link-local, multicast, reserved, and IPv6 forms that carry such an
+IPv4 address), and connect to the address that was checked, so that DNS rebinding between the
+check and the connect cannot move the request.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
 
-__all__ = ["AddressPolicy", "AddressRefused", "IPAddress", "PinnedTarget", "Resolver",
-           "is_public_address", "pin", "resolve_host"]
+__all__ = ["AddressPolicy", "AddressRefused", "Guard", "IPAddress", "NotPublic", "PinnedTarget",
+           "ResolveTimeout", "Resolver", "UnresolvedHost", "is_public_address", "parse_ip",
+           "resolve_host"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -40,10 +42,24 @@ _BLOCKED_V6 = tuple(ipaddress.IPv6Network(n) for n in (
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
-
-
 class AddressRefused(Exception):
     """The URL may not be contacted; the message says why, for a person."""
+
+
+class NotPublic(AddressRefused):
+    """An address of the host is one the policy refuses; ``address`` is that address."""
+
+    def __init__(self, message: str, address: IPAddress) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class UnresolvedHost(AddressRefused):
+    """The host's name did not resolve, so it could not be checked; it may resolve later."""
+
+
+class ResolveTimeout(UnresolvedHost):
+    """Looking the host's name up took longer than the guard allows."""
 
 
 @dataclass(frozen=True)
@@ -103,49 +119,76 @@ def shown(ip: IPAddress) -> str:
     return str(ip)
 
 
+@dataclass(frozen=True)
+class Guard:
+    """Where requests made on a client's behalf may go.
 
-
-async def pin(url: httpx.URL, *, headers: dict[str, str], allow_private: bool,
-              resolver: Resolver = resolve_host,
-              policy: AddressPolicy = is_public_address) -> PinnedTarget:
-    """Check the URL's scheme and address; pin the connection to the checked address.
-
-    Raises ``AddressRefused``. With ``allow_private`` the URL is used as written.
+    With ``allow_private`` (the server's ``allow_private_networks``, or a route's
+    ``private_results``) every http(s) URL is used as written. Otherwise the host's addresses
+    must all pass ``policy``; names are looked up by ``resolver``, each lookup bounded by
+    ``resolve_timeout_s`` seconds (``None``: by nothing but the caller's own deadline).
     """
-    if url.scheme not in ("http", "https"):
-        raise AddressRefused("only http and https URLs are allowed")
-    host = url.raw_host.decode("ascii")
-    if not host:
-        raise AddressRefused("URL has no host")
-    if allow_private:
-        return PinnedTarget(url, dict(headers))
-    address = await checked_address(url, host, resolver, policy)
-    pinned_headers = {**headers, "Host": url.netloc.decode("ascii")}
-    extensions = {}
-    if url.scheme == "https" and parse_ip(host) is None:
-        # TLS SNI and certificate verification use the name, not the pinned address.
-        extensions["sni_hostname"] = host
-    return PinnedTarget(url.copy_with(host=str(address)), pinned_headers, extensions)
 
+    allow_private: bool = False
+    resolver: Resolver = resolve_host
+    policy: AddressPolicy = is_public_address
+    resolve_timeout_s: float | None = None
 
-async def checked_address(url: httpx.URL, host: str, resolver: Resolver,
-                          policy: AddressPolicy) -> IPAddress:
-    """The address to connect to; refuses the host if any of its addresses is not allowed."""
-    literal = parse_ip(host)
-    if literal is not None:
-        if not policy(literal):
-            raise AddressRefused(f"address {shown(literal)} is not public")
-        return literal
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        answers = await resolver(host, port)
-    except (OSError, UnicodeError) as exc:
-        raise AddressRefused(f"could not resolve host {host}") from exc
-    addresses = [parse_ip(answer) for answer in answers]
-    valid = [address for address in addresses if address is not None]
-    if not valid or len(valid) != len(addresses):
-        raise AddressRefused(f"could not resolve host {host}")
-    for address in valid:
-        if not policy(address):
-            raise AddressRefused(f"address {shown(address)} of host {host} is not public")
-    return valid[0]
+    async def pin(self, url: httpx.URL,
+                  headers: Mapping[str, str] | None = None) -> PinnedTarget:
+        """Check the URL's scheme and host; the target to connect to, pinned to the checked
+        address, with the name in ``Host`` (and, for https, in SNI and certificate checks).
+
+        Raises ``AddressRefused``: ``NotPublic``, ``UnresolvedHost`` or ``ResolveTimeout`` for
+        the host, the base class for the URL itself.
+        """
+        headers = dict(headers or {})
+        if url.scheme not in ("http", "https"):
+            raise AddressRefused("only http and https URLs are allowed")
+        host = url.raw_host.decode("ascii")
+        if not host:
+            raise AddressRefused("URL has no host")
+        if self.allow_private:
+            return PinnedTarget(url, headers)
+        address = await self._checked_address(url, host)
+        pinned_headers = {**headers, "Host": url.netloc.decode("ascii")}
+        extensions = {}
+        if url.scheme == "https" and parse_ip(host) is None:
+            # TLS SNI and certificate verification use the name, not the pinned address.
+            extensions["sni_hostname"] = host
+        try:
+            pinned = url.copy_with(host=str(address))
+        except httpx.InvalidURL as exc:
+            raise AddressRefused("not a valid URL") from exc
+        return PinnedTarget(pinned, pinned_headers, extensions)
+
+    async def _checked_address(self, url: httpx.URL, host: str) -> IPAddress:
+        """The address to connect to; refuses the host if any of its addresses is not allowed."""
+        literal = parse_ip(host)
+        if literal is not None:
+            if not self.policy(literal):
+                raise NotPublic(f"address {shown(literal)} is not public", literal)
+            return literal
+        valid = await self._lookup(url, host)
+        for address in valid:
+            if not self.policy(address):
+                raise NotPublic(f"address {shown(address)} of host {host} is not public",
+                                address)
+        return valid[0]
+
+    async def _lookup(self, url: httpx.URL, host: str) -> list[IPAddress]:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        deadline = asyncio.timeout(self.resolve_timeout_s)
+        try:
+            async with deadline:
+                answers = await self.resolver(host, port)
+        except (OSError, UnicodeError) as exc:  # TimeoutError is an OSError
+            if deadline.expired():
+                raise ResolveTimeout(f"resolving host {host} took more than "
+                                     f"{self.resolve_timeout_s:g} s") from exc
+            raise UnresolvedHost(f"could not resolve host {host}") from exc
+        addresses = [parse_ip(answer) for answer in answers]
+        valid = [address for address in addresses if address is not None]
+        if not valid or len(valid) != len(addresses):
+            raise UnresolvedHost(f"could not resolve host {host}")
+        return valid

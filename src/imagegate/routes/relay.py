@@ -21,12 +21,13 @@ Error translation (docs/routes-relay.md has the table):
 The upstream API key goes only to ``base_url`` (never to result URLs) and is scrubbed from every
 upstream text we repeat, so it appears in no error and no log line.
 
-Result URLs come from the upstream, not from the operator, so every hop of a download (the first
-URL and each redirect) goes through ``net.netguard.pin``: a host with a loopback, private, link-local
-or otherwise non-public address is refused before any connection, and the connection goes to the
-address that was checked. A refusal names neither the address nor the port (a compromised
-upstream must not get a port scanner out of our failMsg). The guard is off when the server allows
-private networks (``allow_private_networks``) or the route sets ``private_results``.
+Result URLs come from the upstream, not from the operator, so they are fetched through
+``net.download``, which checks every hop (the first URL and each redirect): a host with a
+loopback, private, link-local or otherwise non-public address is refused before any connection,
+and the connection goes to the address that was checked. A refusal names neither the address
+nor the port (a compromised upstream must not get a port scanner out of our failMsg). The guard
+is off when the server allows private networks (``allow_private_networks``) or the route sets
+``private_results``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,23 @@ from imagegate.concurrency import all_or_cancel
 from imagegate.config import Settings
 from imagegate.errors import ConfigError, FailCode, RouteError
 from imagegate.imaging import ImageDecodeError, decode_image
-from imagegate.net.netguard import AddressRefused, PinnedTarget, Resolver, pin, resolve_host
+from imagegate.net.download import (
+    BadStatus,
+    DownloadError,
+    Refused,
+    TooLarge,
+    TransportFailed,
+    download,
+)
+from imagegate.net.netguard import (
+    AddressRefused,
+    Guard,
+    NotPublic,
+    Resolver,
+    ResolveTimeout,
+    UnresolvedHost,
+    resolve_host,
+)
 from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
 from imagegate.routes.options import RouteOptions, retry_after_seconds, scrub
 
@@ -57,7 +74,6 @@ DEFAULT_MODEL = "nano-banana-2"
 MAX_POLL_ERRORS = 5  # consecutive transient status-read failures tolerated
 MAX_REDIRECTS = 3  # when downloading a result
 MAX_RESULT_PIXELS = 100_000_000  # decompression-bomb guard; 4k outputs are under 20 MP
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _SHORT = 200  # characters of upstream text we repeat
 
 # Upstream failCode, lower case without spaces, "_" or "-" -> ours. Anything else: Unknown error.
@@ -141,7 +157,8 @@ class RelayRoute:
         self.request_timeout_s = request_timeout_s
         self.max_result_bytes = max_result_bytes
         self.allow_private_results = allow_private_results
-        self._resolver = resolver or resolve_host
+        self._guard = Guard(allow_private=allow_private_results,
+                            resolver=resolver or resolve_host, resolve_timeout_s=request_timeout_s)
         self._client = client
         self._api_key = api_key
         self._who = f"relay {name}"
@@ -302,78 +319,48 @@ class RelayRoute:
         """The decoded result image, following at most ``MAX_REDIRECTS`` redirects."""
         where = f"{self._who}: result of upstream task {task_id}"
         try:
-            current = httpx.URL(url)
+            first = httpx.URL(url)
         except httpx.InvalidURL as exc:
             raise RouteError.of(FailCode.UNKNOWN, f"{where}: invalid URL") from exc
-        for _ in range(MAX_REDIRECTS + 1):
-            outcome = await self._get(where, current)
-            if isinstance(outcome, bytes):
-                return await self._decode(where, outcome)
-            current = outcome
-        raise RouteError.of(FailCode.UNKNOWN,
-                            f"{where}: redirected more than {MAX_REDIRECTS} times")
-
-    async def _get(self, where: str, url: httpx.URL) -> bytes | httpx.URL:
-        """One hop: the body, or the URL a redirect points to (relative to ``url``)."""
-        if url.scheme not in ("http", "https"):
-            raise RouteError.of(FailCode.UNKNOWN, f"{where}: not an http(s) URL")
-        if not url.host:
-            raise RouteError.of(FailCode.UNKNOWN, f"{where}: invalid URL")
-        target = await self._target(where, url)
         try:
-            async with self._client.stream("GET", target.url, headers=target.headers,
-                                           extensions=target.extensions,
-                                           follow_redirects=False,
-                                           timeout=self.request_timeout_s) as response:
-                if response.status_code in _REDIRECT_STATUSES:
-                    return _location(where, url, response)
-                if response.status_code != 200:
-                    raise RouteError.of(FailCode.UNKNOWN, f"{where}: download answered HTTP "
-                                        f"{response.status_code} (expired or removed upstream)")
-                return await self._read_capped(where, response)
-        except httpx.TimeoutException as exc:
-            raise RouteError.of(FailCode.TIMEOUT, f"{where}: download timed out") from exc
-        except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
-            raise RouteError.of(FailCode.UNKNOWN,
-                                f"{where}: download failed: {_reason(exc)}") from exc
+            data = await download(self._client, first, self._guard,
+                                  max_bytes=self.max_result_bytes, max_redirects=MAX_REDIRECTS,
+                                  headers={"Accept": "image/*"},
+                                  timeout_s=self.request_timeout_s)
+        except DownloadError as exc:
+            raise self._download_error(where, exc) from exc
+        return await self._decode(where, data)
 
-    async def _target(self, where: str, url: httpx.URL) -> PinnedTarget:
-        """Where to connect for ``url``: its checked address, unless private results are allowed.
+    def _download_error(self, where: str, exc: DownloadError) -> RouteError:
+        """Errors say nothing of an address or port: they reach the client's failMsg."""
+        if isinstance(exc, Refused):
+            return self._refused(where, exc.refusal)
+        if isinstance(exc, BadStatus):
+            return RouteError.of(FailCode.UNKNOWN, f"{where}: download answered HTTP "
+                                 f"{exc.status} (expired or removed upstream)")
+        if isinstance(exc, TooLarge):
+            return RouteError.of(FailCode.UNKNOWN, f"{where}: larger than {exc.limit} bytes")
+        if isinstance(exc, TransportFailed):
+            if exc.timed_out:
+                return RouteError.of(FailCode.TIMEOUT, f"{where}: download timed out")
+            return RouteError.of(FailCode.UNKNOWN,
+                                 f"{where}: download failed: {_reason(exc.error)}")
+        return RouteError.of(FailCode.UNKNOWN, f"{where}: {exc.reason}")
 
-        Errors say nothing of the address or port: they reach the client's failMsg.
-        """
-        try:
-            async with asyncio.timeout(self.request_timeout_s):
-                return await pin(url, headers={"Accept": "image/*"},
-                                 allow_private=self.allow_private_results,
-                                 resolver=self._resolver)
-        except TimeoutError as exc:
-            raise RouteError.of(FailCode.TIMEOUT, f"{where}: resolving the result host timed "
-                                "out") from exc
-        except AddressRefused as exc:
-            if isinstance(exc.__cause__, OSError | UnicodeError):  # the name did not resolve
-                raise RouteError.of(FailCode.UNKNOWN, f"{where}: download failed: could not "
-                                    "resolve the result host") from exc
-            # The operator's log may name the address; the failMsg must not.
-            log.warning("%s: refused the upstream's result URL (%s); set private_results on "
-                        "the route if it is meant to be private", where, exc)
-            raise RouteError(FailCode.UNKNOWN, f"{where}: the upstream's result URL points at "
-                             "a non-public address; not downloaded", failover=True) from exc
-        except httpx.InvalidURL as exc:
-            raise RouteError.of(FailCode.UNKNOWN, f"{where}: invalid URL") from exc
-
-    async def _read_capped(self, where: str, response: httpx.Response) -> bytes:
-        limit = self.max_result_bytes
-        declared = response.headers.get("content-length", "")
-        too_big = RouteError.of(FailCode.UNKNOWN, f"{where}: larger than {limit} bytes")
-        if declared.isdigit() and int(declared) > limit:
-            raise too_big
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise too_big
-        return bytes(body)
+    def _refused(self, where: str, refusal: AddressRefused) -> RouteError:
+        if isinstance(refusal, ResolveTimeout):
+            return RouteError.of(FailCode.TIMEOUT, f"{where}: resolving the result host timed "
+                                 "out")
+        if isinstance(refusal, UnresolvedHost):
+            return RouteError.of(FailCode.UNKNOWN, f"{where}: download failed: could not "
+                                 "resolve the result host")
+        if not isinstance(refusal, NotPublic):  # not http(s), no host
+            return RouteError.of(FailCode.UNKNOWN, f"{where}: {refusal}")
+        # The operator's log may name the address; the failMsg must not.
+        log.warning("%s: refused the upstream's result URL (%s); set private_results on "
+                    "the route if it is meant to be private", where, refusal)
+        return RouteError(FailCode.UNKNOWN, f"{where}: the upstream's result URL points at "
+                          "a non-public address; not downloaded", failover=True)
 
     async def _decode(self, where: str, data: bytes) -> Image.Image:
         try:
@@ -442,16 +429,6 @@ def _bad_request_code(envelope: dict[str, Any] | None) -> str:
     if "prompt" in text:
         return FailCode.PROMPT_INVALID
     return FailCode.MISSING_PARAMETER
-
-
-def _location(where: str, url: httpx.URL, response: httpx.Response) -> httpx.URL:
-    location = response.headers.get("location")
-    if not location:
-        raise RouteError.of(FailCode.UNKNOWN, f"{where}: redirect without a Location")
-    try:
-        return url.join(location)
-    except httpx.InvalidURL as exc:
-        raise RouteError.of(FailCode.UNKNOWN, f"{where}: redirected to an invalid URL") from exc
 
 
 def _reason(exc: Exception) -> str:
