@@ -16,6 +16,8 @@
     │   ├── RouteError          raised by a route
     │   │   └── RouteUnavailable  the route's upstream no longer serves its model
     │   └── ReferenceImageError a reference image could not be fetched or decoded
+    ├── StoreUnavailable        the database cannot be written (or read) now: 503 to a client
+    ├── StorageFull             no space left for result files
     └── ConfigError             bad settings, found at start
 
 Foreign exceptions are translated where they enter (``raise RouteError(...) from exc``).
@@ -39,6 +41,8 @@ __all__ = [
     "RequestError",
     "RouteError",
     "RouteUnavailable",
+    "StorageFull",
+    "StoreUnavailable",
     "TaskError",
     "TooManyRequests",
     "Unauthorized",
@@ -193,6 +197,20 @@ class ReferenceImageError(TaskError):
         super().__init__(FailCode.IMAGE_FORMAT_INCORRECT, f"reference image {shown}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class StoreUnavailable(ImagegateError):
+    """The database cannot be written (or read) now: a full disk, an I/O error, a lock held
+    too long. Nothing was changed; trying again after ``retry_after`` seconds may work."""
+
+    def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class StorageFull(ImagegateError):
+    """No space is left where result files are stored; nothing was written."""
 
 
 class ConfigError(ImagegateError):

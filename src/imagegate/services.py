@@ -28,6 +28,7 @@ from imagegate.errors import (
     Gone,
     InvalidRequest,
     NotFound,
+    StoreUnavailable,
     TooManyRequests,
     Unauthorized,
 )
@@ -187,6 +188,9 @@ class Services:
             return False
         try:
             await self.store.ping()
+        except StoreUnavailable as exc:
+            log.warning("not ready: %s", exc.message)
+            return False
         except Exception:
             log.exception("readiness check: the store does not answer")
             return False
@@ -296,7 +300,9 @@ class Services:
 
     async def result(self, task_id: str, token: str, name: str) -> ResultDownload:
         task = await self.store.get_task(task_id)
-        if task is None or not secrets.compare_digest(task.result_token, token):
+        # Bytes: compare_digest refuses str with non-ASCII characters, which a URL may hold.
+        if task is None or not secrets.compare_digest(task.result_token.encode(),
+                                                      token.encode()):
             raise NotFound("no such result")
         file = next((r for r in task.results if r.name == name), None)
         if file is None or task.state is not TaskState.SUCCEEDED:

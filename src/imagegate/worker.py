@@ -19,7 +19,7 @@ from imagegate.clock import Clock
 from imagegate.completion import Completion
 from imagegate.config import Settings
 from imagegate.contract import ModelLimits, nearest_ratio, output_size
-from imagegate.errors import FailCode, RouteError, TaskError
+from imagegate.errors import FailCode, RouteError, StorageFull, StoreUnavailable, TaskError
 from imagegate.events import TaskEvents
 from imagegate.fetch import FetchedImage, ReferenceFetcher
 from imagegate.imaging import EncodedImage, normalise
@@ -81,6 +81,9 @@ class Worker:
         try:
             return await self.store.claim_tasks(self.id, self.clock.now_ms(), lease_ms, limit,
                                                 self.models)
+        except StoreUnavailable as exc:
+            log.warning("claiming tasks failed, retrying shortly: %s", exc.message)
+            return []
         except Exception:
             log.exception("claiming tasks failed; retrying shortly")
             return []
@@ -113,6 +116,9 @@ class Worker:
             try:
                 kept = await self.store.renew_lease(task.id, task.attempt,
                                                     self.clock.now_ms() + int(lease_s * 1000))
+            except StoreUnavailable as exc:
+                log.warning("heartbeat for task %s failed: %s", task.id, exc.message)
+                kept = time.monotonic() - renewed < lease_s
             except Exception:
                 log.exception("heartbeat for task %s failed", task.id)
                 kept = time.monotonic() - renewed < lease_s
@@ -136,6 +142,12 @@ class Worker:
             await self.completion.fail(task, late, tuple(record))
         except TaskError as error:
             await self._failed(task, error, tuple(record))
+        except StorageFull as exc:
+            # Not retried: the image was made (and paid upstream); another attempt would pay
+            # again and likely find the storage as full. The client is refunded.
+            full = TaskError(FailCode.UNKNOWN, f"storage full: the images were made but could "
+                             f"not be stored ({exc})")
+            await self.completion.fail(task, full, tuple(record))
         except Exception as exc:
             log.exception("task %s attempt %d crashed", task.id, task.attempt)
             crash = TaskError(FailCode.UNKNOWN, f"internal error: {type(exc).__name__}",

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from imagegate.api import endpoints as ep
 from imagegate.api import webhook_endpoints as wh
 from imagegate.config import Settings
-from imagegate.errors import RequestError, TooManyRequests
+from imagegate.errors import RequestError, StoreUnavailable, TooManyRequests
 from imagegate.services import Services
 from imagegate.tasks import envelope
 
@@ -62,6 +62,14 @@ async def on_request_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.error, exc.field, headers)
 
 
+async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+    """The database cannot be written now (a full disk): 503 with Retry-After, never 500."""
+    assert isinstance(exc, StoreUnavailable)
+    log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    return error_response(503, "the service cannot store data right now; try again shortly",
+                          headers={"retry-after": str(max(1, round(exc.retry_after)))})
+
+
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return error_response(exc.status_code, exc.detail or _HTTP_MESSAGES.get(exc.status_code, ""),
@@ -90,7 +98,7 @@ def create_app(settings: Settings, *, background: bool = True,
     return Starlette(
         routes=ROUTES,
         exception_handlers={RequestError: on_request_error, HTTPException: on_http_error,
-                            Exception: on_crash},
+                            StoreUnavailable: on_store_unavailable, Exception: on_crash},
         lifespan=lifespan,
     )
 

@@ -15,7 +15,10 @@ from typing import Protocol
 
 
 class BlobStore(Protocol):
-    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Store ``data`` under ``key``, replacing any blob there. Raises ``StorageFull`` when no
+        space is left (and keeps nothing of it)."""
+        ...
 
     async def size(self, key: str) -> int | None:
         """Size in bytes, or None when there is no such blob."""

@@ -1,13 +1,19 @@
-"""Result files in a local directory. Writes go to a temporary file then ``os.replace``."""
+"""Result files in a local directory. Writes go to a temporary file then ``os.replace``; a
+write that finds no space left raises ``StorageFull`` and leaves no partial file."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+from imagegate.errors import StorageFull
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class LocalBlobStore:
@@ -22,7 +28,12 @@ class LocalBlobStore:
         return path
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(self._put, self._path(key), data)
+        try:
+            await asyncio.to_thread(self._put, self._path(key), data)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise StorageFull("no space left on the device for result files") from exc
+            raise
 
     @staticmethod
     def _put(path: Path, data: bytes) -> None:

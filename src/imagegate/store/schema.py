@@ -113,4 +113,12 @@ ALTER TABLE api_keys ADD COLUMN unfinished_tasks INTEGER NOT NULL DEFAULT 0;
 UPDATE api_keys SET unfinished_tasks = (SELECT COUNT(*) FROM tasks
     WHERE tasks.key_id = api_keys.id AND tasks.state IN ('queued', 'running'));
 """),
+    # Scratch rows a readiness probe writes and deletes, to learn whether the database can
+    # take a write again after one failed (a full disk).
+    (4, """
+CREATE TABLE store_probe (
+    id      INTEGER PRIMARY KEY,
+    filler  TEXT NOT NULL
+);
+"""),
 )

@@ -5,6 +5,11 @@ in groups (``sqlite_writer.py``), so writes never contend inside the process and
 share one fsync (``BEGIN IMMEDIATE`` plus a busy timeout handles other processes, such as the
 CLI). Readers use their own connections on a small thread pool; under WAL they never wait for
 the writer. ``synchronous=FULL``: a task is on disk before its taskId is returned.
+
+A database that cannot be written or read (a full disk, an I/O error, a lock held past the busy
+timeout) raises ``StoreUnavailable``: nothing of that transaction was kept. After a failed write
+``ping`` writes (and deletes) a scratch row, so readiness follows the disk: not ready until a
+write succeeds again.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from imagegate.errors import PaymentRequired, TooManyRequests, Unauthorized
-from imagegate.money import ChargeState, LedgerKind
+from imagegate.errors import PaymentRequired, StoreUnavailable, TooManyRequests, Unauthorized
+from imagegate.money import MAX_BALANCE_MICROS, ChargeState, LedgerKind
 from imagegate.store import rows
 from imagegate.store.base import (
     Account,
@@ -36,6 +41,7 @@ from imagegate.tasks import RouteAttempt, Task, TaskState
 
 T = TypeVar("T")
 Conn = sqlite3.Connection
+_PROBE_BYTES = 16 * 1024  # more than a page: the probe needs room to grow, as a submit does
 
 class SqliteStore:
     def __init__(self, path: str | Path, readers: int = 4) -> None:
@@ -45,6 +51,7 @@ class SqliteStore:
         self._conns: list[Conn] = []
         self._conns_lock = threading.Lock()
         self._writer = GroupCommitWriter(self._conn)
+        self._write_trouble: str | None = None  # why the last write failed, until one works
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -69,11 +76,24 @@ class SqliteStore:
         return conn
 
     async def _write(self, fn: Callable[[Conn], T]) -> T:
-        return await self._writer.run(fn)
+        try:
+            result = await self._writer.run(fn)
+        except sqlite3.IntegrityError:
+            raise  # a broken rule of the schema: a bug, not the disk
+        except sqlite3.DatabaseError as exc:
+            self._write_trouble = str(exc)
+            raise _unavailable("written", exc) from exc
+        self._write_trouble = None
+        return result
 
     async def _read(self, fn: Callable[[Conn], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._readers, lambda: fn(self._conn()))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._readers, lambda: fn(self._conn()))
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise _unavailable("read", exc) from exc
 
     async def migrate(self) -> None:
         def run(conn: Conn) -> None:
@@ -101,7 +121,11 @@ class SqliteStore:
         close_all()
 
     async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the database answers, and, after a failed write,
+        takes a write again."""
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
+        if self._write_trouble is not None:
+            await self._write(_probe)
 
     # Accounts, keys, ledger -------------------------------------------------------------------
 
@@ -123,10 +147,11 @@ class SqliteStore:
     async def credit(self, account_id: str, micros: int, now_ms: int, note: str) -> int:
         def run(c: Conn) -> int:
             cur = c.execute("UPDATE accounts SET balance_micros = balance_micros + ? "
-                            "WHERE id = ? AND balance_micros + ? >= 0",
-                            (micros, account_id, micros))
+                            "WHERE id = ? AND balance_micros + ? BETWEEN 0 AND ?",
+                            (micros, account_id, micros, MAX_BALANCE_MICROS))
             if cur.rowcount != 1:
-                raise PaymentRequired("the account does not exist or would go below zero")
+                raise PaymentRequired("the account does not exist, or its balance would go "
+                                      "below zero or above 1,000,000,000,000 USD")
             return _ledger(c, account_id, LedgerKind.CREDIT, micros, now_ms, None, note)
 
         return await self._write(run)
@@ -376,3 +401,12 @@ def _move_money(c: Conn, task_id: str, finish: Finish) -> None:
               (price, account_id))
     _ledger(c, account_id, LedgerKind.REFUND, price, finish.now_ms, task_id,
             finish.fail_code or "")
+
+
+def _unavailable(done: str, exc: sqlite3.DatabaseError) -> StoreUnavailable:
+    return StoreUnavailable(f"the database cannot be {done} now ({exc}); try again shortly")
+
+
+def _probe(conn: Conn) -> None:
+    conn.execute("INSERT INTO store_probe (id, filler) VALUES (1, ?)", ("x" * _PROBE_BYTES,))
+    conn.execute("DELETE FROM store_probe WHERE id = 1")

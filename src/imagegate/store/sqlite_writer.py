@@ -100,6 +100,8 @@ def _in_savepoint(conn: sqlite3.Connection,
     try:
         result = fn(conn)
     except Exception as exc:
+        if not conn.in_transaction:  # SQLite rolled everything back (a full disk, an I/O
+            raise                    # error): the whole round fails with this error
         conn.execute("ROLLBACK TO job")
         conn.execute("RELEASE job")
         return None, exc
