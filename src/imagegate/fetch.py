@@ -24,7 +24,14 @@ from imagegate.concurrency import all_or_cancel
 from imagegate.errors import ReferenceImageError
 from imagegate.imaging import ImageDecodeError, decode_image
 from imagegate.net.download import DownloadError, download, size_text
-from imagegate.net.netguard import AddressPolicy, Guard, Resolver, is_public_address, resolve_host
+from imagegate.net.netguard import (
+    AddressPolicy,
+    Guard,
+    Resolver,
+    is_public_address,
+    resolve_host,
+    without_userinfo,
+)
 
 __all__ = ["FetchLimits", "FetchedImage", "ReferenceFetcher"]
 
@@ -85,33 +92,35 @@ class ReferenceFetcher:
     async def fetch(self, url: str) -> FetchedImage:
         """Fetch and decode one image within ``limits.timeout_s``.
 
-        Raises ``ReferenceImageError(url, reason)`` on any failure.
+        Raises ``ReferenceImageError(url, reason)`` on any failure; its URLs are shown without
+        any ``user:password@`` they carry.
         """
         seconds = self._limits.timeout_s
+        shown = without_userinfo(url)
         try:
             async with asyncio.timeout(seconds):
-                data = await self._load(url)
-                return await self._decode(url, data)
+                data = await self._load(url, shown)
+                image, fmt = await self._decode(shown, data)
         except TimeoutError as exc:
-            raise ReferenceImageError(url, f"timed out after {seconds:g} s") from exc
+            raise ReferenceImageError(shown, f"timed out after {seconds:g} s") from exc
+        return FetchedImage(url=url, image=image, format=fmt, size_bytes=len(data))
 
-    async def _load(self, url: str) -> bytes:
+    async def _load(self, url: str, shown: str) -> bytes:
         if url[:5].lower() == "data:":
             return await asyncio.to_thread(_data_uri_bytes, url, self._limits.max_bytes)
         try:
             first = httpx.URL(url)
         except httpx.InvalidURL as exc:
-            raise ReferenceImageError(url, "not a valid URL") from exc
-        return await self._download(url, first)
+            raise ReferenceImageError(shown, "not a valid URL") from exc
+        return await self._download(shown, first)
 
-    async def _decode(self, url: str, data: bytes) -> FetchedImage:
+    async def _decode(self, shown: str, data: bytes) -> tuple[Image.Image, str]:
         try:
-            image, fmt = await asyncio.to_thread(_decode_with_format, data, self._limits.max_pixels)
+            return await asyncio.to_thread(_decode_with_format, data, self._limits.max_pixels)
         except ImageDecodeError as exc:
-            raise ReferenceImageError(url, str(exc)) from exc
-        return FetchedImage(url=url, image=image, format=fmt, size_bytes=len(data))
+            raise ReferenceImageError(shown, str(exc)) from exc
 
-    async def _download(self, url: str, first: httpx.URL) -> bytes:
+    async def _download(self, shown: str, first: httpx.URL) -> bytes:
         """The body; a failure on a later hop names that hop."""
         try:
             return await download(self._client, first, self._guard,
@@ -119,9 +128,9 @@ class ReferenceFetcher:
                                   max_redirects=self._limits.max_redirects, headers=_HEADERS)
         except DownloadError as exc:
             if exc.hop == 0:
-                raise ReferenceImageError(url, exc.reason) from exc
-            raise ReferenceImageError(
-                url, f"after redirect to {_shorten(str(exc.url))}: {exc.reason}") from exc
+                raise ReferenceImageError(shown, exc.reason) from exc
+            hop = _shorten(without_userinfo(str(exc.url)))
+            raise ReferenceImageError(shown, f"after redirect to {hop}: {exc.reason}") from exc
 
 
 def _data_uri_bytes(uri: str, max_bytes: int) -> bytes:

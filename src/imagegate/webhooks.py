@@ -35,6 +35,7 @@ from imagegate.net.netguard import (
     Resolver,
     parse_ip,
     resolve_host,
+    without_userinfo,
 )
 from imagegate.net.netguard import is_public_address as _public
 from imagegate.signing import new_secret, signature_header
@@ -229,6 +230,6 @@ def _judge(response: httpx.Response) -> str | None:
     if 200 <= response.status_code < 300:
         return None
     if response.is_redirect:
-        target = response.headers.get("location", "?")
+        target = without_userinfo(response.headers.get("location", "?"))
         return f"HTTP {response.status_code} redirect to {target[:200]} (not followed)"
     return f"HTTP {response.status_code}"

@@ -166,6 +166,33 @@ def test_test_event_is_signed_and_reports_the_answer(server: Server) -> None:
     assert missing.status_code == 400 and missing.json()["data"]["field"] == "url"
 
 
+def test_the_delivery_log_shows_the_url_without_its_credentials(server: Server) -> None:
+    key = server.new_key("1")
+    with loopback_server() as rx:
+        url = rx.base_url.replace("http://", "http://user:secret@") + "/creds"
+        task_id = submit_callback(server, key, url)
+        [got] = rx.wait_for(1)
+        entry = wait_log(server, key, task_id, 1)
+    assert entry["url"] == rx.base_url + "/creds"
+    assert "secret" not in json.dumps(entry)
+    assert got.headers["authorization"] == "Basic " + base64.b64encode(b"user:secret").decode()
+
+
+def test_a_test_event_does_not_say_what_an_internal_name_resolves_to(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "d", env={**ENV, "IMAGEGATE_ALLOW_PRIVATE_NETWORKS": "false"}).start()
+    try:
+        with srv.client(srv.new_key("1")) as c:
+            r = c.post("/api/v1/webhooks/test",
+                       json={"url": f"http://user:secret@localhost:{free_port()}/probe"})
+    finally:
+        srv.stop()
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["delivered"] is False
+    assert data["error"] == "the host is not a public address"
+    assert "127.0.0.1" not in r.text and "::1" not in r.text and "secret" not in r.text
+
+
 def test_rotation_signs_with_both_secrets_during_the_overlap(server: Server) -> None:
     key = server.new_key("1")
     old = secret_of(server, key)

@@ -34,6 +34,7 @@ REDIRECTS = {
     "/to-file": "file:///etc/passwd",
     "/to-named": "http://images.example.test:{port}/good.png",
     "/to-missing": "/nothing-here",
+    "/to-credentials": "http://user:secret@127.0.0.1:{port}/nothing-here",
     "/no-location": "",
 }
 

@@ -204,6 +204,27 @@ def test_loopback_url_is_refused_by_default(server: WebServer) -> None:
                          "address 127.0.0.1 is not public"
 
 
+def test_a_name_resolving_privately_is_refused_without_saying_to_what() -> None:
+    resolver = fake_resolver({"images.example.test": ["127.0.0.1"]})
+    error = refusal("http://images.example.test/a.png", FetchLimits(), resolver=resolver)
+    assert str(error) == ("ImageFormatIncorrect: reference image http://images.example.test/a.png: "
+                          "the host is not a public address")
+    assert "127.0.0.1" not in str(error)
+
+
+def test_credentials_in_a_url_are_not_shown() -> None:
+    resolver = fake_resolver({"images.example.test": ["10.0.0.1"]})
+    with pytest.raises(ReferenceImageError) as caught:
+        fetch("http://user:secret@images.example.test/a.png", FetchLimits(), resolver=resolver)
+    assert caught.value.url == "http://images.example.test/a.png"
+    assert "secret" not in str(caught.value) and "user" not in str(caught.value)
+
+
+def test_credentials_in_a_redirect_are_not_shown(server: WebServer) -> None:
+    error = refusal(server.url("/to-credentials"))
+    assert error.reason == f"after redirect to {server.url('/nothing-here')}: HTTP 404"
+
+
 def test_the_fetchers_resolver_and_policy_decide(server: WebServer) -> None:
     # The name exists only in the fake resolver, and loopback is public only to the test policy:
     # the fetch can only have succeeded through both.

@@ -456,6 +456,18 @@ def test_a_redirect_into_private_space_is_refused(location: str, private: list[s
     assert [str(r.url) for r in downloads] == ["https://93.184.216.34/r.png"]
 
 
+def test_the_service_log_names_what_the_failmsg_does_not(caplog: pytest.LogCaptureFixture,
+                                                         ) -> None:
+    resolver = fake_resolver({"cdn.example.test": ["93.184.216.34"],
+                              "internal.example.test": ["192.168.0.10"]})
+    files = {"https://93.184.216.34/r.png": httpx.Response(
+        302, headers={"Location": "https://internal.example.test/x.png"})}
+    with caplog.at_level(logging.WARNING, logger="imagegate.routes.relay"):
+        outcome, _ = via_mock("https://cdn.example.test/r.png", files, resolver)
+    assert isinstance(outcome, RouteError) and "192.168.0.10" not in outcome.message
+    assert "address 192.168.0.10 of host internal.example.test is not public" in caplog.text
+
+
 def test_a_result_host_that_does_not_resolve_is_a_retryable_unknown_error() -> None:
     outcome, downloads = via_mock("https://gone.example.test/r.png", {}, fake_resolver({}))
     assert isinstance(outcome, RouteError)

@@ -12,10 +12,12 @@ from imagegate.net import netguard
 from imagegate.net.netguard import (
     AddressRefused,
     Guard,
+    NotPublic,
     PinnedTarget,
     ResolveTimeout,
     UnresolvedHost,
     is_public_address,
+    without_userinfo,
 )
 
 PUBLIC_V4 = "93.184.216.34"
@@ -150,3 +152,31 @@ def test_an_answer_that_is_not_a_list_of_addresses_is_an_unresolved_host(
         answers: tuple[str, ...]) -> None:
     error = refusal(Guard(resolver=FakeResolver(*answers)), "https://a.example/x")
     assert type(error) is UnresolvedHost
+
+
+# --- what a refusal tells, and to whom ---------------------------------------------------------
+
+def test_a_refused_name_does_not_tell_what_it_resolves_to() -> None:
+    error = refusal(Guard(resolver=FakeResolver(PUBLIC_V4, "10.0.0.7")), "https://a.example/x")
+    assert isinstance(error, NotPublic)
+    assert str(error) == "the host is not a public address"
+    assert error.detail == "address 10.0.0.7 of host a.example is not public"  # for the log
+
+
+def test_a_refused_literal_names_the_address_the_url_shows() -> None:
+    error = refusal(Guard(), "https://[::ffff:127.0.0.1]:8443/x")
+    assert isinstance(error, NotPublic)
+    assert str(error) == error.detail == "address ::ffff:127.0.0.1 is not public"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://user:secret@hooks.example/x", "https://hooks.example/x"),
+    ("http://token@hooks.example:8080/x?a=b@c", "http://hooks.example:8080/x?a=b@c"),
+    ("HTTPS://a@b:c@hooks.example/x", "HTTPS://hooks.example/x"),
+    ("//user:pw@hooks.example/x", "//hooks.example/x"),
+    ("https://hooks.example/x@y", "https://hooks.example/x@y"),
+    ("data:image/png;base64,AA@A", "data:image/png;base64,AA@A"),
+    ("not a url @ all", "not a url @ all"),
+])
+def test_urls_are_shown_without_userinfo(url: str, shown: str) -> None:
+    assert without_userinfo(url) == shown

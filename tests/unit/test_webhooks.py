@@ -1,15 +1,22 @@
-"""Callback retry schedule and which callback URLs may be called (webhooks.py, CONTRACT.md §12)."""
+"""Callback retry schedule, which callback URLs may be called, and what an attempt records
+(webhooks.py, CONTRACT.md §12)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+from typing import cast
 
+import httpx
 import pytest
 
+from imagegate.clock import FakeClock
 from imagegate.config import Settings
 from imagegate.errors import InvalidRequest
+from imagegate.events import TaskEvents
 from imagegate.net.netguard import AddressRefused
-from imagegate.webhooks import CallbackPolicy, next_delay_s
+from imagegate.store.base import Delivery, DeliveryAttempt, Store, WebhookSecret
+from imagegate.webhooks import CallbackPolicy, Dispatcher, next_delay_s
 
 SCHEDULE = (10.0, 60.0, 300.0)
 PUBLIC_V4 = "93.184.216.34"
@@ -126,10 +133,10 @@ def test_refusal_resolves_an_http_url_on_port_80() -> None:
 
 @pytest.mark.parametrize("addresses", [("10.0.0.7",), (PUBLIC_V4, "127.0.0.1"),
                                        ("::1",), ("fe80::1%eth0",), ("::ffff:192.168.1.1",)])
-def test_refusal_names_a_private_address_the_name_resolves_to(addresses: tuple[str, ...]) -> None:
+def test_refusal_of_a_name_resolving_privately_does_not_say_to_what(
+        addresses: tuple[str, ...]) -> None:
     reason = refusal(CallbackPolicy(resolver=FakeResolver(*addresses)), "https://a.example/x")
-    assert reason is not None
-    assert "not public" in reason
+    assert reason == "the host is not a public address"
 
 
 def test_refusal_explains_a_name_that_does_not_resolve() -> None:
@@ -157,3 +164,70 @@ def test_allow_private_skips_resolution() -> None:
 def test_allow_http_still_refuses_private_addresses() -> None:
     policy = CallbackPolicy(allow_http=True, resolver=FakeResolver("192.168.1.20"))
     assert refusal(policy, "http://printer.example/x") is not None
+
+
+# What an attempt records (the delivery log) and a test event answers --------------------------
+
+
+class RecordingStore:
+    """The two store calls an attempt makes: the account's secret, and recording the attempt."""
+
+    def __init__(self) -> None:
+        self.attempts: list[DeliveryAttempt] = []
+
+    async def webhook_secrets(self, account_id: str, now_ms: int,
+                              create: str | None = None) -> list[WebhookSecret]:
+        return [WebhookSecret(account_id, "whsec_" + "A" * 44, now_ms)]
+
+    async def record_delivery_attempt(self, attempt: DeliveryAttempt, state: str,
+                                      next_attempt_ms: int) -> bool:
+        self.attempts.append(attempt)
+        return True
+
+
+def dispatcher(policy: CallbackPolicy, answer: httpx.Response | None = None,
+               ) -> tuple[Dispatcher, RecordingStore, list[httpx.Request]]:
+    store, sent = RecordingStore(), []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return answer or httpx.Response(204)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    return (Dispatcher(cast(Store, store), client, policy, Settings(), FakeClock(), TaskEvents()),
+            store, sent)
+
+
+def delivery(url: str) -> Delivery:
+    return Delivery("msg_1", "task_1", "acct_1", url, '{"code":200}', "pending", 0, 0, 0)
+
+
+def test_the_delivery_log_does_not_say_what_a_name_resolves_to() -> None:
+    policy = CallbackPolicy(resolver=FakeResolver("127.0.0.1"))
+    sender, store, sent = dispatcher(policy)
+    attempt = asyncio.run(sender.deliver(delivery("https://user:secret@hooks.example/x")))
+    assert attempt.error == "the host is not a public address"
+    assert store.attempts == [attempt]
+    assert sent == []
+
+
+def test_a_test_event_does_not_say_what_a_name_resolves_to() -> None:
+    sender, _, sent = dispatcher(CallbackPolicy(resolver=FakeResolver("10.0.0.7", "::1")))
+    result = asyncio.run(sender.send_test("acct_1", "https://user:secret@hooks.example/x"))
+    assert (result.delivered, result.error) == (False, "the host is not a public address")
+    assert sent == []
+
+
+def test_a_redirect_is_recorded_without_the_credentials_in_its_location() -> None:
+    moved = httpx.Response(302, headers={"Location": "https://user:secret@elsewhere.example/y"})
+    sender, _, sent = dispatcher(CallbackPolicy(resolver=FakeResolver(PUBLIC_V4)), moved)
+    attempt = asyncio.run(sender.deliver(delivery("https://hooks.example/x")))
+    assert attempt.error == "HTTP 302 redirect to https://elsewhere.example/y (not followed)"
+    assert [str(r.url) for r in sent] == [f"https://{PUBLIC_V4}/x"]
+
+
+def test_credentials_in_the_callback_url_still_reach_the_receiver() -> None:
+    sender, _, sent = dispatcher(CallbackPolicy(resolver=FakeResolver(PUBLIC_V4)))
+    attempt = asyncio.run(sender.deliver(delivery("https://user:secret@hooks.example/x")))
+    assert attempt.error is None
+    assert sent[0].headers["authorization"] == "Basic " + base64.b64encode(b"user:secret").decode()

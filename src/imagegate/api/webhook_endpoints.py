@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from imagegate.api.endpoints import ok, read_json, services
 from imagegate.errors import InvalidRequest
+from imagegate.net.netguard import without_userinfo
 from imagegate.store.base import Delivery, DeliveryAttempt, WebhookSecret
 
 _SMALL_BODY = 64 * 1024
@@ -33,7 +34,7 @@ def render_attempt(a: DeliveryAttempt) -> dict[str, Any]:
 
 
 def render_delivery(d: Delivery, attempts: list[DeliveryAttempt]) -> dict[str, Any]:
-    out: dict[str, Any] = {"webhookId": d.id, "taskId": d.task_id, "url": d.url,
+    out: dict[str, Any] = {"webhookId": d.id, "taskId": d.task_id, "url": without_userinfo(d.url),
                            "state": d.state, "attempts": d.attempts, "createTime": d.created_ms,
                            "log": [render_attempt(a) for a in attempts]}
     if d.state == "pending":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import httpx
 
 __all__ = ["AddressPolicy", "AddressRefused", "Guard", "IPAddress", "NotPublic", "PinnedTarget",
            "ResolveTimeout", "Resolver", "UnresolvedHost", "is_public_address", "parse_ip",
-           "resolve_host"]
+           "resolve_host", "without_userinfo"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -40,6 +41,7 @@ _BLOCKED_V6 = tuple(ipaddress.IPv6Network(n) for n in (
     "fec0::/10", "ff00::/8",
 ))
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_USERINFO = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)[^/?#]*@")
 
 
 class AddressRefused(Exception):
@@ -47,11 +49,22 @@ class AddressRefused(Exception):
 
 
 class NotPublic(AddressRefused):
-    """An address of the host is one the policy refuses; ``address`` is that address."""
+    """An address of the host is one the policy refuses.
 
-    def __init__(self, message: str, address: IPAddress) -> None:
-        super().__init__(message)
+    The message names the address only when the URL itself is that address: what a name
+    resolves to inside our network is not the client's business. ``detail`` names it, for the
+    operator's log.
+    """
+
+    def __init__(self, address: IPAddress, host: str | None = None) -> None:
+        if host is None:
+            super().__init__(f"address {shown(address)} is not public")
+            self.detail = str(self)
+        else:
+            super().__init__("the host is not a public address")
+            self.detail = f"address {shown(address)} of host {host} is not public"
         self.address = address
+        self.host = host
 
 
 class UnresolvedHost(AddressRefused):
@@ -103,6 +116,12 @@ async def resolve_host(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` fit to show: any ``user:password@`` removed from its authority. Works on text
+    that is not a valid URL too (anything up to the last ``@`` of the authority goes)."""
+    return _USERINFO.sub(r"\1", url, count=1)
 
 
 def parse_ip(text: str) -> IPAddress | None:
@@ -167,13 +186,12 @@ class Guard:
         literal = parse_ip(host)
         if literal is not None:
             if not self.policy(literal):
-                raise NotPublic(f"address {shown(literal)} is not public", literal)
+                raise NotPublic(literal)
             return literal
         valid = await self._lookup(url, host)
         for address in valid:
             if not self.policy(address):
-                raise NotPublic(f"address {shown(address)} of host {host} is not public",
-                                address)
+                raise NotPublic(address, host)
         return valid[0]
 
     async def _lookup(self, url: httpx.URL, host: str) -> list[IPAddress]:

@@ -356,9 +356,9 @@ class RelayRoute:
                                  "resolve the result host")
         if not isinstance(refusal, NotPublic):  # not http(s), no host
             return RouteError.of(FailCode.UNKNOWN, f"{where}: {refusal}")
-        # The operator's log may name the address; the failMsg must not.
+        # The operator's log names the address; the failMsg must not.
         log.warning("%s: refused the upstream's result URL (%s); set private_results on "
-                    "the route if it is meant to be private", where, refusal)
+                    "the route if it is meant to be private", where, refusal.detail)
         return RouteError(FailCode.UNKNOWN, f"{where}: the upstream's result URL points at "
                           "a non-public address; not downloaded", failover=True)
 
