@@ -235,7 +235,7 @@ class Services:
         request = parse_submit(body, model.limits)
         self.router.check_routable(model_id, request.input, request.provider)
         if request.callback_url:
-            self.dispatcher.policy.check_url_shape(request.callback_url)
+            await self.dispatcher.policy.check_url(request.callback_url)
         task = Task(
             id=new_task_id(), account_id=key.account_id, key_id=key.id, model=model_id,
             input=request.input, state=TaskState.QUEUED, created_ms=self.clock.now_ms(),

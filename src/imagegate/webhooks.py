@@ -33,6 +33,7 @@ from imagegate.net.netguard import (
     Guard,
     PinnedTarget,
     Resolver,
+    UnresolvedHost,
     parse_ip,
     resolve_host,
     without_userinfo,
@@ -66,11 +67,35 @@ def next_delay_s(schedule: Sequence[float], attempts_made: int,
 
 @dataclass(frozen=True)
 class CallbackPolicy:
-    """Which callback URLs may be called: https and public addresses unless allowed."""
+    """Which callback URLs may be called: https and public addresses unless allowed.
+
+    ``resolver`` looks host names up (tests inject one); a lookup at submit may take
+    ``submit_resolve_timeout_s`` seconds, one at delivery ``RESOLVE_TIMEOUT_S``.
+    """
 
     allow_http: bool = False
     allow_private: bool = False
     resolver: Resolver = resolve_host
+    submit_resolve_timeout_s: float = 2.0
+
+    async def check_url(self, url: str) -> None:
+        """At submit: raise InvalidRequest(field callback_url) for a URL we will never call.
+
+        That is ``check_url_shape``'s refusals, and, unless private networks are allowed, a host
+        name with an address that is not public. A lookup that fails or takes longer than
+        ``submit_resolve_timeout_s`` refuses nothing: every delivery attempt checks again.
+        """
+        self.check_url_shape(url)
+        if self.allow_private:
+            return
+        try:
+            await self._guard(self.submit_resolve_timeout_s).pin(httpx.URL(url))
+        except UnresolvedHost:
+            return
+        except AddressRefused as exc:
+            raise InvalidRequest(f"callback_url: {exc}", field="callback_url") from exc
+        except httpx.InvalidURL as exc:
+            raise InvalidRequest("callback_url is not a valid URL", field="callback_url") from exc
 
     def check_url_shape(self, url: str) -> None:
         """At submit: raise InvalidRequest(field callback_url) for a URL we will never call."""

@@ -85,3 +85,25 @@ def test_https_is_required_unless_the_operator_allows_http(tmp_path, key: str) -
         srv.stop()
     assert r.status_code == 400
     assert r.json()["data"]["field"] == "callback_url"
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_at_submit(tmp_path, key: str) -> None:
+    srv = Server(tmp_path / "d", env={"IMAGEGATE_ALLOW_PRIVATE_NETWORKS": "false"}).start()
+    try:
+        with srv.client(srv.new_key("1")) as c:
+            r = c.post(SUBMIT, json=callback_body("http://localhost:9/hook"))
+    finally:
+        srv.stop()
+    assert r.status_code == 400
+    assert r.json()["data"]["field"] == "callback_url"
+    assert "not a public address" in r.text
+    assert "127.0.0.1" not in r.text and "::1" not in r.text
+
+
+def test_a_name_resolving_to_a_private_address_is_accepted_when_allowed(server: Server,
+                                                                        key: str) -> None:
+    with loopback_server() as rx, server.client(key) as c:
+        url = rx.base_url.replace("127.0.0.1", "localhost") + "/named"
+        r = c.post(SUBMIT, json=callback_body(url))
+        assert r.status_code == 200, r.text
+        wait_done(c, r.json()["data"]["taskId"])

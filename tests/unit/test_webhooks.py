@@ -116,6 +116,67 @@ def test_callback_to_a_private_address_is_accepted_when_allowed() -> None:
     CallbackPolicy(allow_private=True).check_url_shape("https://127.0.0.1:9000/hook")
 
 
+# CallbackPolicy.check_url (at submit) ----------------------------------------------------------
+
+
+def check_at_submit(policy: CallbackPolicy, url: str) -> InvalidRequest | None:
+    try:
+        asyncio.run(policy.check_url(url))
+    except InvalidRequest as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("addresses", [("127.0.0.1",), (PUBLIC_V4, "10.0.0.7"), ("::1",)])
+def test_a_name_resolving_privately_is_refused_at_submit(addresses: tuple[str, ...]) -> None:
+    resolver = FakeResolver(*addresses)
+    error = check_at_submit(CallbackPolicy(resolver=resolver), "https://hooks.example/x")
+    assert error is not None and error.field == "callback_url"
+    assert error.error == "callback_url: the host is not a public address"
+    assert resolver.calls == [("hooks.example", 443)]
+
+
+def test_a_name_resolving_privately_is_accepted_at_submit_when_private_networks_are_allowed(
+        ) -> None:
+    resolver = FakeResolver("127.0.0.1")
+    policy = CallbackPolicy(allow_private=True, resolver=resolver)
+    assert check_at_submit(policy, "https://hooks.example/x") is None
+    assert resolver.calls == []  # no lookup at all
+
+
+def test_a_name_resolving_publicly_is_accepted_at_submit() -> None:
+    policy = CallbackPolicy(resolver=FakeResolver(PUBLIC_V4, PUBLIC_V6))
+    assert check_at_submit(policy, "https://hooks.example/x") is None
+
+
+def test_a_lookup_that_fails_at_submit_refuses_nothing() -> None:
+    policy = CallbackPolicy(resolver=FakeResolver(error=OSError("Temporary failure")))
+    assert check_at_submit(policy, "https://hooks.example/x") is None
+
+
+def test_a_lookup_slower_than_the_submit_timeout_refuses_nothing() -> None:
+    class Slow(FakeResolver):
+        async def __call__(self, host: str, port: int) -> list[str]:
+            await asyncio.sleep(5)
+            return ["127.0.0.1"]
+
+    policy = CallbackPolicy(resolver=Slow(), submit_resolve_timeout_s=0.05)
+    assert check_at_submit(policy, "https://hooks.example/x") is None
+
+
+def test_submit_still_refuses_what_the_shape_check_refuses() -> None:
+    resolver = FakeResolver(PUBLIC_V4)
+    for url in ("http://hooks.example/x", "https://10.0.0.1/x"):
+        error = check_at_submit(CallbackPolicy(resolver=resolver), url)
+        assert error is not None and error.field == "callback_url"
+    assert resolver.calls == []
+
+
+def test_http_allowed_at_submit_still_refuses_a_name_resolving_privately() -> None:
+    policy = CallbackPolicy(allow_http=True, resolver=FakeResolver("192.168.1.20"))
+    assert check_at_submit(policy, "http://printer.example/x") is not None
+
+
 # CallbackPolicy.refusal -----------------------------------------------------------------------
 
 
