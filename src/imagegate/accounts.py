@@ -6,8 +6,9 @@ import secrets
 from dataclasses import dataclass
 
 from imagegate.clock import Clock
-from imagegate.errors import NotFound
+from imagegate.errors import InvalidRequest, NotFound
 from imagegate.keys import mint_key
+from imagegate.money import MAX_MOVE_MICROS
 from imagegate.store.base import Account, ApiKey, Store
 
 
@@ -22,7 +23,10 @@ async def create_key(store: Store, clock: Clock, *, credit_micros: int = 0, name
                      account_id: str | None = None, submit_rate: float | None = None,
                      max_concurrent_tasks: int | None = None,
                      models: tuple[str, ...] | None = None) -> NewKey:
-    """A new key, on a new account (credited ``credit_micros``) unless ``account_id`` is given."""
+    """A new key, on a new account unless ``account_id`` is given; the account is credited
+    ``credit_micros`` (0 to MAX_MOVE_MICROS) first, so a refused credit leaves no key behind."""
+    if not 0 <= credit_micros <= MAX_MOVE_MICROS:
+        raise InvalidRequest("the starting credit must be 0 to 1,000,000,000 USD")
     now = clock.now_ms()
     if account_id is None:
         account = await store.create_account("acct_" + secrets.token_hex(6), name or "", now)
@@ -31,13 +35,13 @@ async def create_key(store: Store, clock: Clock, *, credit_micros: int = 0, name
         if found is None:
             raise NotFound(f"no account {account_id}")
         account = found
+    if credit_micros:  # before the key: a credit refused (balance too large) leaves no key
+        await store.credit(account.id, credit_micros, now, "initial credit")
     minted = mint_key()
     key = ApiKey(id=minted.key_id, account_id=account.id, name=name, prefix=minted.plain[:12],
                  created_ms=now, submit_rate=submit_rate,
                  max_concurrent_tasks=max_concurrent_tasks, models=models)
     await store.create_key(key, minted.hash)
-    if credit_micros:
-        await store.credit(account.id, credit_micros, now, "initial credit")
     found = await store.get_account(account.id)
     assert found is not None
     return NewKey(key, minted.plain, found)

@@ -1,6 +1,7 @@
 """The ``imagegate`` command line.
 
     imagegate serve [--data-dir DIR] [--host H] [--port P] [--config FILE]
+    imagegate migrate
     imagegate keys create --credit USD [--name N] [--json]
     imagegate keys list [--json]
     imagegate keys revoke KEY_ID
@@ -10,8 +11,10 @@
     imagegate webhooks secret KEY_ID_OR_ACCOUNT [--rotate [--overlap SECONDS]]
     imagegate config reference
 
-Every command takes --data-dir and --config. Bad arguments exit with status 2 and a message
-that names what is wrong; operational errors exit with status 1.
+Every command takes --data-dir and --config, before the command or after its action. Only
+``serve`` and ``migrate`` create a data directory or database; the others say when there is
+none. Bad arguments exit with status 2 and a message that names what is wrong; operational
+errors exit with status 1. A command without its action prints that command's help.
 """
 
 from __future__ import annotations
@@ -19,23 +22,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shlex
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
-from imagegate import accounts
+from imagegate import accounts, serving
 from imagegate.availability import problem_line
 from imagegate.clock import SystemClock
-from imagegate.config import ENV_PREFIX, Settings, reference_markdown
+from imagegate.config import Settings, reference_markdown
 from imagegate.errors import ConfigError, ImagegateError, RequestError
-from imagegate.money import format_usd, usd_to_micros
+from imagegate.money import MAX_MOVE_MICROS, format_usd, micros_to_usd, usd_to_micros
 from imagegate.services import check_routes, open_store
 from imagegate.signing import new_secret
 from imagegate.store.base import Store, WebhookSecret
-from imagegate.tasks import Task
+from imagegate.tasks import Task, TaskState, result_url
 
 T = TypeVar("T")
 
@@ -43,8 +48,8 @@ T = TypeVar("T")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help(sys.stderr)
+    if not hasattr(args, "run"):  # a command without its action: that command's help
+        print(getattr(args, "usage", parser.format_help)(), file=sys.stderr, end="")
         return 2
     try:
         settings = Settings.load(args.config, data_dir=args.data_dir,
@@ -60,11 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --data-dir and --config go before the command or after its action: the later wins.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="data directory (default ./imagegate-data)")
-    common.add_argument("--config", help="TOML configuration file")
+    common.add_argument("--data-dir", default=argparse.SUPPRESS,
+                        help="data directory (default ./imagegate-data)")
+    common.add_argument("--config", default=argparse.SUPPRESS, help="TOML configuration file")
     parser = argparse.ArgumentParser(prog="imagegate", description="Image-generation task "
                                      "service, wire-compatible with APIXO's task API.")
+    parser.add_argument("--data-dir", help="data directory (default ./imagegate-data)")
+    parser.add_argument("--config", help="TOML configuration file")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     serve = sub.add_parser("serve", parents=[common], help="run the service (all in one)")
@@ -72,9 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, help="listen port (default 8000)")
     serve.set_defaults(run=cmd_serve)
 
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(metavar="ACTION")
+    migrate = sub.add_parser("migrate", parents=[common], help="create the data directory and "
+                             "database, or bring the database's schema up to date")
+    migrate.set_defaults(run=cmd_migrate)
+
+    keys = _group(sub, "keys", "manage API keys")
     create = keys.add_parser("create", parents=[common], help="create a key on a new account")
-    create.add_argument("--credit", type=_usd, default=0, metavar="USD",
+    create.add_argument("--credit", type=_credit, default=0, metavar="USD",
                         help="starting balance in USD, e.g. 10 or 2.50")
     create.add_argument("--name", default="", help="a label for the key")
     create.add_argument("--account", help="add the key to this existing account instead")
@@ -93,13 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it")
     revoke.set_defaults(run=cmd_keys_revoke)
 
-    accts = sub.add_parser("accounts", help="manage accounts").add_subparsers(metavar="ACTION")
+    accts = _group(sub, "accounts", "manage accounts")
     credit = accts.add_parser("credit", parents=[common], help="add funds to an account")
     credit.add_argument("ref", help="a key id or an account id")
     credit.add_argument("usd", type=_usd, help="amount in USD (negative to debit)")
     credit.set_defaults(run=cmd_accounts_credit)
 
-    hooks = sub.add_parser("webhooks", help="callback signing").add_subparsers(metavar="ACTION")
+    hooks = _group(sub, "webhooks", "callback signing")
     secret = hooks.add_parser("secret", parents=[common], help="show an account's signing "
                               "secrets (creating the first), or rotate them")
     secret.add_argument("ref", help="a key id or an account id")
@@ -110,32 +123,51 @@ def build_parser() -> argparse.ArgumentParser:
                         "seconds)")
     secret.set_defaults(run=cmd_webhooks_secret)
 
-    tasks = sub.add_parser("tasks", help="inspect tasks").add_subparsers(metavar="ACTION")
+    tasks = _group(sub, "tasks", "inspect tasks")
     show = tasks.add_parser("show", parents=[common], help="a task as operators see it: state, "
-                            "money, every route attempt and note")
+                            "money, result URLs, every route attempt and note")
     show.add_argument("task_id")
     show.add_argument("--json", action="store_true", help="print a JSON object")
     show.set_defaults(run=cmd_tasks_show)
 
-    routes = sub.add_parser("routes", help="routes").add_subparsers(metavar="ACTION")
+    routes = _group(sub, "routes", "routes")
     check = routes.add_parser("check", parents=[common], help="ask each route's upstream "
                               "whether its model is served; exit 1 unless every route in use "
                               "is confirmed available")
     check.add_argument("--json", action="store_true", help="print JSON lines")
     check.set_defaults(run=cmd_routes_check)
 
-    config = sub.add_parser("config", help="configuration").add_subparsers(metavar="ACTION")
+    config = _group(sub, "config", "configuration")
     ref = config.add_parser("reference", parents=[common], help="print every setting")
     ref.set_defaults(run=lambda a, s: print(reference_markdown()) or 0)
     return parser
 
 
+def _group(sub: Any, name: str, help_text: str) -> Any:
+    """A command made of actions (``keys create``); alone, it prints its own help."""
+    command = sub.add_parser(name, help=help_text)
+    command.set_defaults(usage=command.format_help)
+    return command.add_subparsers(metavar="ACTION")
+
+
 def _usd(text: str) -> int:
+    """A USD amount one command may move: at most MAX_MOVE_MICROS either way."""
     try:
-        return usd_to_micros(text)
+        micros = usd_to_micros(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a USD amount such as 10 or 2.50") \
             from exc
+    if abs(micros) > MAX_MOVE_MICROS:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than one command may move "
+                                         "(1,000,000,000 USD)")
+    return micros
+
+
+def _credit(text: str) -> int:
+    micros = _usd(text)
+    if micros < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a starting credit cannot be negative")
+    return micros
 
 
 def _models(text: str) -> tuple[str, ...]:
@@ -150,7 +182,7 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if value <= 0:
+    if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
 
@@ -161,7 +193,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]], *,
+               create: bool = False) -> T:
+    """Run ``fn`` on the store. Only ``create`` (serve, migrate) makes a data directory or a
+    database that is not there; every other command says so and stops."""
+    if not create:
+        _require_database(settings)
+
     async def run() -> T:
         store = open_store(settings)
         try:
@@ -173,7 +211,24 @@ def with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+def _require_database(settings: Settings) -> None:
+    if not settings.database.startswith("sqlite:///"):
+        return
+    path = Path(settings.database.removeprefix("sqlite:///"))
+    if path.exists():
+        return
+    where = f"--data-dir {shlex.quote(settings.data_dir)}"
+    raise RequestError(f"no imagegate database at {path}: start the service there once "
+                       f"(imagegate serve {where}) or create it (imagegate migrate {where})")
+
+
 # Commands -----------------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    with_store(settings, lambda store: asyncio.sleep(0), create=True)
+    print(f"database ready: {settings.database}")
+    return 0
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
@@ -203,22 +258,26 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
         out = []
         for key in await store.list_keys():
             account = await store.get_account(key.account_id)
+            balance = account.balance_micros if account else 0
             out.append({"keyId": key.id, "prefix": key.prefix, "name": key.name,
                         "accountId": key.account_id, "created": _iso(key.created_ms),
                         "revoked": _iso(key.revoked_ms) if key.revoked_ms else None,
-                        "balanceMicros": account.balance_micros if account else 0})
+                        "balanceUsd": micros_to_usd(balance), "balance": format_usd(balance)})
         return out
 
     found = with_store(settings, rows)
-    for row in found:
-        if args.json:
+    if args.json:
+        for row in found:
             print(json.dumps(row))
-            continue
-        state = f"revoked {row['revoked']}" if row["revoked"] else "active"
-        print(f"{row['keyId']}  {row['prefix']}...  {row['accountId']}  "
-              f"{format_usd(row['balanceMicros']):>10}  {state}  {row['name']}")
-    if not found and not args.json:
+        return 0
+    if not found:
         print("no keys yet: imagegate keys create --credit 10", file=sys.stderr)
+        return 0
+    print(f"{'KEY ID':<14}{'PREFIX':<16}{'ACCOUNT':<19}{'BALANCE':>12}  {'STATE':<30}NAME")
+    for row in found:
+        state = f"revoked {row['revoked']}" if row["revoked"] else "active"
+        print(f"{row['keyId']:<14}{row['prefix'] + '...':<16}{row['accountId']:<19}"
+              f"{row['balance']:>12}  {state:<30}{row['name']}")
     return 0
 
 
@@ -273,7 +332,7 @@ def cmd_tasks_show(args: argparse.Namespace, settings: Settings) -> int:
         return task
 
     task = with_store(settings, load)
-    view = operator_view(task)
+    view = operator_view(task, settings.base_url)
     if args.json:
         print(json.dumps(view))
         return 0
@@ -281,6 +340,8 @@ def cmd_tasks_show(args: argparse.Namespace, settings: Settings) -> int:
                  "price", "charge", "created", "completed", "failCode", "failMsg"):
         if view.get(name) is not None:
             print(f"{name:>10}: {view[name]}")
+    for url in view["resultUrls"]:
+        print(f"{'result':>10}: {url}")
     for a in view["routeAttempts"]:
         model = f" ({a['upstreamModel']})" if a["upstreamModel"] else ""
         print(f"   attempt {a['attempt']}: {a['route']}{model} -> {a['outcome']} in "
@@ -304,60 +365,33 @@ def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(c.available for c in checks.values()) else 1
 
 
-def operator_view(task: Task) -> dict[str, Any]:
-    return {"taskId": task.id, "model": task.model, "state": task.state.value,
+def operator_view(task: Task, base_url: str) -> dict[str, Any]:
+    """A task as operators see it; ``state`` in the API's words (stage says queued or running)."""
+    urls = [result_url(base_url, task, r) for r in task.results] \
+        if task.state is TaskState.SUCCEEDED else []
+    return {"taskId": task.id, "model": task.model, "state": task.state.wire,
             "stage": task.stage, "attempt": task.attempt, "account": task.account_id,
             "key": task.key_id, "price": format_usd(task.price_micros),
             "charge": task.charge_state, "created": _iso(task.created_ms),
             "completed": _iso(task.complete_ms) if task.complete_ms else None,
-            "failCode": task.fail_code, "failMsg": task.fail_msg,
+            "failCode": task.fail_code, "failMsg": task.fail_msg, "resultUrls": urls,
             "routeAttempts": [a.to_json() for a in task.route_attempts],
             "notes": list(task.notes)}
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from granian import Granian
-    from granian.constants import Interfaces
-
     from imagegate.logs import configure_logging
 
     configure_logging(settings.log_level)
-    with_store(settings, lambda store: _first_start(store, settings))
-    _export(settings, args)
-    print(f"imagegate serving on {settings.base_url} (data in {settings.data_dir})", flush=True)
-    if settings.host in ("0.0.0.0", "::") and not settings.public_url:
-        print("note: result and callback URLs use http://127.0.0.1; set IMAGEGATE_PUBLIC_URL "
-              "to the address clients reach this server at", file=sys.stderr, flush=True)
-    Granian("imagegate.api.app:create_app_from_env", address=settings.host, port=settings.port,
-            interface=Interfaces.ASGI, factory=True, workers=1,
-            log_level=settings.log_level.lower()).serve()  # type: ignore[arg-type]
+    lock = serving.lock_data_dir(Path(settings.data_dir)) if settings.lock_data_dir else None
+    try:
+        serving.check_port_free(settings.host, settings.port)
+        with_store(settings, lambda store: serving.first_start(store, settings), create=True)
+        serving.run(settings, args.config)
+    finally:
+        if lock is not None:
+            os.close(lock)
     return 0
-
-
-async def _first_start(store: Store, settings: Settings) -> None:
-    """On an empty data dir: a demo account and key, and a curl command to paste."""
-    if await store.count_accounts():
-        return
-    new = await accounts.create_key(store, SystemClock(), name="demo",
-                                    credit_micros=usd_to_micros(settings.demo_credit_usd))
-    body = json.dumps({"request_type": "async", "input": {
-        "mode": "text-to-image", "prompt": "a lighthouse on a cliff at dawn, watercolor",
-        "aspect_ratio": "16:9", "resolution": "1k"}})
-    print(f"\nFirst start: created a demo API key with {format_usd(new.account.balance_micros)}"
-          f" of credit. It is shown only this once:\n\n    {new.plain}\n\nTry it:\n\n"
-          f"    curl -s -X POST {settings.base_url}/api/v1/generateTask/nano-banana-2 \\\n"
-          f"      -H 'Authorization: Bearer {new.plain}' \\\n"
-          f"      -H 'Content-Type: application/json' \\\n"
-          f"      -d {shlex.quote(body)}\n", flush=True)
-
-
-def _export(settings: Settings, args: argparse.Namespace) -> None:
-    """Hand the command-line choices to the server process, which reads IMAGEGATE_*."""
-    os.environ[ENV_PREFIX + "DATA_DIR"] = settings.data_dir
-    os.environ[ENV_PREFIX + "HOST"] = settings.host
-    os.environ[ENV_PREFIX + "PORT"] = str(settings.port)
-    if args.config:
-        os.environ[ENV_PREFIX + "CONFIG"] = os.path.abspath(args.config)
 
 
 def _iso(ms: int | None) -> str:

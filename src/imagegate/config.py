@@ -45,6 +45,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("allow_private_networks", bool, False, "Fetch reference images from loopback, private "
             "and other non-public addresses. Off in production; tests turn it on."),
     Setting("allow_http_callbacks", bool, False, "Accept plain-http callback_url values."),
+    Setting("lock_data_dir", bool, True, "Let `imagegate serve` refuse a data directory another "
+            "server is using. Off only to run several processes on one database on purpose."),
     Setting("retention_days", float, 15.0, "Days result URLs keep working; then 410 and the "
             "bytes are deleted."),
     Setting("auth_cache_seconds", float, 1.0, "How long a process may reuse an API key it found "
@@ -120,6 +122,7 @@ class Settings:
     storage_dir: str = ""
     allow_private_networks: bool = False
     allow_http_callbacks: bool = False
+    lock_data_dir: bool = True
     retention_days: float = 15.0
     auth_cache_seconds: float = 1.0
     limits_max_body_bytes: int = 32 * 1024 * 1024

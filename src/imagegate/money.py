@@ -11,6 +11,10 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 MICROS_PER_USD = 1_000_000
+# The most one operator action may move, and the most an account may hold: far below what an
+# integer column holds (2**63 micro-USD is about 9.2e12 USD), so no sum can overflow it.
+MAX_MOVE_MICROS = 1_000_000_000 * MICROS_PER_USD
+MAX_BALANCE_MICROS = 1_000_000_000_000 * MICROS_PER_USD
 
 
 class LedgerKind:

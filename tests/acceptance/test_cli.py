@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
-from serverproc import Server, cli, t2i, wait_done
+import pytest
+from serverproc import Server, cli, free_port, t2i, wait_done
 
 
-def test_keys_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) -> None:
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A data directory with its database, as `imagegate migrate` makes it."""
+    assert "database ready" in cli(tmp_path, "migrate").stdout
+    return tmp_path
+
+
+def test_keys_create_prints_the_key_alone_on_the_last_line(data: Path) -> None:
+    tmp_path = data
     out = cli(tmp_path, "keys", "create", "--credit", "2.50", "--name", "ci").stdout
     last = out.strip().splitlines()[-1]
     assert last.startswith("ig_") and " " not in last
@@ -18,28 +29,40 @@ def test_keys_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) -> No
     assert last not in listing  # the plain key is shown only once
 
 
-def test_keys_create_json(tmp_path: Path) -> None:
+def test_keys_create_json(data: Path) -> None:
+    tmp_path = data
     made = json.loads(cli(tmp_path, "keys", "create", "--credit", "1", "--json").stdout)
     assert made["key"].startswith("ig_") and made["balanceUsd"] == 1.0
     listing = cli(tmp_path, "keys", "list", "--json").stdout
     rows = [json.loads(line) for line in listing.splitlines()]
     assert [r["keyId"] for r in rows] == [made["keyId"]]
+    assert rows[0]["balanceUsd"] == made["balanceUsd"]  # the same units as keys create --json
 
 
-def test_accounts_credit_by_key_id_and_by_account(tmp_path: Path) -> None:
+def test_keys_list_has_a_header_row(data: Path) -> None:
+    cli(data, "keys", "create", "--credit", "3", "--name", "app")
+    header, row = cli(data, "keys", "list").stdout.splitlines()
+    assert header.split() == ["KEY", "ID", "PREFIX", "ACCOUNT", "BALANCE", "STATE", "NAME"]
+    assert "$3.00" in row and "active" in row and row.endswith("app")
+
+
+def test_accounts_credit_by_key_id_and_by_account(data: Path) -> None:
+    tmp_path = data
     made = json.loads(cli(tmp_path, "keys", "create", "--json").stdout)
     assert "$5.00" in cli(tmp_path, "accounts", "credit", made["keyId"], "5").stdout
     assert "$5.25" in cli(tmp_path, "accounts", "credit", made["accountId"], "0.25").stdout
 
 
-def test_revoke_and_revoke_again(tmp_path: Path) -> None:
+def test_revoke_and_revoke_again(data: Path) -> None:
+    tmp_path = data
     made = json.loads(cli(tmp_path, "keys", "create", "--json").stdout)
     assert "revoked" in cli(tmp_path, "keys", "revoke", made["keyId"]).stdout
     assert "already" in cli(tmp_path, "keys", "revoke", made["keyId"]).stdout
     assert "revoked" in cli(tmp_path, "keys", "list").stdout
 
 
-def test_bad_arguments_fail_with_a_clear_message(tmp_path: Path) -> None:
+def test_bad_arguments_fail_with_a_clear_message(data: Path) -> None:
+    tmp_path = data
     cases = [
         (["keys", "create", "--credit", "ten"], 2, "not a USD amount"),
         (["accounts", "credit", "nobody", "5"], 1, "no account or key"),
@@ -91,7 +114,100 @@ def test_tasks_show_lists_every_route_attempt(tmp_path: Path) -> None:
     assert [(a["attempt"], a["route"], a["outcome"]) for a in view["routeAttempts"]] == [
         (1, "sandbox", "Timeout"), (2, "sandbox", "success")]
     assert view["charge"] == "settled" and view["price"] == "$0.05"
+    assert view["state"] == "success"  # the API's word, not the store's
+    [url] = view["resultUrls"]
+    assert url.startswith("http://127.0.0.1:") and f"/files/{task_id}/" in url
     text = cli(tmp_path / "d", "tasks", "show", task_id).stdout
     assert "attempt 1: sandbox -> Timeout" in text
+    assert "state: success" in text and f"result: {url}" in text
     missing = cli(tmp_path / "d", "tasks", "show", "nope", check=False)
     assert missing.returncode == 1 and "no task" in missing.stderr
+
+
+def test_commands_on_a_directory_without_a_database_say_so(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    for args in (["keys", "list"], ["keys", "create"], ["accounts", "credit", "k", "1"],
+                 ["tasks", "show", "t"]):
+        proc = cli(missing, *args, check=False)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert "no imagegate database" in proc.stderr and "imagegate migrate" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not missing.exists()  # nothing was created
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli(empty, "keys", "list", check=False).returncode == 1
+    assert list(empty.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["keys", "create", "--credit", "1e30"],
+                                  ["accounts", "credit", "k", "1e30"],
+                                  ["accounts", "credit", "k", "-1000000001"]])
+def test_amounts_beyond_the_ledger_are_refused_in_one_sentence(data: Path,
+                                                               args: list[str]) -> None:
+    proc = cli(data, *args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "more than one command may move" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_refused_keys_create_leaves_no_key_behind(data: Path) -> None:
+    negative = cli(data, "keys", "create", "--credit", "-5", check=False)
+    assert negative.returncode == 2 and "cannot be negative" in negative.stderr
+    unknown = cli(data, "keys", "create", "--account", "acct_nope", check=False)
+    assert unknown.returncode == 1 and "no account" in unknown.stderr
+    assert cli(data, "keys", "list", "--json").stdout == ""
+
+
+def test_a_command_without_its_action_prints_that_commands_help(data: Path) -> None:
+    proc = cli(data, "keys", check=False)
+    assert proc.returncode == 2
+    assert "create" in proc.stderr and "revoke" in proc.stderr and "serve" not in proc.stderr
+
+
+def test_global_options_go_before_the_command_too(data: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "imagegate.cli", "--data-dir", str(data),
+                           "keys", "create", "--credit", "1", "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["balanceUsd"] == 1.0
+    assert len(cli(data, "keys", "list", "--json").stdout.splitlines()) == 1
+
+
+def test_one_server_per_port_and_per_data_dir(tmp_path: Path) -> None:
+    first = Server(tmp_path / "a").start()
+    try:
+        same_port = subprocess.run(
+            [sys.executable, "-m", "imagegate.cli", "serve", "--data-dir", str(tmp_path / "b"),
+             "--port", str(first.port)], capture_output=True, text=True, timeout=60)
+        same_dir = subprocess.run(
+            [sys.executable, "-m", "imagegate.cli", "serve", "--data-dir", str(tmp_path / "a"),
+             "--port", str(free_port())], capture_output=True, text=True, timeout=60)
+        assert httpx.get(first.base_url + "/readyz").status_code == 200
+    finally:
+        first.stop()
+    assert same_port.returncode == 1
+    assert f"port {first.port} on 127.0.0.1 is already in use" in same_port.stderr
+    assert same_dir.returncode == 1 and str(tmp_path / "a") in same_dir.stderr
+    assert "already serving data dir" in same_dir.stderr
+    again = Server(tmp_path / "a").start()  # the lock went with the first server
+    again.stop()
+
+
+def test_several_processes_on_one_data_dir_only_when_asked(tmp_path: Path) -> None:
+    shared = {"IMAGEGATE_LOCK_DATA_DIR": "false"}
+    first = Server(tmp_path / "a", env=shared).start()
+    try:
+        second = Server(tmp_path / "a", env=shared).start()
+        second.stop()
+    finally:
+        first.stop()
+
+
+def test_start_names_the_safety_switches_that_are_off(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "d").start()  # the test servers allow private networks and http
+    srv.stop()
+    assert "note: allow_private_networks is on" in srv.first_output
+    assert "note: allow_http_callbacks is on" in srv.first_output
+    quiet = Server(tmp_path / "e", env={"IMAGEGATE_ALLOW_PRIVATE_NETWORKS": "false",
+                                        "IMAGEGATE_ALLOW_HTTP_CALLBACKS": "false"}).start()
+    quiet.stop()
+    assert "allow_" not in quiet.first_output

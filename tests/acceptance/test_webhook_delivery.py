@@ -233,6 +233,7 @@ def test_a_restart_between_attempts_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_cli_shows_and_rotates_secrets(tmp_path: Path) -> None:
+    cli(tmp_path, "migrate")
     made = json.loads(cli(tmp_path, "keys", "create", "--json").stdout)
     first = cli(tmp_path, "webhooks", "secret", made["keyId"]).stdout.split()[0]
     assert first.startswith("whsec_")

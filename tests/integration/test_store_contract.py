@@ -19,7 +19,7 @@ import pytest
 
 from imagegate.contract import SubmitInput
 from imagegate.errors import PaymentRequired, TooManyRequests, Unauthorized
-from imagegate.money import ChargeState, LedgerKind
+from imagegate.money import MAX_BALANCE_MICROS, ChargeState, LedgerKind
 from imagegate.store.base import ApiKey, DeliveryAttempt, Finish, NewDelivery, Store
 from imagegate.store.sqlite import SqliteStore
 from imagegate.tasks import (
@@ -203,6 +203,17 @@ def test_negative_credit_may_not_take_the_balance_below_zero(store: Store) -> No
             await store.credit(ACCOUNT, -600_001, NOW, "too much")
         assert await balance(store) == 600_000
         assert len(await store.ledger(ACCOUNT)) == 2
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_credit_may_not_take_the_balance_past_the_largest(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, MAX_BALANCE_MICROS - 1)
+        with pytest.raises(PaymentRequired, match="above 1,000,000,000,000 USD"):
+            await store.credit(ACCOUNT, 2, NOW, "one micro-dollar too many")
+        assert await store.credit(ACCOUNT, 1, NOW, "exactly the largest") == MAX_BALANCE_MICROS
         await assert_ledger_explains_balance(store)
 
     run(scenario())

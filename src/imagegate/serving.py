@@ -1,0 +1,126 @@
+"""Starting the all-in-one server (``imagegate serve``): one server per data directory and per
+port, the first start's demo key, the safety switches that are off, then the ASGI server.
+
+Two servers on one port would share it (the ASGI server binds with SO_REUSEPORT) and answer
+alternate requests with different keys; two on one data directory would run two sets of workers
+and sweepers over one SQLite database. Both are refused before anything is served: the port by
+binding it once without SO_REUSEPORT, the data directory by an exclusive lock on
+``DATA_DIR/imagegate.lock`` held for the server's life (the kernel drops it when the process
+ends, kill -9 included). ``lock_data_dir = false`` lifts the second check for an operator who
+runs several processes on one database on purpose.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shlex
+import socket
+import sys
+from pathlib import Path
+
+from imagegate import accounts
+from imagegate.clock import SystemClock
+from imagegate.config import ENV_PREFIX, Settings
+from imagegate.errors import RequestError
+from imagegate.money import format_usd, usd_to_micros
+from imagegate.store.base import Store
+
+__all__ = ["check_port_free", "first_start", "lock_data_dir", "run", "safety_notes"]
+
+LOCK_FILE = "imagegate.lock"
+
+
+def run(settings: Settings, config_file: str | None) -> None:
+    """Serve until stopped (the data directory and port already checked, the database ready)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    _export(settings, config_file)
+    print(f"imagegate serving on {settings.base_url} (data in {settings.data_dir})", flush=True)
+    for note in safety_notes(settings):
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    Granian("imagegate.api.app:create_app_from_env", address=settings.host, port=settings.port,
+            interface=Interfaces.ASGI, factory=True, workers=1,
+            log_level=settings.log_level.lower()).serve()  # type: ignore[arg-type]
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Take the data directory's lock (creating the directory); the open descriptor holds it.
+    Raises ``RequestError`` naming the directory (and the holder's pid) when it is taken."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RequestError(f"another imagegate server (pid {holder}) is already serving data "
+                           f"dir {data_dir}; stop it or use another --data-dir (several "
+                           "processes on one database need lock_data_dir = false)") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``RequestError`` when something already listens on ``host``:``port``."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise RequestError(f"cannot listen on {host!r}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise RequestError(f"port {port} on {host} is already in use (another imagegate "
+                                   "server, or another program); stop it or choose another "
+                                   "--port") from None
+            raise RequestError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
+
+
+def safety_notes(settings: Settings) -> list[str]:
+    """One line for each safety switch that is off, and for a public address without a URL."""
+    notes = []
+    if settings.allow_private_networks:
+        notes.append("allow_private_networks is on: reference images, relay results and "
+                     "callbacks may reach loopback and private addresses")
+    if settings.allow_http_callbacks:
+        notes.append("allow_http_callbacks is on: callbacks may go to plain-http URLs")
+    if settings.host in ("0.0.0.0", "::") and not settings.public_url:
+        notes.append("result and callback URLs use http://127.0.0.1; set IMAGEGATE_PUBLIC_URL "
+                     "to the address clients reach this server at")
+    return notes
+
+
+async def first_start(store: Store, settings: Settings) -> None:
+    """On an empty data dir: a demo account and key, and a curl command to paste."""
+    if await store.count_accounts():
+        return
+    new = await accounts.create_key(store, SystemClock(), name="demo",
+                                    credit_micros=usd_to_micros(settings.demo_credit_usd))
+    body = json.dumps({"request_type": "async", "input": {
+        "mode": "text-to-image", "prompt": "a lighthouse on a cliff at dawn, watercolor",
+        "aspect_ratio": "16:9", "resolution": "1k"}})
+    print(f"\nFirst start: created a demo API key with {format_usd(new.account.balance_micros)}"
+          f" of credit. It is shown only this once:\n\n    {new.plain}\n\nTry it:\n\n"
+          f"    curl -s -X POST {settings.base_url}/api/v1/generateTask/nano-banana-2 \\\n"
+          f"      -H 'Authorization: Bearer {new.plain}' \\\n"
+          f"      -H 'Content-Type: application/json' \\\n"
+          f"      -d {shlex.quote(body)}\n", flush=True)
+
+
+def _export(settings: Settings, config_file: str | None) -> None:
+    """Hand the command-line choices to the server process, which reads IMAGEGATE_*."""
+    os.environ[ENV_PREFIX + "DATA_DIR"] = settings.data_dir
+    os.environ[ENV_PREFIX + "HOST"] = settings.host
+    os.environ[ENV_PREFIX + "PORT"] = str(settings.port)
+    if config_file:
+        os.environ[ENV_PREFIX + "CONFIG"] = os.path.abspath(config_file)
