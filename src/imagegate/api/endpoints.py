@@ -14,6 +14,10 @@ from imagegate.money import micros_to_usd
 from imagegate.services import Services
 from imagegate.tasks import envelope
 
+# Far more than any body of this API needs; past it a body is refused the same way on every
+# Python, whatever its recursion limit lets the JSON decoder reach.
+MAX_JSON_DEPTH = 64
+
 
 def services(request: Request) -> Services:
     svc: Services = request.app.state.services
@@ -80,11 +84,76 @@ async def openapi(request: Request) -> Response:
 
 async def read_json(request: Request, limit: int) -> Any:
     """The body as JSON: 415 unless JSON, 413 past ``limit`` bytes, 400 when malformed."""
+    _require_json(request)
+    return parse_json(await _read_body(request, limit))
+
+
+def parse_json(raw: bytes) -> Any:
+    """Decode a JSON body; 400 with a sentence for a person when it is not JSON, or is nested
+    more than ``MAX_JSON_DEPTH`` levels deep.
+
+    An integer literal too long to convert (over 4300 digits by default) decodes to a stand-in
+    that is no number, so the field holding it is refused by name like any other wrong value.
+    """
+    too_deep = f"request body is nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+    try:
+        body = json.loads(raw, parse_int=_parse_int)
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("request body is not valid UTF-8 JSON") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                             f"column {exc.colno}") from exc
+    except ValueError as exc:
+        raise InvalidRequest("request body is not valid JSON") from exc
+    except RecursionError as exc:
+        raise InvalidRequest(too_deep) from exc
+    # Nesting needs an opening bracket per level: most bodies are too small to be walked.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(body, MAX_JSON_DEPTH):
+        raise InvalidRequest(too_deep)
+    return body
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+class _OversizedInteger:
+    """Stands in for an integer literal too long for Python to convert."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<integer literal too long to convert>"
+
+
+_OVERSIZED = _OversizedInteger()
+
+
+def _parse_int(text: str) -> int | _OversizedInteger:
+    try:
+        return int(text)
+    except ValueError:  # past sys.get_int_max_str_digits()
+        return _OVERSIZED
+
+
+def _require_json(request: Request) -> None:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise UnsupportedMedia("Content-Type must be application/json")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The whole body; 413 as soon as it is known to pass ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -92,7 +161,4 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
         chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
+    return b"".join(chunks)

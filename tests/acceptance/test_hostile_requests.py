@@ -1,0 +1,78 @@
+"""Malformed and hostile requests through HTTP against a real server: each is answered 4xx in
+the contract's words, naming the field at fault where there is one, and never 5xx.
+
+The server runs on the production address policy (https callbacks, public addresses only) and
+may reach loopback only (``tests/loopback_only``), so no URL below is ever contacted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from serverproc import Server, t2i
+
+SUBMIT = "/api/v1/generateTask/nano-banana-2"
+WEBHOOK_TEST = "/api/v1/webhooks/test"
+ROTATE = "/api/v1/webhooks/secret/rotate"
+JSON = {"Content-Type": "application/json"}
+PYTHON_WORDS = ("codec", "sys.", "set_int_max_str_digits", "Traceback", "Error:")
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("strict"), env={
+        "PYTHONPATH": str(Path(__file__).parents[1] / "loopback_only"),
+        "IMAGEGATE_ALLOW_PRIVATE_NETWORKS": "false",
+        "IMAGEGATE_ALLOW_HTTP_CALLBACKS": "false",
+    }).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(strict: Server) -> Iterator[httpx.Client]:
+    with strict.client(strict.new_key("10")) as c:
+        yield c
+
+
+def refused(r: httpx.Response, field: str | None, status: int = 400) -> str:
+    """The error text of a refusal with ``status`` naming ``field``; it speaks no Python."""
+    assert r.status_code == status, r.text
+    data = r.json()["data"]
+    assert data.get("field") == field, data
+    for word in PYTHON_WORDS:
+        assert word not in data["error"], data
+    return str(data["error"])
+
+
+# Bodies that are not JSON the service can read ----------------------------------------------
+
+
+@pytest.mark.parametrize("path", [SUBMIT, WEBHOOK_TEST, ROTATE])
+def test_body_nested_a_thousand_deep_is_400(client: httpx.Client, path: str) -> None:
+    body = b'{"input": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    assert "nested too deeply" in refused(client.post(path, content=body, headers=JSON), None)
+
+
+@pytest.mark.parametrize("path", [SUBMIT, WEBHOOK_TEST, ROTATE])
+def test_body_that_is_not_utf8_is_400_in_plain_words(client: httpx.Client, path: str) -> None:
+    r = client.post(path, content=b'{"input": "\xff"}', headers=JSON)
+    assert refused(r, None) == "request body is not valid UTF-8 JSON"
+
+
+def test_malformed_json_is_400_saying_where(client: httpx.Client) -> None:
+    r = client.post(SUBMIT, content=b'{"input": }', headers=JSON)
+    assert refused(r, None) == ("request body is not valid JSON: Expecting value at line 1, "
+                                "column 11")
+
+
+@pytest.mark.parametrize("field", ["seed", "num_images"])
+def test_integer_too_long_to_convert_is_refused_by_field(client: httpx.Client,
+                                                         field: str) -> None:
+    body = json.dumps(t2i()).replace('"mode"', f'"{field}": {"9" * 5000}, "mode"')
+    r = client.post(SUBMIT, content=body.encode(), headers=JSON)
+    assert "integer" in refused(r, f"input.{field}")
