@@ -100,6 +100,22 @@ class SubmitRequest:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode. A JSON string may carry an unpaired surrogate escape
+    (``"\\ud800"``), which no UTF-8 encoder accepts: not the database, not an HTTP client."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_unicode(text: str, name: str) -> None:
+    if not is_unicode(text):
+        raise InvalidRequest(f"{name} must be valid Unicode text; it holds an unpaired "
+                             "surrogate escape (\\ud800 to \\udfff)", field=name)
+
+
 def parse_submit(body: Any, limits: ModelLimits) -> SubmitRequest:
     """Validate a decoded submit body; raise ``InvalidRequest`` naming the first bad field."""
     if not isinstance(body, dict):
@@ -115,6 +131,8 @@ def parse_submit(body: Any, limits: ModelLimits) -> SubmitRequest:
     source = body.get("source")
     if source is not None and (not isinstance(source, str) or len(source) > 128):
         raise InvalidRequest("source must be a string of at most 128 characters", field="source")
+    if source is not None:
+        _check_unicode(source, "source")
     raw = body.get("input")
     if not isinstance(raw, dict):
         raise InvalidRequest("input is required and must be an object", field="input")
@@ -134,6 +152,7 @@ def _parse_input(raw: dict[str, Any], limits: ModelLimits) -> SubmitInput:
     if not isinstance(prompt, str) or not (1 <= len(prompt) <= n) or not prompt.strip():
         raise InvalidRequest(f"input.prompt must be 1 to {n} characters, not only whitespace",
                              field="input.prompt")
+    _check_unicode(prompt, "input.prompt")
     image_urls = _parse_image_urls(raw.get("image_urls"), mode, limits)
     ratio = _enum(raw, "aspect_ratio", ("auto", *limits.ratios), None, prefix="input.",
                   fold=False)
@@ -175,6 +194,7 @@ def _parse_image_urls(value: Any, mode: str, limits: ModelLimits) -> tuple[str, 
 def _check_url(url: Any, name: str, *, allow_data: bool = False) -> None:
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"{name} must be a URL string", field=name)
+    _check_unicode(url, name)
     if allow_data and url.startswith("data:"):
         if not url.startswith("data:image/") or ";base64," not in url:
             raise InvalidRequest(f"{name} must be a data:image/...;base64, URI", field=name)

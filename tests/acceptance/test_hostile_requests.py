@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ SUBMIT = "/api/v1/generateTask/nano-banana-2"
 WEBHOOK_TEST = "/api/v1/webhooks/test"
 ROTATE = "/api/v1/webhooks/secret/rotate"
 JSON = {"Content-Type": "application/json"}
+LONE_SURROGATE = "\\ud800"  # as it appears in the JSON text: an escape no encoder accepts
 PYTHON_WORDS = ("codec", "sys.", "set_int_max_str_digits", "Traceback", "Error:")
 
 
@@ -37,6 +39,11 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def client(strict: Server) -> Iterator[httpx.Client]:
     with strict.client(strict.new_key("10")) as c:
         yield c
+
+
+def with_surrogate(body: dict[str, Any]) -> bytes:
+    """``body`` as JSON text, each ``SURROGATE`` in it written as a lone surrogate escape."""
+    return json.dumps(body).replace("SURROGATE", LONE_SURROGATE).encode()
 
 
 def refused(r: httpx.Response, field: str | None, status: int = 400) -> str:
@@ -76,3 +83,28 @@ def test_integer_too_long_to_convert_is_refused_by_field(client: httpx.Client,
     body = json.dumps(t2i()).replace('"mode"', f'"{field}": {"9" * 5000}, "mode"')
     r = client.post(SUBMIT, content=body.encode(), headers=JSON)
     assert "integer" in refused(r, f"input.{field}")
+
+
+# Strings that are not Unicode --------------------------------------------------------------
+
+
+def _callback(url: str) -> dict[str, Any]:
+    return {**t2i(), "request_type": "callback", "callback_url": url}
+
+
+def _i2i(url: str) -> dict[str, Any]:
+    return {"input": {"mode": "image-to-image", "prompt": "snow", "image_urls": [url],
+                      "aspect_ratio": "1:1", "resolution": "1k"}}
+
+
+@pytest.mark.parametrize("body,field", [
+    ({**t2i(), "source": "app SURROGATE"}, "source"),
+    (_callback("https://example.com/SURROGATE"), "callback_url"),
+    (_i2i("https://example.com/SURROGATE.png"), "input.image_urls[0]"),
+    (t2i("a fox SURROGATE"), "input.prompt"),
+])
+def test_lone_surrogate_is_refused_at_submit_naming_the_field(client: httpx.Client,
+                                                             body: dict[str, Any],
+                                                             field: str) -> None:
+    r = client.post(SUBMIT, content=with_surrogate(body), headers=JSON)
+    assert "Unicode" in refused(r, field)

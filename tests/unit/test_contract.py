@@ -11,6 +11,7 @@ from imagegate.contract import (
     RATIOS,
     ModelLimits,
     SubmitRequest,
+    is_unicode,
     nearest_ratio,
     output_size,
     parse_submit,
@@ -285,6 +286,31 @@ def test_reference_may_be_a_base64_data_uri() -> None:
 @pytest.mark.parametrize("uri", ["data:text/plain;base64,aGk=", "data:image/png,rawbytes"])
 def test_data_uri_that_is_not_a_base64_image_is_refused(uri: str) -> None:
     assert refused(with_input(IMAGE_BODY, image_urls=[uri])).field == "input.image_urls[0]"
+
+
+# Strings that are not Unicode: a JSON "\ud800" escape decodes to a lone surrogate ---------------
+
+LONE = "\ud800"
+
+
+def test_is_unicode_tells_a_lone_surrogate_from_a_pair() -> None:
+    assert is_unicode("a fox \U0001F98A") and is_unicode("")
+    assert not is_unicode(f"a fox {LONE}") and not is_unicode("\udfff")
+
+
+@pytest.mark.parametrize("raw,field", [
+    (body(source=f"app {LONE}"), "source"),
+    (body(request_type="callback", callback_url=f"https://example.com/{LONE}"), "callback_url"),
+    (with_input(IMAGE_BODY, image_urls=["https://example.com/a.png",
+                                        f"https://example.com/{LONE}.png"]),
+     "input.image_urls[1]"),
+    (with_input(IMAGE_BODY, image_urls=[f"data:image/png;base64,{LONE}"]), "input.image_urls[0]"),
+    (with_input(prompt=f"a fox {LONE}"), "input.prompt"),
+])
+def test_string_with_a_lone_surrogate_is_refused_naming_its_field(raw: Any, field: str) -> None:
+    error = refused(raw)
+    assert error.field == field
+    assert error.error.startswith(f"{field} must be valid Unicode text")
 
 
 # input.aspect_ratio, resolution, output_format ------------------------------------------------
