@@ -7,6 +7,7 @@ Everything here is pure: no I/O, no clock. ``parse_submit`` turns a decoded JSON
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +43,9 @@ SIZE_TABLES: dict[str, dict[str, tuple[int, int]]] = {
     "gemini-2.5": _SIZES_1K_GEMINI25,
 }
 _TIER_SCALE = {"1k": 1, "2k": 2, "4k": 4}
+
+# No HTTP client sends these in a URL; a data URI may carry line breaks in its base64.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 
@@ -126,7 +130,7 @@ def parse_submit(body: Any, limits: ModelLimits) -> SubmitRequest:
         if callback_url is None or callback_url == "":
             raise InvalidRequest("callback_url is required when request_type is callback",
                                  field="callback_url")
-        _check_url(callback_url, "callback_url")
+        check_url(callback_url, "callback_url")
     provider = _enum(body, "provider", PROVIDERS, "auto", fold=False)
     source = body.get("source")
     if source is not None and (not isinstance(source, str) or len(source) > 128):
@@ -187,11 +191,13 @@ def _parse_image_urls(value: Any, mode: str, limits: ModelLimits) -> tuple[str, 
         raise InvalidRequest(f"{name} must be a list of 1 to {k} URLs for image-to-image",
                              field=name)
     for i, url in enumerate(value):
-        _check_url(url, f"{name}[{i}]", allow_data=True)
+        check_url(url, f"{name}[{i}]", allow_data=True)
     return tuple(value)
 
 
-def _check_url(url: Any, name: str, *, allow_data: bool = False) -> None:
+def check_url(url: Any, name: str, *, allow_data: bool = False) -> None:
+    """Raise ``InvalidRequest`` naming ``name`` unless ``url`` is an http or https URL that an
+    HTTP client can send (or, with ``allow_data``, a base64 ``data:image/`` URI)."""
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"{name} must be a URL string", field=name)
     _check_unicode(url, name)
@@ -201,6 +207,9 @@ def _check_url(url: Any, name: str, *, allow_data: bool = False) -> None:
         return
     if len(url) > 4096:
         raise InvalidRequest(f"{name} must be at most 4096 characters", field=name)
+    if _CONTROL_CHARACTER.search(url):
+        raise InvalidRequest(f"{name} must not contain control characters (tab, newline and "
+                             "the like)", field=name)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError for a bad port)

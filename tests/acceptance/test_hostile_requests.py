@@ -108,3 +108,13 @@ def test_lone_surrogate_is_refused_at_submit_naming_the_field(client: httpx.Clie
                                                              field: str) -> None:
     r = client.post(SUBMIT, content=with_surrogate(body), headers=JSON)
     assert "Unicode" in refused(r, field)
+
+
+@pytest.mark.parametrize("body,field", [
+    (_callback("https://example.com/a\tb"), "callback_url"),
+    (_i2i("https://example.com/a\nb.png"), "input.image_urls[0]"),
+])
+def test_url_with_control_characters_is_refused_at_submit(client: httpx.Client,
+                                                         body: dict[str, Any],
+                                                         field: str) -> None:
+    assert "control characters" in refused(client.post(SUBMIT, json=body), field)

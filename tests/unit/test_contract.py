@@ -11,6 +11,7 @@ from imagegate.contract import (
     RATIOS,
     ModelLimits,
     SubmitRequest,
+    check_url,
     is_unicode,
     nearest_ratio,
     output_size,
@@ -286,6 +287,32 @@ def test_reference_may_be_a_base64_data_uri() -> None:
 @pytest.mark.parametrize("uri", ["data:text/plain;base64,aGk=", "data:image/png,rawbytes"])
 def test_data_uri_that_is_not_a_base64_image_is_refused(uri: str) -> None:
     assert refused(with_input(IMAGE_BODY, image_urls=[uri])).field == "input.image_urls[0]"
+
+
+@pytest.mark.parametrize("char", ["\t", "\n", "\r", "\x00", "\x1f", "\x7f"])
+def test_url_with_a_control_character_is_refused_naming_it(char: str) -> None:
+    url = f"https://example.com/a{char}b.png"
+    error = refused(with_input(IMAGE_BODY, image_urls=["https://example.com/0.png", url]))
+    assert error.field == "input.image_urls[1]" and "control characters" in error.error
+    raw = body(request_type="callback", callback_url=url)
+    assert refused(raw).field == "callback_url"
+
+
+def test_url_may_hold_non_ascii_characters_and_spaces() -> None:
+    # An HTTP client percent-encodes them when it sends the request.
+    url = "https://example.com/\u56fe\u7247 1.png"
+    assert accepted(with_input(IMAGE_BODY, image_urls=[url])).input.image_urls == (url,)
+
+
+def test_data_uri_may_wrap_its_base64_over_lines() -> None:
+    uri = "data:image/png;base64,iVBORw0K\nGgo="
+    assert accepted(with_input(IMAGE_BODY, image_urls=[uri])).input.image_urls == (uri,)
+
+
+def test_check_url_names_the_field_it_is_given() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        check_url("ftp://example.com/hook", "url")
+    assert caught.value.field == "url" and caught.value.error.startswith("url ")
 
 
 # Strings that are not Unicode: a JSON "\ud800" escape decodes to a lone surrogate ---------------
