@@ -168,9 +168,7 @@ def _parse_input(raw: dict[str, Any], limits: ModelLimits) -> SubmitInput:
     if not isinstance(google_search, bool):
         raise InvalidRequest("input.google_search must be true or false",
                              field="input.google_search")
-    seed = raw.get("seed")
-    if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
-        raise InvalidRequest("input.seed must be a non-negative integer", field="input.seed")
+    seed = _parse_seed(raw)
     num_images = raw.get("num_images", 1)
     if not _is_int(num_images) or not 1 <= num_images <= limits.max_images:
         raise InvalidRequest(f"input.num_images must be an integer from 1 to {limits.max_images}",
@@ -178,6 +176,18 @@ def _parse_input(raw: dict[str, Any], limits: ModelLimits) -> SubmitInput:
     return SubmitInput(mode=mode, prompt=prompt, aspect_ratio=ratio, resolution=resolution,
                        output_format=output_format, image_urls=image_urls,
                        google_search=google_search, seed=seed, num_images=num_images)
+
+
+def _parse_seed(raw: dict[str, Any]) -> int | None:
+    """``input.seed``, an extension: absent, or an integer (null is refused, not taken as absent
+    as it is for APIXO's own optional fields)."""
+    if "seed" not in raw:
+        return None
+    seed = raw["seed"]
+    if not _is_int(seed) or not 0 <= seed < 2**63:
+        raise InvalidRequest(f"input.seed must be an integer from 0 to {2**63 - 1}; leave it "
+                             "out for none", field="input.seed")
+    return int(seed)
 
 
 def _parse_image_urls(value: Any, mode: str, limits: ModelLimits) -> tuple[str, ...]:

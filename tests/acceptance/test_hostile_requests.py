@@ -118,3 +118,8 @@ def test_url_with_control_characters_is_refused_at_submit(client: httpx.Client,
                                                          body: dict[str, Any],
                                                          field: str) -> None:
     assert "control characters" in refused(client.post(SUBMIT, json=body), field)
+
+
+def test_seed_null_is_refused_naming_it(client: httpx.Client) -> None:
+    r = client.post(SUBMIT, json=t2i(seed=None))
+    assert refused(r, "input.seed").startswith("input.seed must be an integer")

@@ -427,6 +427,12 @@ def test_seed_defaults_to_none() -> None:
     assert accepted(with_input(seed=_ABSENT)).input.seed is None
 
 
+def test_seed_null_is_refused_not_taken_as_absent() -> None:
+    # An extension field is absent or typed; only APIXO's own optional fields read null as absent.
+    error = refused(with_input(seed=None))
+    assert error.field == "input.seed" and "leave it out" in error.error
+
+
 @pytest.mark.parametrize("value", [-1, 2**63, 1.5, "7", True])
 def test_seed_that_is_not_a_non_negative_integer_is_refused(value: Any) -> None:
     assert refused(with_input(seed=value)).field == "input.seed"

@@ -158,6 +158,7 @@ REJECTED = [
     {"input": TEXT, "request_type": "callback"},
     {"input": TEXT, "provider": "cheapest"},
     {"input": TEXT, "source": "s" * 129},
+    {"input": {**TEXT, "seed": None}},
 ]
 
 
