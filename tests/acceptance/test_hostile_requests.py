@@ -123,3 +123,21 @@ def test_url_with_control_characters_is_refused_at_submit(client: httpx.Client,
 def test_seed_null_is_refused_naming_it(client: httpx.Client) -> None:
     r = client.post(SUBMIT, json=t2i(seed=None))
     assert refused(r, "input.seed").startswith("input.seed must be an integer")
+
+
+# Webhook endpoints --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/hook", "http://example.com/hook",
+                                 "https://10.0.0.1/hook", "https://example.com/SURROGATE", 7])
+def test_webhook_test_names_its_own_field_url(client: httpx.Client, url: Any) -> None:
+    r = client.post(WEBHOOK_TEST, content=with_surrogate({"url": url}), headers=JSON)
+    error = refused(r, "url")
+    assert "callback_url" not in error and error.startswith("url")
+
+
+@pytest.mark.parametrize("body", [b"[1]", b"null", b'"url"', b"3"])
+def test_webhook_test_body_that_is_not_an_object_is_400(client: httpx.Client,
+                                                        body: bytes) -> None:
+    r = client.post(WEBHOOK_TEST, content=body, headers=JSON)
+    assert refused(r, None) == "the request body must be a JSON object"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagegate.api.endpoints import MAX_JSON_DEPTH, parse_json
+from imagegate.api.endpoints import MAX_JSON_DEPTH, json_object, parse_json
 from imagegate.contract import ModelLimits, parse_submit
 from imagegate.errors import InvalidRequest
 
@@ -61,3 +61,10 @@ def test_integer_too_long_to_convert_is_refused_by_the_field_that_holds_it() -> 
 
 def test_long_integer_in_an_unknown_field_is_ignored_like_the_field() -> None:
     assert set(parse_json(b'{"extra": -' + b"1" * 5000 + b"}")) == {"extra"}
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"null", b"1", b'"x"', b"true"])
+def test_json_object_refuses_anything_else(raw: bytes) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        json_object(parse_json(raw))
+    assert caught.value.error == "the request body must be a JSON object"

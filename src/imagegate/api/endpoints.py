@@ -88,6 +88,13 @@ async def read_json(request: Request, limit: int) -> Any:
     return parse_json(await _read_body(request, limit))
 
 
+def json_object(body: Any) -> dict[str, Any]:
+    """``body`` when it is a JSON object; 400 otherwise."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
 def parse_json(raw: bytes) -> Any:
     """Decode a JSON body; 400 with a sentence for a person when it is not JSON, or is nested
     more than ``MAX_JSON_DEPTH`` levels deep.

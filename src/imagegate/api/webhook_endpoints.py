@@ -8,7 +8,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from imagegate.api.endpoints import ok, read_json, services
+from imagegate.api.endpoints import json_object, ok, read_json, services
+from imagegate.contract import check_url
 from imagegate.errors import InvalidRequest
 from imagegate.net.netguard import without_userinfo
 from imagegate.store.base import Delivery, DeliveryAttempt, WebhookSecret
@@ -66,11 +67,15 @@ async def redeliver(request: Request) -> Response:
 async def test_event(request: Request) -> Response:
     svc = services(request)
     key = await svc.authenticate(request.headers.get("authorization"))
-    body = await read_json(request, _SMALL_BODY)
-    url = body.get("url") if isinstance(body, dict) else None
-    if not isinstance(url, str) or not url:
+    body = json_object(await read_json(request, _SMALL_BODY))
+    url = body.get("url")
+    if url is None or url == "":
         raise InvalidRequest("url is required: the address to send a test event to", field="url")
-    result = await svc.dispatcher.send_test(key.account_id, url)
+    check_url(url, "url")
+    try:
+        result = await svc.dispatcher.send_test(key.account_id, url)
+    except InvalidRequest as exc:
+        raise _as_url_error(exc) from exc
     out: dict[str, Any] = {"webhookId": result.webhook_id, "delivered": result.delivered,
                            "latencyMs": result.latency_ms}
     if result.status is not None:
@@ -78,6 +83,13 @@ async def test_event(request: Request) -> Response:
     if result.error is not None:
         out["error"] = result.error
     return ok(out)
+
+
+def _as_url_error(exc: InvalidRequest) -> InvalidRequest:
+    """The callback policy names the submit body's field, callback_url; this body calls it url."""
+    if exc.field != "callback_url":
+        return exc
+    return InvalidRequest(exc.error.replace("callback_url", "url", 1), field="url")
 
 
 async def signing_secrets(request: Request) -> Response:
