@@ -136,8 +136,23 @@ def test_webhook_test_names_its_own_field_url(client: httpx.Client, url: Any) ->
     assert "callback_url" not in error and error.startswith("url")
 
 
+@pytest.mark.parametrize("path", [WEBHOOK_TEST, ROTATE])
 @pytest.mark.parametrize("body", [b"[1]", b"null", b'"url"', b"3"])
-def test_webhook_test_body_that_is_not_an_object_is_400(client: httpx.Client,
-                                                        body: bytes) -> None:
-    r = client.post(WEBHOOK_TEST, content=body, headers=JSON)
+def test_webhook_body_that_is_not_an_object_is_400(client: httpx.Client, path: str,
+                                                   body: bytes) -> None:
+    r = client.post(path, content=body, headers=JSON)
     assert refused(r, None) == "the request body must be a JSON object"
+
+
+@pytest.mark.parametrize("value", ["null", "true", '"60"', "-1", "1" * 5000])
+def test_rotate_refuses_an_overlap_that_is_not_a_number_in_range(client: httpx.Client,
+                                                                 value: str) -> None:
+    body = ('{"overlapSeconds": ' + value + "}").encode()
+    refused(client.post(ROTATE, content=body, headers=JSON), "overlapSeconds")
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b'{"overlapSeconds": 60}'])
+def test_rotate_takes_no_body_an_empty_object_or_an_overlap(client: httpx.Client,
+                                                            body: bytes) -> None:
+    r = client.post(ROTATE, content=body, headers=JSON)
+    assert r.status_code == 200, r.text

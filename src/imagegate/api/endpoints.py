@@ -88,6 +88,16 @@ async def read_json(request: Request, limit: int) -> Any:
     return parse_json(await _read_body(request, limit))
 
 
+async def read_optional_object(request: Request, limit: int) -> dict[str, Any] | None:
+    """An optional JSON object body: None when the body is empty; otherwise as ``read_json``,
+    and 400 when the JSON is not an object."""
+    raw = await _read_body(request, limit)
+    if not raw:
+        return None
+    _require_json(request)
+    return json_object(parse_json(raw))
+
+
 def json_object(body: Any) -> dict[str, Any]:
     """``body`` when it is a JSON object; 400 otherwise."""
     if not isinstance(body, dict):

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from imagegate.api.endpoints import json_object, ok, read_json, services
+from imagegate.api.endpoints import json_object, ok, read_json, read_optional_object, services
 from imagegate.contract import check_url
 from imagegate.errors import InvalidRequest
 from imagegate.net.netguard import without_userinfo
@@ -101,13 +101,18 @@ async def signing_secrets(request: Request) -> Response:
 async def rotate_secret(request: Request) -> Response:
     svc = services(request)
     key = await svc.authenticate(request.headers.get("authorization"))
-    overlap: float | None = None
-    if request.headers.get("content-length", "0") not in ("", "0"):
-        body = await read_json(request, _SMALL_BODY)
-        raw = body.get("overlapSeconds") if isinstance(body, dict) else None
-        if raw is not None and (isinstance(raw, bool) or not isinstance(raw, (int, float))):
-            raise InvalidRequest("overlapSeconds must be a number of seconds",
-                                 field="overlapSeconds")
-        overlap = raw
-    live = await svc.rotate_webhook_secret(key, overlap)
+    body = await read_optional_object(request, _SMALL_BODY) or {}
+    live = await svc.rotate_webhook_secret(key, _overlap_seconds(body))
     return ok({"secret": live[0].secret, "secrets": [render_secret(s) for s in live]})
+
+
+def _overlap_seconds(body: dict[str, Any]) -> float | None:
+    """``overlapSeconds`` when given: absent or a number (null is refused, not taken as absent);
+    the range is the service's rule."""
+    if "overlapSeconds" not in body:
+        return None
+    raw = body["overlapSeconds"]
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise InvalidRequest("overlapSeconds must be a number of seconds from 0 to 2592000; "
+                             "leave it out for the default", field="overlapSeconds")
+    return raw
