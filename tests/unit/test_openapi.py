@@ -85,12 +85,35 @@ def test_submit_enums_are_the_contract_constants(doc: dict[str, Any]) -> None:
     schemas = doc["components"]["schemas"]
     top = schemas["SubmitRequest"]["properties"]
     inp = schemas["SubmitInput"]["properties"]
-    assert top["request_type"]["enum"] == list(REQUEST_TYPES)
-    assert top["provider"]["enum"] == list(PROVIDERS)
+    assert top["request_type"]["enum"] == [*REQUEST_TYPES, None]
+    assert top["provider"]["enum"] == [*PROVIDERS, None]
     assert inp["mode"]["enum"] == list(MODES)
     assert inp["aspect_ratio"]["enum"] == ["auto", *RATIOS]
     assert inp["resolution"]["enum"] == list(RESOLUTIONS)
-    assert inp["output_format"]["enum"] == list(OUTPUT_FORMATS)
+    assert inp["output_format"]["enum"] == [*OUTPUT_FORMATS, None]
+
+
+def test_submit_documents_the_400_for_search_grounding_no_route_can_do(
+        doc: dict[str, Any]) -> None:
+    op = doc["paths"]["/api/v1/generateTask/{model}"]["post"]
+    media = op["responses"]["400"]["content"]["application/json"]
+    fields = {example["value"]["data"].get("field") for example in media["examples"].values()}
+    assert "input.google_search" in fields
+    assert "google_search" in op["responses"]["400"]["description"]
+    google_search = doc["components"]["schemas"]["SubmitInput"]["properties"]["google_search"]
+    assert "400" in google_search["description"]
+    for example in media["examples"].values():
+        schema_validator(doc, "ErrorResponse").validate(example["value"])
+
+
+def test_webhook_bodies_document_every_refusal(doc: dict[str, Any]) -> None:
+    for path in ("/api/v1/webhooks/test", "/api/v1/webhooks/secret/rotate"):
+        responses = doc["paths"][path]["post"]["responses"]
+        assert {"400", "413", "415"} <= responses.keys(), path
+        assert "JSON object" in responses["400"]["description"], path
+    test = doc["paths"]["/api/v1/webhooks/test"]["post"]
+    schema = test["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["url"] and "field url" in test["responses"]["400"]["description"]
 
 
 def test_submit_limits_are_the_model_limits(doc: dict[str, Any]) -> None:
@@ -133,6 +156,12 @@ I2I = {**TEXT, "mode": "image-to-image", "image_urls": ["https://example.com/a.p
 
 ACCEPTED = [
     {"input": TEXT},
+    # APIXO's own optional fields read null as absent; clients of the original API send it.
+    {"input": {**TEXT, "image_urls": None, "output_format": None, "google_search": None},
+     "request_type": None, "provider": None, "source": None, "callback_url": None},
+    {"input": TEXT, "callback_url": ""},
+    {"input": TEXT, "callback_url": 5},
+    {"input": {**I2I, "image_urls": ["https://example.com/\u56fe.png"]}},
     {"input": {**TEXT, "image_urls": []}, "source": "sdk", "extra": 1},
     {"input": {**TEXT, "output_format": "jpg", "seed": 7, "num_images": 4, "x": True}},
     {"input": I2I},
@@ -158,7 +187,14 @@ REJECTED = [
     {"input": TEXT, "request_type": "callback"},
     {"input": TEXT, "provider": "cheapest"},
     {"input": TEXT, "source": "s" * 129},
+    # The extension fields are absent or typed.
     {"input": {**TEXT, "seed": None}},
+    {"input": {**TEXT, "num_images": None}},
+    # null is absent, and these two are required here.
+    {"input": {**I2I, "image_urls": None}},
+    {"input": TEXT, "request_type": "callback", "callback_url": None},
+    {"input": TEXT, "request_type": "callback", "callback_url": ""},
+    {"input": TEXT, "request_type": "callback", "callback_url": "ftp://example.com/hook"},
 ]
 
 

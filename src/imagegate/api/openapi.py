@@ -184,8 +184,11 @@ def _generate_responses() -> Json:
     return {
         "200": _ok("The task is stored; poll statusTask with data.taskId.", "SubmitResponse"),
         "400": _error(400, "The body breaks a submit rule (the error names the field), is not "
-                           "valid JSON, or no configured route can serve it (google_search, "
-                           "provider, callback_url not https or not public)."),
+                           "valid UTF-8 JSON, or no configured route of the model can serve it: "
+                           "google_search true when none can ground on Google Search (field "
+                           "input.google_search), a provider none matches (field provider), or a "
+                           "callback_url that is not https or not public (field callback_url).",
+                      examples=_submit_error_examples()),
         "401": _ref("responses", "Unauthorized"),
         "402": _error(402, "The key's balance cannot pay for the task; nothing is stored."),
         "403": _error(403, "The key may not use this model."),
@@ -353,11 +356,14 @@ def _ok(description: str, schema: str, *, examples: Json | None = None) -> Json:
     return {"description": description, "content": {"application/json": media}}
 
 
-def _error(status: int, description: str, *, headers: Json | None = None) -> Json:
+def _error(status: int, description: str, *, headers: Json | None = None,
+           examples: Json | None = None) -> Json:
     schema = {"allOf": [_ref("schemas", "ErrorResponse"),
                         {"properties": {"code": {"const": status}}}]}
-    response: Json = {"description": description,
-                      "content": {"application/json": {"schema": schema}}}
+    media: Json = {"schema": schema}
+    if examples:
+        media["examples"] = examples
+    response: Json = {"description": description, "content": {"application/json": media}}
     if headers:
         response["headers"] = headers
     return response
@@ -506,9 +512,25 @@ def _error_response_schema() -> Json:
 # The submit body (CONTRACT.md section 4) ---------------------------------------------------------
 
 
+def _or_null(schema: Json) -> Json:
+    """``schema`` that also takes null, read as absent. APIXO's own optional fields take it, as
+    SDKs send null for a field left at its default; the extension fields do not."""
+    out = {**schema, "type": [schema["type"], "null"]}
+    if "enum" in schema:
+        out["enum"] = [*schema["enum"], None]
+    out["description"] = f"{schema['description']} null is read as absent."
+    return out
+
+
 def _url_string(description: str) -> Json:
-    return {"type": "string", "format": "uri", "maxLength": _URL_MAX,
+    # An IRI: non-ASCII characters are taken (and percent-encoded when sent); control
+    # characters are not.
+    return {"type": "string", "format": "iri", "maxLength": _URL_MAX,
             "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "description": description}
+
+
+_CALLBACK_URL = ("Required when request_type is callback: an http or https URL, https and "
+                 "resolving to a public address unless the operator allows otherwise.")
 
 
 def _submit_request_schema() -> Json:
@@ -519,23 +541,25 @@ def _submit_request_schema() -> Json:
         "required": ["input"],
         "additionalProperties": True,
         "properties": {
-            "request_type": {"type": "string", "enum": list(REQUEST_TYPES), "default": "async",
-                             "description": "callback: the final status envelope is POSTed "
-                                            "to callback_url (signed, Standard Webhooks style)."},
-            "callback_url": _url_string("Required when request_type is callback; must be https "
-                                        "and resolve to a public address unless the operator "
-                                        "allows otherwise."),
-            "provider": {"type": "string", "enum": list(PROVIDERS), "default": "auto",
-                         "description": "Routing preference: auto (catalogue order), value "
-                                        "(cheapest healthy route), official (maker's routes)."},
-            "source": {"type": "string", "maxLength": 128,
-                       "description": "Free text; stored, otherwise ignored."},
+            "request_type": _or_null({
+                "type": "string", "enum": list(REQUEST_TYPES), "default": "async",
+                "description": "callback: the final status envelope is POSTed to callback_url "
+                               "(signed, Standard Webhooks style)."}),
+            "callback_url": {"description": f"{_CALLBACK_URL} Ignored, whatever it holds, "
+                                            "unless request_type is callback (SDKs send empty "
+                                            "defaults)."},
+            "provider": _or_null({
+                "type": "string", "enum": list(PROVIDERS), "default": "auto",
+                "description": "Routing preference: auto (catalogue order), value (cheapest "
+                               "healthy route), official (maker's routes)."}),
+            "source": _or_null({"type": "string", "maxLength": 128,
+                                "description": "Free text; stored, otherwise ignored."}),
             "input": _ref("schemas", "SubmitInput"),
         },
         "if": {"required": ["request_type"],
                "properties": {"request_type": {"const": "callback"}}},
         "then": {"required": ["callback_url"],
-                 "properties": {"callback_url": {"minLength": 1}}},
+                 "properties": {"callback_url": _url_string(_CALLBACK_URL)}},
     }
 
 
@@ -548,7 +572,7 @@ def _submit_input_schema() -> Json:
         "properties": {**_input_core_properties(), **_input_extension_properties()},
         "if": {"required": ["mode"], "properties": {"mode": {"const": _IMAGE_TO_IMAGE}}},
         "then": {"required": ["image_urls"],
-                 "properties": {"image_urls": {"minItems": 1}}},
+                 "properties": {"image_urls": {"type": "array", "minItems": 1}}},
         "else": {"properties": {"image_urls": {"maxItems": 0}}},
     }
 
@@ -559,25 +583,29 @@ def _input_core_properties() -> Json:
         "prompt": {"type": "string", "minLength": 1, "maxLength": _LIMITS.max_prompt_chars,
                    "pattern": "\\S", "description": "Counted in Unicode code points; not only "
                                                      "whitespace. May hold sandbox directives."},
-        "image_urls": _image_urls_schema(),
+        "image_urls": _or_null(_image_urls_schema()),
         "aspect_ratio": {"type": "string", "enum": ["auto", *RATIOS],
                          "description": "auto: 1:1 for text-to-image, the ratio nearest the "
                                         "first reference image for image-to-image."},
         "resolution": {"type": "string", "enum": list(RESOLUTIONS),
                        "description": 'Case-insensitive ("1K" is accepted).'},
-        "output_format": {"type": "string", "enum": list(OUTPUT_FORMATS), "default": "png",
-                          "description": "Case-insensitive; jpg and jpeg both mean JPEG, the "
-                                         "file extension follows the value asked for."},
-        "google_search": {"type": "boolean", "default": False,
-                          "description": "Ground on Google Search; 400 if no configured route "
-                                         "can."},
+        "output_format": _or_null({
+            "type": "string", "enum": list(OUTPUT_FORMATS), "default": "png",
+            "description": "Case-insensitive; jpg and jpeg both mean JPEG, the file extension "
+                           "follows the value asked for."}),
+        "google_search": _or_null({
+            "type": "boolean", "default": False,
+            "description": "Ground on Google Search. Only routes that can ground take the "
+                           "task; when no configured route of the model can, the submit "
+                           "answers 400 naming input.google_search (the sandbox can)."}),
     }
 
 
 def _input_extension_properties() -> Json:
     return {
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1,
-                 "description": "Extension: for reproducible routes."},
+                 "description": "Extension: for reproducible routes. Absent or an integer; "
+                                "null is refused."},
         "num_images": {"type": "integer", "minimum": 1, "maximum": _LIMITS.max_images,
                        "default": 1, "description": "Extension: images to make, billed per "
                                                     "image."},
@@ -593,7 +621,7 @@ def _image_urls_schema() -> Json:
         "items": {"anyOf": [_url_string("An http or https URL, fetched when the task runs."),
                             data_uri]},
         "description": f"1 to {_LIMITS.max_references} reference images, required for "
-                       "image-to-image; absent or [] for text-to-image. A reference that "
+                       "image-to-image; absent, null or [] for text-to-image. A reference that "
                        "cannot be fetched or decoded fails the task with "
                        f"{FailCode.IMAGE_FORMAT_INCORRECT}.",
     }
@@ -675,6 +703,21 @@ def _submit_examples() -> Json:
         "sandboxFailure": {"summary": "Sandbox: fail twice, then succeed",
                            "value": {"input": {**text, "prompt": "a cat "
                                                "[sandbox:fail=RateLimited:2]"}}},
+    }
+
+
+def _submit_error_examples() -> Json:
+    return {
+        "invalidField": {"value": {
+            "code": 400, "message": "Invalid request",
+            "data": {"error": "input.aspect_ratio must be one of auto, 1:1, 1:4, ...",
+                     "field": "input.aspect_ratio"}}},
+        "noSearchGrounding": {
+            "summary": "google_search true, and no configured route of the model can ground",
+            "value": {"code": 400, "message": "Invalid request", "data": {
+                "error": "no configured route for this model can ground on Google search; "
+                         "send google_search false",
+                "field": "input.google_search"}}},
     }
 
 

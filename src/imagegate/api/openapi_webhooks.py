@@ -15,6 +15,7 @@ _COMMON = {
     "503": {"$ref": "#/components/responses/NotReady"},
 }
 _ERROR = {"$ref": "#/components/schemas/ErrorResponse"}
+_BODY_ERRORS = "not valid UTF-8 JSON, not a JSON object"
 
 
 def webhook_paths() -> Json:
@@ -84,9 +85,10 @@ def _redeliver() -> Json:
 
 
 def _test() -> Json:
-    body = {"type": "object", "required": ["url"],
-            "properties": {"url": {"type": "string", "description": "https (and a public "
-                                   "address) unless the operator allows otherwise."}}}
+    url = {"type": "string", "format": "iri", "maxLength": 4096,
+           "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
+           "description": "https (and a public address) unless the operator allows otherwise."}
+    body = {"type": "object", "required": ["url"], "properties": {"url": url}}
     return {"operationId": "webhookTest", "tags": ["webhooks"],
             "summary": "Send a signed test event to a URL",
             "description": "The body has the status envelope's shape with data.test = true. "
@@ -97,8 +99,10 @@ def _test() -> Json:
                 "webhookId": {"type": "string"}, "delivered": {"type": "boolean"},
                 "httpStatus": {"type": "integer"}, "error": {"type": "string"},
                 "latencyMs": {"type": "integer"}}}, "What the receiver answered."),
-                "400": _err("url missing, not https, or not a public address."),
-                "415": _err("Not JSON."), **_COMMON}}
+                "400": _err(f"The body is {_BODY_ERRORS}, or url is missing, not https or "
+                            "not a public address (field url)."),
+                "413": _err("The body is larger than 64 KiB."),
+                "415": _err("Content-Type is not application/json (or +json)."), **_COMMON}}
 
 
 def _secrets() -> Json:
@@ -121,7 +125,8 @@ def _rotate() -> Json:
     body = {"type": "object", "properties": {"overlapSeconds": {
         "type": "number", "minimum": 0, "maximum": 2592000,
         "description": "How long the old secrets keep signing too (default: the "
-                       "callbacks_rotation_overlap_seconds setting, one day)."}}}
+                       "callbacks_rotation_overlap_seconds setting, one day). Absent or a "
+                       "number; null is refused."}}}
     return {"operationId": "webhookRotateSecret", "tags": ["webhooks"],
             "summary": "Rotate the signing secret",
             "description": "A new secret signs every delivery from now; the old ones sign too "
@@ -131,4 +136,8 @@ def _rotate() -> Json:
                             "content": {"application/json": {"schema": body}}},
             "responses": {"200": _envelope({"type": "object", "properties": {
                 "secret": {"type": "string"}, "secrets": _secrets()}}, "The new secret first."),
-                "400": _err("overlapSeconds out of range."), **_COMMON}}
+                "400": _err(f"The body is {_BODY_ERRORS}, or overlapSeconds is not a number "
+                            "from 0 to 2592000 (field overlapSeconds)."),
+                "413": _err("The body is larger than 64 KiB."),
+                "415": _err("A body is sent and its Content-Type is not application/json (or "
+                            "+json)."), **_COMMON}}
