@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serverproc import Server, t2i
+from serverproc import Server, t2i, wait_done
 
 SUBMIT = "/api/v1/generateTask/nano-banana-2"
 WEBHOOK_TEST = "/api/v1/webhooks/test"
@@ -156,3 +156,14 @@ def test_rotate_takes_no_body_an_empty_object_or_an_overlap(client: httpx.Client
                                                             body: bytes) -> None:
     r = client.post(ROTATE, content=body, headers=JSON)
     assert r.status_code == 200, r.text
+
+
+# Result files ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["\u00e9", "\u4f60\u597d", "\U0001f98a"])
+def test_result_url_with_a_non_ascii_token_is_404(client: httpx.Client, token: str) -> None:
+    data = wait_done(client, client.post(SUBMIT, json=t2i()).json()["data"]["taskId"])
+    parts = json.loads(data["resultJson"])["resultUrls"][0].split("/")
+    parts[-2] = token * len(parts[-2])
+    refused(httpx.get("/".join(parts)), None, status=404)
