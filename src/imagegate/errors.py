@@ -47,7 +47,14 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMedia",
+    "quoted",
 ]
+
+
+def quoted(value: str, limit: int = 64) -> str:
+    """A value a client sent, as an error message repeats it: quoted with control characters
+    escaped (``repr``), cut to ``limit`` characters."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "..."
 
 
 class FailCode:

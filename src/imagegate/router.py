@@ -28,6 +28,7 @@ from imagegate.errors import (
     RouteError,
     RouteUnavailable,
     TaskError,
+    quoted,
 )
 from imagegate.health import HealthBook
 from imagegate.routes.base import GeneratedImage, Job, Route
@@ -60,7 +61,7 @@ class Router:
         try:
             return self.models[model_id]
         except KeyError:
-            raise NotFound(f"unknown model {model_id!r}") from None
+            raise NotFound(f"unknown model {quoted(model_id)}") from None
 
     def check_routable(self, model_id: str, inp: SubmitInput, provider: str) -> None:
         """Raise InvalidRequest at submit when no configured route could ever serve the task."""

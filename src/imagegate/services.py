@@ -31,6 +31,7 @@ from imagegate.errors import (
     StoreUnavailable,
     TooManyRequests,
     Unauthorized,
+    quoted,
 )
 from imagegate.events import TaskEvents
 from imagegate.fetch import FetchLimits, ReferenceFetcher
@@ -220,7 +221,7 @@ class Services:
     def check_model(self, key: ApiKey, model_id: str) -> None:
         self.router.model(model_id)
         if key.models is not None and model_id not in key.models:
-            raise Forbidden(f"this API key may not use model {model_id!r}")
+            raise Forbidden(f"this API key may not use model {quoted(model_id)}")
 
     async def check_rate(self, key: ApiKey) -> None:
         rate = key.submit_rate or self.settings.limits_submit_rate
@@ -252,7 +253,7 @@ class Services:
     async def status(self, key: ApiKey, model_id: str, task_id: str) -> dict[str, Any]:
         task = await self.store.get_task(task_id)
         if task is None or task.account_id != key.account_id or task.model != model_id:
-            raise NotFound(f"no task {task_id!r} for model {model_id!r}")
+            raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
         return render_status(task, self.settings.base_url)
 
     async def balance_usd_micros(self, key: ApiKey) -> int:
@@ -264,7 +265,7 @@ class Services:
     async def owned_task(self, key: ApiKey, task_id: str) -> Task:
         task = await self.store.get_task(task_id)
         if task is None or task.account_id != key.account_id:
-            raise NotFound(f"no task {task_id!r}")
+            raise NotFound(f"no task {quoted(task_id)}")
         return task
 
     async def delivery_log(self, key: ApiKey, task_id: str,
@@ -279,7 +280,7 @@ class Services:
         task = await self.owned_task(key, task_id)
         deliveries = await self.store.deliveries_for_task(task.id)
         if not deliveries:
-            raise NotFound(f"task {task_id!r} has no callback to deliver "
+            raise NotFound(f"task {quoted(task_id)} has no callback to deliver "
                            "(not a callback task, or not finished yet)")
         attempt = await self.dispatcher.deliver(deliveries[-1], manual=True)
         return deliveries[-1], attempt

@@ -27,7 +27,7 @@ from imagegate.clock import Clock
 from imagegate.config import Settings
 from imagegate.errors import InvalidRequest
 from imagegate.events import TaskEvents
-from imagegate.net.download import open_pinned
+from imagegate.net.download import open_pinned, transport_reason
 from imagegate.net.netguard import (
     AddressRefused,
     Guard,
@@ -78,14 +78,14 @@ class CallbackPolicy:
     resolver: Resolver = resolve_host
     submit_resolve_timeout_s: float = 2.0
 
-    async def check_url(self, url: str) -> None:
-        """At submit: raise InvalidRequest(field callback_url) for a URL we will never call.
+    async def check_url(self, url: str, field: str = "callback_url") -> None:
+        """At submit: raise InvalidRequest naming ``field`` for a URL we will never call.
 
         That is ``check_url_shape``'s refusals, and, unless private networks are allowed, a host
         name with an address that is not public. A lookup that fails or takes longer than
         ``submit_resolve_timeout_s`` refuses nothing: every delivery attempt checks again.
         """
-        self.check_url_shape(url)
+        self.check_url_shape(url, field)
         if self.allow_private:
             return
         try:
@@ -93,19 +93,18 @@ class CallbackPolicy:
         except UnresolvedHost:
             return
         except AddressRefused as exc:
-            raise InvalidRequest(f"callback_url: {exc}", field="callback_url") from exc
+            raise InvalidRequest(f"{field}: {exc}", field=field) from exc
         except httpx.InvalidURL as exc:
-            raise InvalidRequest("callback_url is not a valid URL", field="callback_url") from exc
+            raise InvalidRequest(f"{field} is not a valid URL", field=field) from exc
 
-    def check_url_shape(self, url: str) -> None:
-        """At submit: raise InvalidRequest(field callback_url) for a URL we will never call."""
+    def check_url_shape(self, url: str, field: str = "callback_url") -> None:
+        """At submit: raise InvalidRequest naming ``field`` for a URL we will never call."""
         parts = urlsplit(url)
         if parts.scheme != "https" and not (self.allow_http and parts.scheme == "http"):
-            raise InvalidRequest("callback_url must be an https URL", field="callback_url")
+            raise InvalidRequest(f"{field} must be an https URL", field=field)
         literal = parse_ip((parts.hostname or "").strip("[]"))
         if literal is not None and not self.allow_private and not _public(literal):
-            raise InvalidRequest(f"callback_url address {literal} is not public",
-                                 field="callback_url")
+            raise InvalidRequest(f"{field} address {literal} is not public", field=field)
 
     async def target(self, url: str) -> PinnedTarget:
         """At each attempt: where to connect. Raises AddressRefused saying why not."""
@@ -116,7 +115,7 @@ class CallbackPolicy:
         try:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
-            raise AddressRefused(f"invalid callback URL: {exc}") from exc
+            raise AddressRefused("the callback URL is not a valid URL") from exc
         return await self._guard(RESOLVE_TIMEOUT_S).pin(parsed, _HEADERS)
 
     def _guard(self, resolve_timeout_s: float) -> Guard:
@@ -202,10 +201,10 @@ class Dispatcher:
         delay = next_delay_s(self.settings.retry_schedule_s, attempt.attempt)
         return DeliveryState.PENDING, attempt.started_ms + int(delay * 1000)
 
-    async def send_test(self, account_id: str, url: str) -> TestResult:
-        """POST a signed test event to ``url`` now; nothing is stored. InvalidRequest for a URL
-        that would never be called."""
-        self.policy.check_url_shape(url)
+    async def send_test(self, account_id: str, url: str, field: str = "url") -> TestResult:
+        """POST a signed test event to ``url`` now; nothing is stored. InvalidRequest naming
+        ``field`` for a URL that would never be called."""
+        self.policy.check_url_shape(url, field)
         now = self.clock.now_ms()
         webhook_id = "msg_test_" + secrets.token_hex(8)
         data = {"taskId": "test_" + secrets.token_hex(16), "state": "success",
@@ -248,7 +247,7 @@ class Dispatcher:
         except (TimeoutError, httpx.TimeoutException):
             return None, f"no answer within {timeout:g} s"
         except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:300]
+            return None, transport_reason(exc)[:300]
 
 
 def _judge(response: httpx.Response) -> str | None:

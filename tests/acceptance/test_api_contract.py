@@ -145,6 +145,16 @@ def test_unknown_model_is_404(server: Server, key: str) -> None:
     assert r.status_code == 404 and r.json()["code"] == 404
 
 
+def test_a_huge_task_id_or_model_is_not_echoed_back_whole(server: Server, key: str) -> None:
+    with server.client(key) as c:
+        status = c.get("/api/v1/statusTask/nano-banana-2", params={"taskId": "\x00" + "a" * 9000})
+        model = c.post("/api/v1/generateTask/" + "m" * 5000, json=t2i())
+    assert status.status_code == 404 and model.status_code == 404
+    for r in (status, model):
+        assert len(r.json()["data"]["error"]) < 200, r.text[:300]
+    assert "\\x00" in status.json()["data"]["error"]  # a control character is shown escaped
+
+
 def test_task_of_another_account_or_model_is_404(server: Server, key: str) -> None:
     other = server.new_key("1")
     with server.client(key) as c:

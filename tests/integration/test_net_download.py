@@ -27,6 +27,7 @@ from imagegate.net.download import (
     TransportFailed,
     download,
     open_pinned,
+    transport_reason,
 )
 from imagegate.net.netguard import (
     Guard,
@@ -97,7 +98,7 @@ def recording_client(requests: list[httpx.Request], answer: httpx.Response,
 def test_the_module_declares_what_it_offers() -> None:
     assert sorted(download_module.__all__) == [
         "BadRedirect", "BadStatus", "DownloadError", "Refused", "TooLarge", "TooManyRedirects",
-        "TransportFailed", "download", "open_pinned", "size_text"]
+        "TransportFailed", "download", "open_pinned", "size_text", "transport_reason"]
     assert all(hasattr(download_module, name) for name in download_module.__all__)
 
 
@@ -117,7 +118,21 @@ def test_an_error_status_names_itself(server: WebServer) -> None:
 def test_a_server_that_is_not_there_is_a_transport_failure(server: WebServer) -> None:
     error = failure("http://127.0.0.1:9/x.png")
     assert isinstance(error, TransportFailed) and not error.timed_out
-    assert error.reason.startswith("could not connect")
+    assert error.reason.startswith("could not connect") and "Errno" not in error.reason
+
+
+@pytest.mark.parametrize("exc,reason", [
+    (httpx.ConnectError("[Errno -2] Name or service not known"),
+     "could not connect: Name or service not known"),
+    (httpx.ConnectError(""), "could not connect"),
+    (httpx.ReadTimeout("timed out"), "timed out waiting for the server"),
+    (httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
+     "the server broke off the answer"),
+    (httpx.ReadError("[Errno 104] Connection reset by peer"), "network error: Connection reset "
+     "by peer"),
+], ids=lambda v: type(v).__name__ if isinstance(v, Exception) else "")
+def test_a_transport_failure_is_told_in_a_sentence(exc: Exception, reason: str) -> None:
+    assert transport_reason(exc) == reason
 
 
 # --- size limits ------------------------------------------------------------------------------

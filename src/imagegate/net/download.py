@@ -22,6 +22,7 @@ caller can map them to its own errors:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -31,10 +32,12 @@ import httpx
 from imagegate.net.netguard import AddressRefused, Guard, PinnedTarget
 
 __all__ = ["BadRedirect", "BadStatus", "DownloadError", "Refused", "TooLarge",
-           "TooManyRedirects", "TransportFailed", "download", "open_pinned", "size_text"]
+           "TooManyRedirects", "TransportFailed", "download", "open_pinned", "size_text",
+           "transport_reason"]
 
 _MIB = 1024 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
 
 
 class DownloadError(Exception):
@@ -83,7 +86,7 @@ class TransportFailed(DownloadError):
     """No usable answer from the hop."""
 
     def __init__(self, url: httpx.URL, hop: int, error: Exception) -> None:
-        super().__init__(url, hop, _transport_reason(error))
+        super().__init__(url, hop, transport_reason(error))
         self.error = error
         self.timed_out = isinstance(error, httpx.TimeoutException)
 
@@ -160,13 +163,17 @@ async def _read_capped(url: httpx.URL, hop: int, response: httpx.Response,
     return bytes(body)
 
 
-def _transport_reason(exc: Exception) -> str:
+def transport_reason(exc: Exception) -> str:
+    """Why a request got no usable answer, in a sentence (no exception class names, no
+    ``[Errno N]``, no address)."""
     if isinstance(exc, httpx.TimeoutException):
         return "timed out waiting for the server"
+    detail = _ERRNO.sub("", str(exc)).strip()
     if isinstance(exc, httpx.ConnectError):
-        return f"could not connect: {exc}" if str(exc) else "could not connect"
-    detail = str(exc) or type(exc).__name__
-    return f"network error: {detail}"
+        return f"could not connect: {detail}" if detail else "could not connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server broke off the answer"
+    return f"network error: {detail}" if detail else "network error"
 
 
 def size_text(n: int) -> str:
