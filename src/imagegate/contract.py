@@ -1,4 +1,4 @@
-"""Wire constants and the validation of a submit body (CONTRACT.md §4 and §6).
+"""Wire constants and the validation of a submit body (docs/contract.md §4 and §6).
 
 Everything here is pure: no I/O, no clock. ``parse_submit`` turns a decoded JSON body into a
 ``SubmitRequest`` or raises ``InvalidRequest`` naming the field at fault.
@@ -24,7 +24,7 @@ MODES: tuple[str, ...] = ("text-to-image", "image-to-image")
 REQUEST_TYPES: tuple[str, ...] = ("async", "callback")
 PROVIDERS: tuple[str, ...] = ("auto", "value", "official")
 
-# Google's published 1k sizes; each tier doubles the one below (CONTRACT.md §6).
+# Google's published 1k sizes; each tier doubles the one below (docs/contract.md §6).
 _SIZES_1K: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024), "1:4": (512, 2048), "4:1": (2048, 512),
     "1:8": (384, 3072), "8:1": (3072, 384), "2:3": (848, 1264),
@@ -52,7 +52,7 @@ CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 
 def output_size(ratio: str, resolution: str, table: str = "gemini-3") -> tuple[int, int]:
     """Width and height in pixels for a concrete ratio (not ``auto``) and a resolution tier,
-    from the named size table (``gemini-3``: CONTRACT.md §6)."""
+    from the named size table (``gemini-3``: docs/contract.md §6)."""
     w, h = SIZE_TABLES[table][ratio]
     k = _TIER_SCALE[resolution]
     return w * k, h * k
@@ -71,7 +71,7 @@ def nearest_ratio(width: int, height: int, ratios: tuple[str, ...] = RATIOS) -> 
 
 @dataclass(frozen=True)
 class ModelLimits:
-    """What one catalogue model accepts (CONTRACT.md §4 for nano-banana-2)."""
+    """What one catalogue model accepts (docs/contract.md §4 for nano-banana-2)."""
 
     max_prompt_chars: int = 20000
     max_references: int = 14

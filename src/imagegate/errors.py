@@ -1,7 +1,7 @@
 """Every error imagegate raises on purpose.
 
     ImagegateError
-    ├── RequestError            answered to the client with an HTTP status (CONTRACT.md §8)
+    ├── RequestError            answered to the client with an HTTP status (docs/contract.md §8)
     │   ├── InvalidRequest      400, names the field at fault
     │   ├── Unauthorized        401
     │   ├── PaymentRequired     402
@@ -12,7 +12,7 @@
     │   ├── UnsupportedMedia    415
     │   ├── TooManyRequests     429, carries retry_after seconds
     │   └── NotReady            503
-    ├── TaskError               ends (or retries) a task; carries a failCode (CONTRACT.md §7)
+    ├── TaskError               ends (or retries) a task; carries a failCode (docs/contract.md §7)
     │   ├── RouteError          raised by a route
     │   │   └── RouteUnavailable  the route's upstream no longer serves its model
     │   └── ReferenceImageError a reference image could not be fetched or decoded
@@ -58,7 +58,7 @@ def quoted(value: str, limit: int = 64) -> str:
 
 
 class FailCode:
-    """The failCode values imagegate emits (CONTRACT.md §7)."""
+    """The failCode values imagegate emits (docs/contract.md §7)."""
 
     PROMPT_INVALID = "PromptInvalid"
     SENSITIVE_CONTENT = "SensitiveContent"
@@ -197,7 +197,7 @@ class RouteUnavailable(RouteError):
 
 
 class ReferenceImageError(TaskError):
-    """A reference image failed a guard of CONTRACT.md §10."""
+    """A reference image failed a guard of docs/contract.md §10."""
 
     def __init__(self, url: str, reason: str) -> None:
         shown = url if len(url) <= 200 else url[:197] + "..."

@@ -1,4 +1,4 @@
-"""Fetching reference images for image tasks, with every guard of CONTRACT.md §10.
+"""Fetching reference images for image tasks, with every guard of docs/contract.md §10.
 
 A fetch is: parse the URL (``data:`` URIs are decoded locally), download it through
 ``net.download`` (scheme and address checked, the connection pinned to the checked address, the

@@ -11,7 +11,8 @@ from PIL import Image
 
 from imagegate.contract import CONTENT_TYPES
 
-# Decoders we accept for reference images (CONTRACT.md §10). HEIC joins when pillow-heif is there.
+# Decoders we accept for reference images (docs/contract.md §10). HEIC joins when pillow-heif
+# is there.
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "MPO"})
 try:  # pragma: no cover - depends on an optional package
     import pillow_heif  # type: ignore[import-not-found, unused-ignore]
@@ -116,7 +117,8 @@ def encode(image: Image.Image, output_format: str, *, jpeg_quality: int = 92) ->
 
 
 def normalise(image: Image.Image, width: int, height: int, output_format: str) -> EncodedImage:
-    """Deliver ``image`` at exactly ``width`` x ``height`` in ``output_format`` (CONTRACT.md §6).
+    """Deliver ``image`` at exactly ``width`` x ``height`` in ``output_format``
+    (docs/contract.md §6).
 
     CPU-heavy on large pictures: call it through ``asyncio.to_thread``. Raises ``ValueError``
     for an unsupported format or an empty size.

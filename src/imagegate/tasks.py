@@ -118,7 +118,7 @@ def result_url(base_url: str, task: Task, result: ResultFile) -> str:
 
 
 def render_status(task: Task, base_url: str) -> dict[str, Any]:
-    """The ``data`` of a status answer (CONTRACT.md §5): absent fields left out, never null."""
+    """The ``data`` of a status answer (docs/contract.md §5): absent fields left out, never null."""
     data: dict[str, Any] = {"taskId": task.id, "state": task.state.wire,
                             "createTime": task.created_ms}
     if task.state is TaskState.SUCCEEDED:

@@ -1,5 +1,6 @@
-"""Callback delivery (CONTRACT.md §12): when a callback task ends, its status envelope is POSTed
-to ``callback_url`` from a persisted delivery row, so a restart loses nothing (at-least-once).
+"""Callback delivery (docs/contract.md §12): when a callback task ends, its status envelope is
+POSTed to ``callback_url`` from a persisted delivery row, so a restart loses nothing
+(at-least-once).
 
 A 2xx answer within the timeout is a delivery. Anything else, a redirect included (never
 followed), is recorded and retried on the configured schedule with jitter, then given up. The

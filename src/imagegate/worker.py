@@ -212,7 +212,8 @@ def _notes(index: int, generated: GeneratedImage, encoded: EncodedImage) -> list
 
 
 def build_job(task: Task, references: Sequence[FetchedImage], limits: ModelLimits) -> Job:
-    """Resolve ``auto`` (CONTRACT.md §6) among the model's ratios, and the exact output size."""
+    """Resolve ``auto`` (docs/contract.md §6) among the model's ratios, and the exact output
+    size."""
     inp = task.input
     ratio = inp.aspect_ratio
     if ratio == "auto":

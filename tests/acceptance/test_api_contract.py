@@ -1,4 +1,4 @@
-"""The wire contract (CONTRACT.md §1-8, 11, 13) through HTTP against a real server process."""
+"""The wire contract (docs/contract.md §1-8, 11, 13) through HTTP against a real server process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Callback mode (CONTRACT.md §12) against a real receiver on loopback."""
+"""Callback mode (docs/contract.md §12) against a real receiver on loopback."""
 
 from __future__ import annotations
 

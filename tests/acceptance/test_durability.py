@@ -1,4 +1,4 @@
-"""ARCHITECTURE.md property 1, proven with a real process: kill -9 mid-flight, restart on the
+"""Nothing accepted is lost, proven with a real process: kill -9 mid-flight, restart on the
 same data dir, and every accepted task still succeeds with its images, charged exactly once."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Result files (CONTRACT.md §13): unguessable URLs that expire, then 410 and bytes deleted."""
+"""Result files (docs/contract.md §13): unguessable URLs that expire, then 410 and bytes deleted."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A fake APIXO: a real HTTP server on 127.0.0.1 speaking the task API of APIXO's Nano Banana 2
-page (``shared/seed/nano-banana-2-api-page.txt``; CONTRACT.md §1-5), scripted per test.
+page (``shared/seed/nano-banana-2-api-page.txt``; docs/contract.md §1-5), scripted per test.
 
     with apixo_server() as apixo:
         apixo.script([Succeed(polls=2), Fail("CONTENT_VIOLATION")])
@@ -191,7 +191,7 @@ class ApixoServer:
         return 200, {"Content-Type": ctype}, lambda: _picture(size, color, fmt)
 
 
-# Body validation (CONTRACT.md §4, as the seed page documents it) ----------------------------
+# Body validation (docs/contract.md §4, as the seed page documents it) ----------------------------
 
 
 class _Invalid(Exception):

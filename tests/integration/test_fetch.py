@@ -1,4 +1,4 @@
-"""ReferenceFetcher against a real HTTP server on loopback (CONTRACT.md §10).
+"""ReferenceFetcher against a real HTTP server on loopback (docs/contract.md §10).
 
 The guard itself (addresses, pinning, redirects, the size cap) is tested once, against
 ``net.download``, in test_net_download.py and tests/unit/test_netguard.py. Here: what fetching

@@ -1,5 +1,6 @@
 """The Gemini route (routes/gemini.py) against a fake Gemini API on loopback: the request it
-sends, the image it takes, and how each upstream failure maps to a failCode (CONTRACT.md §7)."""
+sends, the image it takes, and how each upstream failure maps to a failCode
+(docs/contract.md §7)."""
 
 from __future__ import annotations
 

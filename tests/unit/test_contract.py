@@ -1,4 +1,4 @@
-"""The submit body's rules (CONTRACT.md §4) and the output sizes (§6)."""
+"""The submit body's rules (docs/contract.md §4) and the output sizes (§6)."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def test_async_request_drops_a_callback_url() -> None:
 
 @pytest.mark.parametrize("url", ["", "not a url", 5])
 def test_async_request_ignores_whatever_callback_url_it_carries(url: Any) -> None:
-    # Only callback requests need it (CONTRACT.md §4); SDKs send empty defaults.
+    # Only callback requests need it (docs/contract.md §4); SDKs send empty defaults.
     assert accepted(body(callback_url=url)).callback_url is None
 
 
@@ -454,7 +454,7 @@ def test_error_message_is_for_a_person_and_status_is_400() -> None:
     assert "input.prompt" in error.error
 
 
-# Output sizes (CONTRACT.md §6), written out independently of the code -------------------------
+# Output sizes (docs/contract.md §6), written out independently of the code --------------------
 
 SIZE_TABLE: dict[str, dict[str, tuple[int, int]]] = {
     "1:1": {"1k": (1024, 1024), "2k": (2048, 2048), "4k": (4096, 4096)},

@@ -1,4 +1,4 @@
-"""The sandbox route (routes/sandbox.py, CONTRACT.md §9): directives, sizes, failures."""
+"""The sandbox route (routes/sandbox.py, docs/contract.md §9): directives, sizes, failures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Task states, their legal transitions and the status rendering (tasks.py, CONTRACT.md §5)."""
+"""Task states, their legal transitions and the status rendering (tasks.py, docs/contract.md §5)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ CREATED = 1_700_000_000_000
 Q, R, S, F, C = (TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED,
                  TaskState.CANCELED)
 
-# Every legal move, written out from ARCHITECTURE.md "Task states".
+# Every legal move, written out from the task states of docs/contract.md and tasks.py.
 LEGAL = {(Q, R), (Q, F), (Q, C), (R, Q), (R, S), (R, F), (R, C)}
 
 

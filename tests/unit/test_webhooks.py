@@ -1,5 +1,5 @@
 """Callback retry schedule, which callback URLs may be called, and what an attempt records
-(webhooks.py, CONTRACT.md §12)."""
+(webhooks.py, docs/contract.md §12)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Built as plain data by small functions and served at ``/openapi.json``. Enumerations and limits
 come from ``imagegate.contract`` and failCodes from ``imagegate.errors``, so the document cannot
-drift from the validation it describes (CONTRACT.md sections 3 to 8 and 13).
+drift from the validation it describes (docs/contract.md §3 to §8 and §13).
 """
 
 from __future__ import annotations
@@ -277,7 +277,8 @@ def _file_operation() -> Json:
 
 def _image_response() -> Json:
     return {
-        "description": "The image bytes, at exactly the size of CONTRACT.md section 6.",
+        "description": "The image bytes, at exactly the size of the contract's table "
+                       "(docs/contract.md §6).",
         "headers": {
             "Content-Length": {"description": "Size in bytes.",
                                "schema": {"type": "integer", "minimum": 0}},
@@ -509,7 +510,7 @@ def _error_response_schema() -> Json:
     }
 
 
-# The submit body (CONTRACT.md section 4) ---------------------------------------------------------
+# The submit body (docs/contract.md §4) -----------------------------------------------------------
 
 
 def _or_null(schema: Json) -> Json:
@@ -627,7 +628,7 @@ def _image_urls_schema() -> Json:
     }
 
 
-# The task (CONTRACT.md section 5) ----------------------------------------------------------------
+# The task (docs/contract.md §5) -----------------------------------------------------------------
 
 
 def _task_schema() -> Json:

@@ -1,4 +1,4 @@
-"""The OpenAPI description of the webhook endpoints (extensions; CONTRACT.md §12)."""
+"""The OpenAPI description of the webhook endpoints (extensions; docs/contract.md §12)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ model it no longer serves. The same answer to a ``generateContent`` call raises
 ``RouteUnavailable``, which the router takes as "skip this route until a check finds the model
 again", not as a failure to retry.
 
-Failures map to failCodes as CONTRACT.md §7 says:
+Failures map to failCodes as docs/contract.md §7 says:
 
     promptFeedback.blockReason, or a safety finishReason        SensitiveContent (final)
     NO_IMAGE, IMAGE_OTHER, OTHER, text and no image, no candidate Unknown error (retry, failover)

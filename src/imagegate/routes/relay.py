@@ -8,7 +8,7 @@ bounded by ``timeout_s``.
 Error translation (docs/routes-relay.md has the table):
 
 - a failed upstream task: its ``failCode`` (either APIXO spelling, any case) becomes ours and
-  ``RouteError.of`` sets retry and failover as CONTRACT.md §7 says;
+  ``RouteError.of`` sets retry and failover as docs/contract.md §7 says;
 - a refused submit: 400 is a limit of this upstream that our own validation let through, so it
   fails over to the next route and is not retried here (``ImageFormatIncorrect`` when it names
   ``image_urls``, ``PromptInvalid`` when it names the prompt, else ``MissingParameter``);

@@ -1,4 +1,4 @@
-"""The sandbox route: the service's test mode (CONTRACT.md §9).
+"""The sandbox route: the service's test mode (docs/contract.md §9).
 
 It renders, without any model, a deterministic picture of the prompt at the exact size asked
 for, after a delay. Directives in the prompt steer it, so client error handling can be tested

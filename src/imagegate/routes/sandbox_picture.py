@@ -1,4 +1,5 @@
-"""The sandbox route's picture (CONTRACT.md §9): a test image of the prompt, drawn without a model.
+"""The sandbox route's picture (docs/contract.md §9): a test image of the prompt, drawn without
+a model.
 
 The picture is a pure function of its arguments: the same prompt, size, seed, references and index
 give the same pixels (and so the same encoded bytes) on the same Pillow. Text-to-image draws a

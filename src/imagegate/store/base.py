@@ -4,7 +4,7 @@ Implementations: ``store.sqlite.SqliteStore`` (embedded default); a PostgreSQL a
 the same protocol. The contract-test suite in ``tests/integration/test_store_contract.py`` runs
 against each implementation.
 
-Rules every implementation keeps (ARCHITECTURE.md):
+Rules every implementation keeps:
 - ``insert_task`` holds the money, checks the key's unfinished-task limit and stores the task in
   ONE transaction; it raises ``PaymentRequired`` or ``TooManyRequests`` and then stores nothing.
 - Task transitions out of ``running`` are fenced on (id, attempt, state='running'), and for the
