@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from imagegate.net.netguard import IPAddress, Resolver, is_public_address
+
 KB = 1024
 
 REDIRECTS = {
@@ -143,3 +145,17 @@ def web_server(files: dict[str, tuple[bytes, str]]) -> Iterator[WebServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+def fake_resolver(table: dict[str, list[str]]) -> Resolver:
+    """A resolver that knows only ``table`` (host -> addresses); any other host fails."""
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError(f"unknown host {host}")
+        return table[host]
+    return resolve
+
+
+def loopback_counts_as_public(ip: IPAddress) -> bool:
+    """Test policy: the loopback server stands in for the public internet."""
+    return ip.is_loopback or is_public_address(ip)

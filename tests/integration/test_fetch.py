@@ -20,12 +20,11 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from fakes.web_server import WebServer, web_server
+from fakes.web_server import WebServer, fake_resolver, loopback_counts_as_public, web_server
 from PIL import Image
 
 from imagegate.errors import FailCode, ReferenceImageError
 from imagegate.fetch import FetchedImage, FetchLimits, ReferenceFetcher
-from imagegate.net.netguard import IPAddress, Resolver, is_public_address
 
 T = TypeVar("T")
 
@@ -83,19 +82,6 @@ def server() -> Iterator[WebServer]:
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-def fake_resolver(table: dict[str, list[str]]) -> Resolver:
-    async def resolve(host: str, port: int) -> list[str]:
-        if host not in table:
-            raise OSError(f"unknown host {host}")
-        return table[host]
-    return resolve
-
-
-def loopback_counts_as_public(ip: IPAddress) -> bool:
-    """Test policy: the loopback server stands in for the public internet."""
-    return ip.is_loopback or is_public_address(ip)
-
 
 def run_with(work: Callable[[ReferenceFetcher], Awaitable[T]], limits: FetchLimits = PERMISSIVE,
              *, client: httpx.AsyncClient | None = None, **options: Any) -> T:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes.web_server import WebServer, web_server
+from fakes.web_server import WebServer, fake_resolver, loopback_counts_as_public, web_server
 
 from imagegate.net import download as download_module
 from imagegate.net.download import (
@@ -31,11 +31,8 @@ from imagegate.net.download import (
 )
 from imagegate.net.netguard import (
     Guard,
-    IPAddress,
     NotPublic,
-    Resolver,
     UnresolvedHost,
-    is_public_address,
 )
 
 KB = 1024
@@ -49,19 +46,6 @@ def server() -> Iterator[WebServer]:
     with web_server({"/good.png": (BODY, "image/png"),
                      "/big.png": (BODY + bytes(64 * KB), "image/png")}) as web:
         yield web
-
-
-def fake_resolver(table: dict[str, list[str]]) -> Resolver:
-    async def resolve(host: str, port: int) -> list[str]:
-        if host not in table:
-            raise OSError(f"unknown host {host}")
-        return table[host]
-    return resolve
-
-
-def loopback_counts_as_public(ip: IPAddress) -> bool:
-    """Test policy: the loopback server stands in for the public internet."""
-    return ip.is_loopback or is_public_address(ip)
 
 
 def get(url: str, guard: Guard = OPEN, *, client: httpx.AsyncClient | None = None,

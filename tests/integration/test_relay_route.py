@@ -27,6 +27,7 @@ from fakes.apixo_server import (
     Succeed,
     apixo_server,
 )
+from fakes.web_server import fake_resolver
 from PIL import Image
 
 from imagegate.config import Settings
@@ -378,14 +379,6 @@ def _png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (8, 8), RED).save(out, format="PNG")
     return out.getvalue()
-
-
-def fake_resolver(table: dict[str, list[str]]) -> Resolver:
-    async def resolve(host: str, port: int) -> list[str]:
-        if host not in table:
-            raise OSError(f"unknown host {host}")
-        return table[host]
-    return resolve
 
 
 def via_mock(result_url: str, files: dict[str, httpx.Response], resolver: Resolver,
