@@ -81,12 +81,16 @@ def _build_route(cfg: RouteConfig, settings: Settings, client: httpx.AsyncClient
                       "known: sandbox, gemini, relay")
 
 
+def routes_in_use(settings: Settings) -> list[str]:
+    """The names of the routes some model of the catalogue uses, sorted."""
+    return sorted({name for model in settings.models.values() for name in model.routes})
+
+
 async def check_routes(settings: Settings) -> dict[str, RouteCheck]:
     """Ask the upstream of every route in use whether its model is served (no state kept)."""
-    used = {name for model in settings.models.values() for name in model.routes}
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
         routes = {name: _build_route(settings.routes[name], settings, client)
-                  for name in sorted(used)}
+                  for name in routes_in_use(settings)}
         try:
             return await ask(routes)
         finally:
@@ -133,9 +137,8 @@ class Services:
                                    timeout=httpx.Timeout(30.0, connect=10.0))
         health = HealthBook(settings.router_failure_threshold, settings.router_cooldown_seconds)
         routes = routes or build_routes(settings, client)
-        used = {name for model in settings.models.values() for name in model.routes}
-        monitor = RouteMonitor({n: r for n, r in routes.items() if n in used}, settings.routes,
-                               health, recheck_s=settings.router_recheck_seconds)
+        monitor = RouteMonitor({n: routes[n] for n in routes_in_use(settings) if n in routes},
+                               settings.routes, health, recheck_s=settings.router_recheck_seconds)
         router = Router(settings.models, routes, health, on_unavailable=monitor.mark_unavailable)
         events = TaskEvents()
         completion = Completion(store, settings, clock, events)
