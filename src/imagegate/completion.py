@@ -95,7 +95,7 @@ class Completion:
 
 def final_task(task: Task, finish: Finish) -> Task:
     """The task as it reads once ``finish`` is stored."""
-    charge = ChargeState.SETTLED if finish.state is TaskState.SUCCEEDED else ChargeState.REFUNDED
+    charge = ChargeState.after(finish.state is TaskState.SUCCEEDED)
     return dataclasses.replace(
         task, state=finish.state, stage="done", complete_ms=finish.now_ms,
         expire_ms=finish.expire_ms, results=finish.results, fail_code=finish.fail_code,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from enum import StrEnum
 
 MICROS_PER_USD = 1_000_000
 # The most one operator action may move, and the most an account may hold: far below what an
@@ -24,10 +25,20 @@ class LedgerKind:
     REFUND = "refund"  # task failed or canceled: the hold comes back (+price)
 
 
-class ChargeState:
+class ChargeState(StrEnum):
+    """The money of one task: held at submit, then settled or refunded, once."""
+
     HELD = "held"
     SETTLED = "settled"
     REFUNDED = "refunded"
+
+    def can_become(self, new: ChargeState) -> bool:
+        return self is ChargeState.HELD and new is not ChargeState.HELD
+
+    @staticmethod
+    def after(succeeded: bool) -> ChargeState:
+        """What a hold becomes when its task ends: settled if it succeeded, else refunded."""
+        return ChargeState.SETTLED if succeeded else ChargeState.REFUNDED
 
 
 def usd_to_micros(amount: str | int | Decimal) -> int:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from imagegate.contract import SubmitInput
+from imagegate.money import ChargeState
 
 
 class TaskState(StrEnum):
@@ -33,6 +34,10 @@ class TaskState(StrEnum):
             return "success"
         return "failed" if self.terminal else "processing"
 
+    def can_become(self, new: TaskState) -> bool:
+        """Whether a task may move from this state to ``new`` (``TRANSITIONS``)."""
+        return new in TRANSITIONS[self]
+
 
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.FAILED, TaskState.CANCELED}),
@@ -45,7 +50,7 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 
 
 def can_transition(old: TaskState, new: TaskState) -> bool:
-    return new in TRANSITIONS[old]
+    return old.can_become(new)
 
 
 def new_task_id() -> str:
@@ -93,7 +98,7 @@ class Task:
     state: TaskState
     created_ms: int
     price_micros: int
-    charge_state: str
+    charge_state: ChargeState
     result_token: str
     request_type: str = "async"
     callback_url: str | None = None
@@ -139,7 +144,7 @@ def _extensions(task: Task) -> dict[str, Any]:
     ext: dict[str, Any] = {"stage": task.stage}
     if task.state is TaskState.SUCCEEDED and task.expire_ms is not None:
         ext["expireTime"] = task.expire_ms
-    if task.charge_state == "settled":
+    if task.charge_state is ChargeState.SETTLED:
         ext["cost"] = task.price_micros / 1_000_000
     return ext
 

@@ -41,7 +41,7 @@ from imagegate.net.netguard import (
 )
 from imagegate.net.netguard import is_public_address as _public
 from imagegate.signing import new_secret, signature_header
-from imagegate.store.base import Delivery, DeliveryAttempt, Store
+from imagegate.store.base import Delivery, DeliveryAttempt, DeliveryState, Store
 
 log = logging.getLogger("imagegate.webhooks")
 
@@ -50,12 +50,6 @@ log = logging.getLogger("imagegate.webhooks")
 LEASE_MARGIN_MS = 30_000
 RESOLVE_TIMEOUT_S = 10.0
 _HEADERS = {"content-type": "application/json", "user-agent": "imagegate-webhooks/1"}
-
-
-class DeliveryState:
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"  # given up after the last attempt
 
 
 def next_delay_s(schedule: Sequence[float], attempts_made: int,
@@ -192,7 +186,14 @@ class Dispatcher:
         return attempt
 
     def _next(self, delivery: Delivery, attempt: DeliveryAttempt,
-              manual: bool) -> tuple[str, int]:
+              manual: bool) -> tuple[DeliveryState, int]:
+        state, next_ms = self._outcome(delivery, attempt, manual)
+        if not delivery.state.can_become(state):
+            raise AssertionError(f"callback {delivery.id}: {delivery.state} -> {state}")
+        return state, next_ms
+
+    def _outcome(self, delivery: Delivery, attempt: DeliveryAttempt,
+                 manual: bool) -> tuple[DeliveryState, int]:
         if attempt.error is None:
             return DeliveryState.DELIVERED, attempt.started_ms
         if manual:

@@ -20,7 +20,14 @@ import pytest
 from imagegate.contract import SubmitInput
 from imagegate.errors import PaymentRequired, TooManyRequests, Unauthorized
 from imagegate.money import MAX_BALANCE_MICROS, ChargeState, LedgerKind
-from imagegate.store.base import ApiKey, DeliveryAttempt, Finish, NewDelivery, Store
+from imagegate.store.base import (
+    ApiKey,
+    DeliveryAttempt,
+    DeliveryState,
+    Finish,
+    NewDelivery,
+    Store,
+)
 from imagegate.store.sqlite import SqliteStore
 from imagegate.tasks import (
     ResultFile,
@@ -742,7 +749,7 @@ def test_record_delivery_attempt_updates_the_row_and_appends_the_attempt(store: 
         (leased,) = await store.claim_deliveries(NOW + 5_000, 120_000, 10)
         task_id = leased.task_id
         first = DeliveryAttempt(delivery_id, 1, NOW + 5_000, 35, 500, "HTTP 500")
-        await store.record_delivery_attempt(first, "pending", NOW + 65_000)
+        await store.record_delivery_attempt(first, DeliveryState.PENDING, NOW + 65_000)
         (row,) = [d for d in await store.deliveries_for_task(task_id) if d.id == delivery_id]
         assert (row.state, row.attempts, row.next_attempt_ms, row.last_status,
                 row.last_error) == ("pending", 1, NOW + 65_000, 500, "HTTP 500")
@@ -842,8 +849,8 @@ def test_delivery_attempt_from_a_dispatcher_that_lost_its_lease_is_not_recorded(
         await store.finish_task(claimed.id, claimed.attempt, failed(),
                                 new_delivery(claimed, delivery_id="msg_fence"))
         attempt = DeliveryAttempt("msg_fence", 1, NOW, 5, 500, "HTTP 500")
-        first = await store.record_delivery_attempt(attempt, "pending", NOW + 1000)
-        second = await store.record_delivery_attempt(attempt, "pending", NOW + 1000)
+        first = await store.record_delivery_attempt(attempt, DeliveryState.PENDING, NOW + 1000)
+        second = await store.record_delivery_attempt(attempt, DeliveryState.PENDING, NOW + 1000)
         return first, second, len(await store.delivery_attempts("msg_fence"))
 
     assert run(scenario()) == (True, False, 1)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from imagegate.contract import SubmitInput
+from imagegate.money import ChargeState
 from imagegate.tasks import (
     TRANSITIONS,
     ResultFile,
@@ -37,7 +38,8 @@ def make_task(**changes: Any) -> Task:
         model="nano-banana-2",
         input=SubmitInput(mode="text-to-image", prompt="a fox", aspect_ratio="1:1",
                           resolution="1k", output_format="png"),
-        state=TaskState.QUEUED, created_ms=CREATED, price_micros=50_000, charge_state="held",
+        state=TaskState.QUEUED, created_ms=CREATED, price_micros=50_000,
+        charge_state=ChargeState.HELD,
         result_token="tok123",
     )
     return dataclasses.replace(task, **changes)
@@ -49,9 +51,9 @@ def png(name: str = "0.png") -> ResultFile:
 
 
 SUCCEEDED = dict(state=S, stage="done", complete_ms=CREATED + 8_500, expire_ms=CREATED + 10**9,
-                 results=(png("0.png"), png("1.png")), charge_state="settled")
+                 results=(png("0.png"), png("1.png")), charge_state=ChargeState.SETTLED)
 FAILED = dict(state=F, stage="done", complete_ms=CREATED + 2_000, fail_code="SensitiveContent",
-              fail_msg="the prompt violated the safety policy", charge_state="refunded")
+              fail_msg="the prompt violated the safety policy", charge_state=ChargeState.REFUNDED)
 
 
 # States and transitions -----------------------------------------------------------------------

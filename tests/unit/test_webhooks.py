@@ -15,7 +15,13 @@ from imagegate.config import Settings
 from imagegate.errors import InvalidRequest
 from imagegate.events import TaskEvents
 from imagegate.net.netguard import AddressRefused
-from imagegate.store.base import Delivery, DeliveryAttempt, Store, WebhookSecret
+from imagegate.store.base import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    Store,
+    WebhookSecret,
+)
 from imagegate.webhooks import CallbackPolicy, Dispatcher, next_delay_s
 
 SCHEDULE = (10.0, 60.0, 300.0)
@@ -260,7 +266,8 @@ def dispatcher(policy: CallbackPolicy, answer: httpx.Response | None = None,
 
 
 def delivery(url: str) -> Delivery:
-    return Delivery("msg_1", "task_1", "acct_1", url, '{"code":200}', "pending", 0, 0, 0)
+    return Delivery("msg_1", "task_1", "acct_1", url, '{"code":200}', DeliveryState.PENDING,
+                    0, 0, 0)
 
 
 def test_the_delivery_log_does_not_say_what_a_name_resolves_to() -> None:

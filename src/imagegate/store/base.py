@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState
@@ -90,6 +91,26 @@ class NewDelivery:
     created_ms: int
 
 
+class DeliveryState(StrEnum):
+    """A callback delivery: pending until an attempt is answered 2xx (delivered) or the last
+    scheduled attempt fails (failed: given up). An operator's redelivery may still deliver a
+    failed one; nothing else leaves delivered or failed."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+    def can_become(self, new: DeliveryState) -> bool:
+        return new in _DELIVERY_MOVES[self]
+
+
+_DELIVERY_MOVES = {
+    DeliveryState.PENDING: frozenset(DeliveryState),
+    DeliveryState.FAILED: frozenset({DeliveryState.FAILED, DeliveryState.DELIVERED}),
+    DeliveryState.DELIVERED: frozenset({DeliveryState.DELIVERED}),
+}
+
+
 @dataclass(frozen=True)
 class Delivery:
     id: str
@@ -97,7 +118,7 @@ class Delivery:
     account_id: str
     url: str
     body: str
-    state: str  # pending | delivered | failed
+    state: DeliveryState
     attempts: int
     next_attempt_ms: int
     created_ms: int
@@ -158,7 +179,7 @@ class Store(Protocol):
 
     # Callback deliveries
     async def claim_deliveries(self, now_ms: int, lease_ms: int, limit: int) -> list[Delivery]: ...
-    async def record_delivery_attempt(self, attempt: DeliveryAttempt, state: str,
+    async def record_delivery_attempt(self, attempt: DeliveryAttempt, state: DeliveryState,
                                       next_attempt_ms: int) -> bool:
         """Record attempt N; False (nothing written) unless the row has N-1 attempts."""
         ...

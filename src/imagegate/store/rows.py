@@ -1,5 +1,6 @@
-"""Conversion between database rows and domain records, and the statements whose column lists
-must match those conversions. Shared by every SQL store (placeholders written as ``?``)."""
+"""Conversion between database rows and domain records, shared by every SQL store: the
+parameters of the statements that store a record (in the order ``statements.py`` lists their
+columns) and the records a row reads back as."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from imagegate.contract import SubmitInput
+from imagegate.money import ChargeState
 from imagegate.store.base import (
     Account,
     ApiKey,
     Delivery,
     DeliveryAttempt,
-    Finish,
+    DeliveryState,
     LedgerEntry,
     NewDelivery,
     WebhookSecret,
@@ -23,37 +25,11 @@ from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState
 
 Row = Mapping[str, Any]
 
-INSERT_TASK = (
-    "INSERT INTO tasks (id, account_id, key_id, model, input_json, request_type, callback_url, "
-    "provider, source, state, stage, created_ms, price_micros, charge_state, result_token) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-FINISH_TASK = (
-    "UPDATE tasks SET state = ?, stage = ?, complete_ms = ?, expire_ms = ?, results_json = ?, "
-    "fail_code = ?, fail_msg = ?, attempts_json = ?, notes_json = ?, lease_until_ms = NULL "
-    "WHERE id = ? AND attempt = ? AND state = 'running' "
-    "AND (? IS NULL OR lease_until_ms < ?)"
-)
-
-INSERT_DELIVERY = (
-    "INSERT INTO deliveries (id, task_id, account_id, url, body, state, attempts, "
-    "next_attempt_ms, created_ms) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
-)
-
-
 def task_params(task: Task) -> tuple[Any, ...]:
     return (task.id, task.account_id, task.key_id, task.model,
             json.dumps(dataclasses.asdict(task.input)), task.request_type, task.callback_url,
             task.provider, task.source, task.state.value, task.stage, task.created_ms,
             task.price_micros, task.charge_state, task.result_token)
-
-
-def finish_params(task_id: str, attempt: int, f: Finish) -> tuple[Any, ...]:
-    return (f.state.value, "done", f.now_ms, f.expire_ms,
-            json.dumps([dataclasses.asdict(r) for r in f.results]), f.fail_code, f.fail_msg,
-            dump_attempts(f.route_attempts), json.dumps(list(f.notes)), task_id, attempt,
-            f.lease_expired_before_ms, f.lease_expired_before_ms)
 
 
 def delivery_params(d: NewDelivery) -> tuple[Any, ...]:
@@ -75,7 +51,7 @@ def task(row: Row) -> Task:
         id=row["id"], account_id=row["account_id"], key_id=row["key_id"], model=row["model"],
         input=SubmitInput(**raw_input), state=TaskState(row["state"]),
         created_ms=row["created_ms"], price_micros=row["price_micros"],
-        charge_state=row["charge_state"], result_token=row["result_token"],
+        charge_state=ChargeState(row["charge_state"]), result_token=row["result_token"],
         request_type=row["request_type"], callback_url=row["callback_url"],
         provider=row["provider"], source=row["source"], stage=row["stage"],
         attempt=row["attempt"], lease_until_ms=row["lease_until_ms"],
@@ -114,7 +90,7 @@ def ledger_entry(row: Row) -> LedgerEntry:
 def delivery(row: Row) -> Delivery:
     return Delivery(
         id=row["id"], task_id=row["task_id"], account_id=row["account_id"], url=row["url"],
-        body=row["body"], state=row["state"], attempts=row["attempts"],
+        body=row["body"], state=DeliveryState(row["state"]), attempts=row["attempts"],
         next_attempt_ms=row["next_attempt_ms"], created_ms=row["created_ms"],
         last_error=row["last_error"], last_status=row["last_status"],
     )

@@ -1,0 +1,36 @@
+"""``MemoryBlobStore``: result files in a dict, for tests and experiments. Nothing survives the
+process; ``put`` replaces a blob whole, as the protocol asks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+__all__ = ["MemoryBlobStore"]
+
+
+class MemoryBlobStore:
+    def __init__(self) -> None:
+        self.blobs: dict[str, tuple[bytes, str]] = {}  # key -> (bytes, content type)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"blob key {key!r} escapes the storage")
+        self.blobs[key] = (bytes(data), content_type)
+
+    async def size(self, key: str) -> int | None:
+        found = self.blobs.get(key)
+        return None if found is None else len(found[0])
+
+    async def stream(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        data = self.blobs[key][0]
+        for start in range(0, len(data), chunk_size):
+            yield data[start:start + chunk_size]
+
+    async def delete_prefix(self, prefix: str) -> int:
+        doomed = [key for key in self.blobs if key.startswith(prefix)]
+        for key in doomed:
+            del self.blobs[key]
+        return len(doomed)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,161 @@
+"""``SqlStore``: the ``Store`` protocol once for every SQL database, each method one transaction
+of ``transactions.py``. A subclass only says how a function runs in a write transaction
+(``_write``) and in a read (``_read``) of its database, and which ``Dialect`` it speaks.
+
+After a write fails for the database's sake (``StoreUnavailable``: a full disk, an I/O error),
+``ping`` writes and deletes a scratch row, so readiness follows the database: not ready until a
+write succeeds again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from imagegate.store import transactions as tx
+from imagegate.store.base import (
+    Account,
+    ApiKey,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    Finish,
+    LedgerEntry,
+    NewDelivery,
+    WebhookSecret,
+)
+from imagegate.store.sql import Tx
+from imagegate.tasks import RouteAttempt, Task
+
+T = TypeVar("T")
+
+
+class SqlStore:
+    """Subclasses implement ``_write`` and ``_read`` (and ``close``); they set
+    ``_write_trouble`` to why the last write failed for the database's sake, and back to None
+    when a write succeeds."""
+
+    _write_trouble: str | None = None
+
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
+        raise NotImplementedError
+
+    async def _read(self, fn: Callable[[Tx], T]) -> T:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def migrate(self) -> None:
+        """Apply the migrations this database lacks (``ConfigError`` when it is newer)."""
+        now = int(time.time() * 1000)
+        await self._write(lambda t: tx.migrate(t, now))
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the database answers, and, after a failed write,
+        takes a write again."""
+        await self._read(lambda t: t.run("ping").one())
+        if self._write_trouble is not None:
+            await self._write(tx.probe)
+
+    # Accounts, keys, ledger -------------------------------------------------------------------
+
+    async def create_account(self, account_id: str, name: str, now_ms: int) -> Account:
+        return await self._write(lambda t: tx.create_account(t, account_id, name, now_ms))
+
+    async def get_account(self, account_id: str) -> Account | None:
+        return await self._read(lambda t: tx.get_account(t, account_id))
+
+    async def count_accounts(self) -> int:
+        return await self._read(tx.count_accounts)
+
+    async def credit(self, account_id: str, micros: int, now_ms: int, note: str) -> int:
+        return await self._write(lambda t: tx.credit(t, account_id, micros, now_ms, note))
+
+    async def ledger(self, account_id: str) -> list[LedgerEntry]:
+        return await self._read(lambda t: tx.ledger(t, account_id))
+
+    async def create_key(self, key: ApiKey, key_hash: str) -> None:
+        await self._write(lambda t: tx.create_key(t, key, key_hash))
+
+    async def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        return await self._read(lambda t: tx.key_by_hash(t, key_hash))
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        return await self._read(lambda t: tx.get_key(t, key_id))
+
+    async def list_keys(self) -> list[ApiKey]:
+        return await self._read(tx.list_keys)
+
+    async def revoke_key(self, key_id: str, now_ms: int) -> bool:
+        return await self._write(lambda t: tx.revoke_key(t, key_id, now_ms))
+
+    # Tasks ------------------------------------------------------------------------------------
+
+    async def insert_task(self, task: Task, max_unfinished: int) -> None:
+        await self._write(lambda t: tx.insert_task(t, task, max_unfinished))
+
+    async def get_task(self, task_id: str) -> Task | None:
+        return await self._read(lambda t: tx.get_task(t, task_id))
+
+    async def claim_tasks(self, worker_id: str, now_ms: int, lease_ms: int, limit: int,
+                          models: Sequence[str] | None = None) -> list[Task]:
+        return await self._write(
+            lambda t: tx.claim_tasks(t, worker_id, now_ms, lease_ms, limit, models))
+
+    async def renew_lease(self, task_id: str, attempt: int, lease_until_ms: int,
+                          stage: str | None = None) -> bool:
+        return await self._write(
+            lambda t: tx.renew_lease(t, task_id, attempt, lease_until_ms, stage))
+
+    async def finish_task(self, task_id: str, attempt: int, finish: Finish,
+                          delivery: NewDelivery | None) -> bool:
+        return await self._write(lambda t: tx.finish_task(t, task_id, attempt, finish, delivery))
+
+    async def retry_later(self, task_id: str, attempt: int, not_before_ms: int,
+                          route_attempts: tuple[RouteAttempt, ...], note: str, *,
+                          lease_expired_before_ms: int | None = None) -> bool:
+        return await self._write(lambda t: tx.retry_later(
+            t, task_id, attempt, not_before_ms, route_attempts, note, lease_expired_before_ms))
+
+    async def expired_leases(self, now_ms: int, limit: int) -> list[Task]:
+        return await self._read(lambda t: tx.expired_leases(t, now_ms, limit))
+
+    async def expired_results(self, now_ms: int, limit: int) -> list[Task]:
+        return await self._read(lambda t: tx.expired_results(t, now_ms, limit))
+
+    async def mark_results_deleted(self, task_id: str) -> None:
+        await self._write(lambda t: tx.mark_results_deleted(t, task_id))
+
+    # Callback deliveries ----------------------------------------------------------------------
+
+    async def claim_deliveries(self, now_ms: int, lease_ms: int, limit: int) -> list[Delivery]:
+        return await self._write(lambda t: tx.claim_deliveries(t, now_ms, lease_ms, limit))
+
+    async def record_delivery_attempt(self, attempt: DeliveryAttempt, state: DeliveryState,
+                                      next_attempt_ms: int) -> bool:
+        return await self._write(
+            lambda t: tx.record_delivery_attempt(t, attempt, state, next_attempt_ms))
+
+    async def delivery_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
+        return await self._read(lambda t: tx.delivery_attempts(t, delivery_id))
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        return await self._read(lambda t: tx.get_delivery(t, delivery_id))
+
+    async def deliveries_for_task(self, task_id: str) -> list[Delivery]:
+        return await self._read(lambda t: tx.deliveries_for_task(t, task_id))
+
+    # Webhook signing secrets ------------------------------------------------------------------
+
+    async def webhook_secrets(self, account_id: str, now_ms: int,
+                              create: str | None = None) -> list[WebhookSecret]:
+        if create is None:
+            return await self._read(lambda t: tx.live_secrets(t, account_id, now_ms))
+        return await self._write(lambda t: tx.first_secret(t, account_id, now_ms, create))
+
+    async def rotate_webhook_secret(self, account_id: str, secret: str, now_ms: int,
+                                    overlap_ms: int) -> list[WebhookSecret]:
+        return await self._write(
+            lambda t: tx.rotate_webhook_secret(t, account_id, secret, now_ms, overlap_ms))

@@ -1,0 +1,153 @@
+"""Every SQL statement the stores run, by name, in one place: the portable ones once (written
+with ``?`` placeholders), then what each dialect says its own way.
+
+PostgreSQL takes the portable statements with ``%s`` placeholders (psycopg's), and its own claim
+statements lock the rows they take with ``FOR UPDATE SKIP LOCKED``, so concurrent workers never
+wait for each other nor take the same row. Every claim also repeats its state guard in the
+UPDATE, so it is correct on its own, not only because SQLite has one writer.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+__all__ = ["POSTGRES", "SQLITE"]
+
+_TASK_COLUMNS = ("id, account_id, key_id, model, input_json, request_type, callback_url, "
+                 "provider, source, state, stage, created_ms, price_micros, charge_state, "
+                 "result_token")
+
+PORTABLE: dict[str, str] = {
+    # Accounts and the ledger
+    "insert_account": "INSERT INTO accounts (id, name, balance_micros, created_ms) "
+                      "VALUES (?, ?, 0, ?)",
+    "account": "SELECT * FROM accounts WHERE id = ?",
+    "count_accounts": "SELECT COUNT(*) AS n FROM accounts",
+    "balance": "SELECT balance_micros FROM accounts WHERE id = ?",
+    "credit_within": "UPDATE accounts SET balance_micros = balance_micros + ? "
+                     "WHERE id = ? AND balance_micros + ? BETWEEN 0 AND ?",
+    "hold": "UPDATE accounts SET balance_micros = balance_micros - ? "
+            "WHERE id = ? AND balance_micros >= ?",
+    "give_back": "UPDATE accounts SET balance_micros = balance_micros + ? WHERE id = ?",
+    "insert_ledger": "INSERT INTO ledger (account_id, kind, amount_micros, balance_after_micros, "
+                     "task_id, note, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "ledger": "SELECT * FROM ledger WHERE account_id = ? ORDER BY id",
+    # API keys
+    "insert_key": "INSERT INTO api_keys (id, account_id, key_hash, name, prefix, created_ms, "
+                  "submit_rate, submit_burst, max_concurrent_tasks, models) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "key_by_hash": "SELECT * FROM api_keys WHERE key_hash = ?",
+    "key": "SELECT * FROM api_keys WHERE id = ?",
+    "keys": "SELECT * FROM api_keys ORDER BY created_ms, id",
+    "revoke_key": "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
+    "take_unfinished_slot": "UPDATE api_keys SET unfinished_tasks = unfinished_tasks + 1 "
+                            "WHERE id = ? AND unfinished_tasks < ?",
+    "unfinished": "SELECT unfinished_tasks FROM api_keys WHERE id = ?",
+    "free_unfinished_slot": "UPDATE api_keys SET unfinished_tasks = unfinished_tasks - 1 "
+                            "WHERE id = ?",
+    # Tasks
+    "insert_task": f"INSERT INTO tasks ({_TASK_COLUMNS}) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "task": "SELECT * FROM tasks WHERE id = ?",
+    "renew_lease": "UPDATE tasks SET lease_until_ms = ?, stage = COALESCE(?, stage) "
+                   "WHERE id = ? AND attempt = ? AND state = 'running'",
+    # The fence: this attempt, still running, and (for the sweeper) still past its lease.
+    "finish_task": "UPDATE tasks SET state = ?, stage = 'done', complete_ms = ?, expire_ms = ?, "
+                   "results_json = ?, fail_code = ?, fail_msg = ?, attempts_json = ?, "
+                   "notes_json = ?, lease_until_ms = NULL, worker_id = NULL "
+                   "WHERE id = ? AND attempt = ? AND state = 'running' "
+                   "AND (CAST(? AS BIGINT) IS NULL OR lease_until_ms < ?) "
+                   "RETURNING key_id, account_id, price_micros",
+    "requeue": "UPDATE tasks SET state = 'queued', stage = 'retrying', lease_until_ms = NULL, "
+               "worker_id = NULL, not_before_ms = ?, attempts_json = ?, notes_json = ? "
+               "WHERE id = ? AND attempt = ? AND state = 'running' "
+               "AND (CAST(? AS BIGINT) IS NULL OR lease_until_ms < ?)",
+    "change_charge": "UPDATE tasks SET charge_state = ? WHERE id = ? AND charge_state = ?",
+    "expired_leases": "SELECT * FROM tasks WHERE state = 'running' AND lease_until_ms < ? "
+                      "ORDER BY lease_until_ms LIMIT ?",
+    "expired_results": "SELECT * FROM tasks WHERE results_deleted = 0 AND expire_ms < ? "
+                       "ORDER BY expire_ms LIMIT ?",
+    "results_deleted": "UPDATE tasks SET results_deleted = 1 WHERE id = ?",
+    # Callback deliveries
+    "insert_delivery": "INSERT INTO deliveries (id, task_id, account_id, url, body, state, "
+                       "attempts, next_attempt_ms, created_ms) "
+                       "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+    # Fenced on the attempt count: a dispatcher whose lease ran out records nothing.
+    "record_delivery": "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_ms = ?, "
+                       "lease_until_ms = NULL, last_status = ?, last_error = ? "
+                       "WHERE id = ? AND attempts = ?",
+    "insert_delivery_attempt": "INSERT INTO delivery_attempts (delivery_id, attempt, "
+                               "started_ms, duration_ms, status, error) "
+                               "VALUES (?, ?, ?, ?, ?, ?)",
+    "delivery_attempts": "SELECT * FROM delivery_attempts WHERE delivery_id = ? "
+                         "ORDER BY attempt",
+    "delivery": "SELECT * FROM deliveries WHERE id = ?",
+    "deliveries_of_task": "SELECT * FROM deliveries WHERE task_id = ? ORDER BY created_ms",
+    # Webhook signing secrets
+    "live_secrets": "SELECT * FROM webhook_secrets WHERE account_id = ? "
+                    "AND (expires_ms IS NULL OR expires_ms > ?) ORDER BY created_ms DESC",
+    "insert_secret": "INSERT INTO webhook_secrets (account_id, secret, created_ms, expires_ms) "
+                     "VALUES (?, ?, ?, NULL)",
+    "retire_secrets": "UPDATE webhook_secrets SET expires_ms = ? WHERE account_id = ? "
+                      "AND (expires_ms IS NULL OR expires_ms > ?)",
+    # Schema versions and the readiness probe
+    "create_versions": "CREATE TABLE IF NOT EXISTS schema_migrations "
+                       "(version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+    "versions": "SELECT version FROM schema_migrations ORDER BY version",
+    "record_version": "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
+    "insert_probe": "INSERT INTO store_probe (id, filler) VALUES (1, ?)",
+    "delete_probe": "DELETE FROM store_probe WHERE id = 1",
+    "ping": "SELECT 1 AS one",
+}
+
+# The claims take named parameters (the same names in every dialect): lease_until, worker,
+# now, models (every model when NULL; a JSON array in SQLite, a text[] in PostgreSQL), limit.
+_SQLITE_OWN: dict[str, str] = {
+    "lock_migrations": "SELECT 1 AS locked",  # the write transaction is the lock
+    # Oldest first among the ready ones, through the partial index of queued tasks; the UPDATE
+    # repeats the state guard.
+    "claim_tasks": "UPDATE tasks SET state = 'running', stage = 'running', "
+                   "attempt = attempt + 1, lease_until_ms = :lease_until, worker_id = :worker, "
+                   "started_ms = COALESCE(started_ms, :now) "
+                   "WHERE state = 'queued' AND id IN (SELECT id FROM tasks "
+                   "WHERE state = 'queued' AND not_before_ms <= :now "
+                   "AND (:models IS NULL OR model IN (SELECT value FROM json_each(:models))) "
+                   "ORDER BY created_ms LIMIT :limit) RETURNING *",
+    "claim_deliveries": "UPDATE deliveries SET lease_until_ms = :lease_until "
+                        "WHERE state = 'pending' AND id IN (SELECT id FROM deliveries "
+                        "WHERE state = 'pending' AND next_attempt_ms <= :now "
+                        "AND (lease_until_ms IS NULL OR lease_until_ms < :now) "
+                        "ORDER BY next_attempt_ms LIMIT :limit) RETURNING *",
+}
+
+_POSTGRES_OWN: dict[str, str] = {
+    # Processes starting together migrate one at a time (released at commit).
+    "lock_migrations": "SELECT pg_advisory_xact_lock(7361094528) AS locked",
+    "claim_tasks": "WITH picked AS (SELECT id FROM tasks WHERE state = 'queued' "
+                   "AND not_before_ms <= %(now)s "
+                   "AND (%(models)s::text[] IS NULL OR model = ANY(%(models)s::text[])) "
+                   "ORDER BY created_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+                   "UPDATE tasks SET state = 'running', stage = 'running', "
+                   "attempt = tasks.attempt + 1, lease_until_ms = %(lease_until)s, "
+                   "worker_id = %(worker)s, started_ms = COALESCE(tasks.started_ms, %(now)s) "
+                   "FROM picked WHERE tasks.id = picked.id AND tasks.state = 'queued' "
+                   "RETURNING tasks.*",
+    "claim_deliveries": "WITH picked AS (SELECT id FROM deliveries WHERE state = 'pending' "
+                        "AND next_attempt_ms <= %(now)s "
+                        "AND (lease_until_ms IS NULL OR lease_until_ms < %(now)s) "
+                        "ORDER BY next_attempt_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+                        "UPDATE deliveries SET lease_until_ms = %(lease_until)s FROM picked "
+                        "WHERE deliveries.id = picked.id AND deliveries.state = 'pending' "
+                        "RETURNING deliveries.*",
+}
+
+
+def _pyformat(sql: str) -> str:
+    """A portable statement with psycopg's placeholders (no statement here holds a literal
+    ``?`` or ``%``)."""
+    assert "%" not in sql, sql
+    return sql.replace("?", "%s")
+
+
+SQLITE = MappingProxyType({**PORTABLE, **_SQLITE_OWN})
+POSTGRES = MappingProxyType({**{k: _pyformat(v) for k, v in PORTABLE.items()}, **_POSTGRES_OWN})

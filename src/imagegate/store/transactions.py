@@ -1,0 +1,291 @@
+"""Every read and write of the SQL stores, written once, as functions of an open transaction.
+
+These are the money and queue rules (store/base.py lists them): the hold and the task in one
+transaction, settle or refund at most once, a ledger line for every change of a balance, a
+key's unfinished-task count kept by the transactions that change it, leases, the fence on
+(id, attempt, state) for every move out of ``running``. A store runs each function in one
+transaction of its database (``Tx``); it adds nothing to them and takes nothing away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+
+from imagegate.errors import ConfigError, PaymentRequired, TooManyRequests, Unauthorized
+from imagegate.money import MAX_BALANCE_MICROS, ChargeState, LedgerKind
+from imagegate.store import rows
+from imagegate.store.base import (
+    Account,
+    ApiKey,
+    Delivery,
+    DeliveryAttempt,
+    Finish,
+    LedgerEntry,
+    NewDelivery,
+    WebhookSecret,
+)
+from imagegate.store.sql import Tx
+from imagegate.tasks import RouteAttempt, Task, TaskState
+
+PROBE_BYTES = 16 * 1024  # more than a page: a probe needs room to grow, as a submit does
+
+# Schema ---------------------------------------------------------------------------------------
+
+
+def migrate(tx: Tx, now_ms: int) -> list[int]:
+    """Apply the dialect's migrations this database lacks; the versions applied. Raises
+    ``ConfigError`` for a database whose schema is newer than this code."""
+    tx.run("lock_migrations")
+    tx.run("create_versions")
+    done = {int(r["version"]) for r in tx.run("versions").all()}
+    known = tx.dialect.latest
+    if done and max(done) > known:
+        raise ConfigError(f"the database has schema version {max(done)}, newer than this "
+                          f"imagegate knows ({known}): upgrade imagegate, or use another "
+                          "database")
+    applied = []
+    for version, sql in tx.dialect.migrations:
+        if version not in done:
+            tx.script(sql)
+            tx.run("record_version", (version, now_ms))
+            applied.append(version)
+    return applied
+
+
+def probe(tx: Tx) -> None:
+    """Write and delete a row bigger than a page: fails when the database cannot grow."""
+    tx.run("insert_probe", ("x" * PROBE_BYTES,))
+    tx.run("delete_probe")
+
+
+# Accounts, keys, ledger -------------------------------------------------------------------------
+
+
+def create_account(tx: Tx, account_id: str, name: str, now_ms: int) -> Account:
+    tx.run("insert_account", (account_id, name, now_ms))
+    return Account(account_id, name, 0, now_ms)
+
+
+def get_account(tx: Tx, account_id: str) -> Account | None:
+    row = tx.run("account", (account_id,)).one()
+    return rows.account(row) if row else None
+
+
+def count_accounts(tx: Tx) -> int:
+    row = tx.run("count_accounts").one()
+    return int(row["n"]) if row else 0
+
+
+def credit(tx: Tx, account_id: str, micros: int, now_ms: int, note: str) -> int:
+    """Add ``micros`` (negative to debit); the new balance. The balance stays within 0 and
+    MAX_BALANCE_MICROS, else ``PaymentRequired`` and nothing changes."""
+    changed = tx.run("credit_within", (micros, account_id, micros, MAX_BALANCE_MICROS))
+    if changed.rowcount != 1:
+        raise PaymentRequired("the account does not exist, or its balance would go below zero "
+                              "or above 1,000,000,000,000 USD")
+    return _ledger(tx, account_id, LedgerKind.CREDIT, micros, now_ms, None, note)
+
+
+def ledger(tx: Tx, account_id: str) -> list[LedgerEntry]:
+    return [rows.ledger_entry(r) for r in tx.run("ledger", (account_id,)).all()]
+
+
+def create_key(tx: Tx, key: ApiKey, key_hash: str) -> None:
+    tx.run("insert_key", (key.id, key.account_id, key_hash, key.name, key.prefix,
+                          key.created_ms, key.submit_rate, key.submit_burst,
+                          key.max_concurrent_tasks, rows.dump_models(key.models)))
+
+
+def key_by_hash(tx: Tx, key_hash: str) -> ApiKey | None:
+    row = tx.run("key_by_hash", (key_hash,)).one()
+    return rows.api_key(row) if row else None
+
+
+def get_key(tx: Tx, key_id: str) -> ApiKey | None:
+    row = tx.run("key", (key_id,)).one()
+    return rows.api_key(row) if row else None
+
+
+def list_keys(tx: Tx) -> list[ApiKey]:
+    return [rows.api_key(r) for r in tx.run("keys").all()]
+
+
+def revoke_key(tx: Tx, key_id: str, now_ms: int) -> bool:
+    return tx.run("revoke_key", (now_ms, key_id)).rowcount == 1
+
+
+def _ledger(tx: Tx, account_id: str, kind: str, amount: int, now_ms: int,
+            task_id: str | None, note: str) -> int:
+    """Append the ledger line of a change just made to the balance; the balance after it."""
+    row = tx.run("balance", (account_id,)).one()
+    assert row is not None, account_id
+    balance = int(row["balance_micros"])
+    tx.run("insert_ledger", (account_id, kind, amount, balance, task_id, note, now_ms))
+    return balance
+
+
+# Tasks ------------------------------------------------------------------------------------------
+
+
+def insert_task(tx: Tx, task: Task, max_unfinished: int) -> None:
+    """Take an unfinished-task slot of the key, hold the price, store the task: all or nothing
+    (``TooManyRequests``, ``PaymentRequired`` or ``Unauthorized`` store nothing)."""
+    if tx.run("take_unfinished_slot", (task.key_id, max_unfinished)).rowcount != 1:
+        raise _over_limit(tx, task.key_id)
+    held = tx.run("hold", (task.price_micros, task.account_id, task.price_micros))
+    if held.rowcount != 1:
+        raise PaymentRequired(f"the balance cannot pay for this task "
+                              f"(${task.price_micros / 1e6:.6f})")
+    tx.run("insert_task", rows.task_params(task))
+    _ledger(tx, task.account_id, LedgerKind.HOLD, -task.price_micros, task.created_ms, task.id,
+            "")
+
+
+def _over_limit(tx: Tx, key_id: str) -> Exception:
+    row = tx.run("unfinished", (key_id,)).one()
+    if row is None:
+        return Unauthorized(f"no API key {key_id!r} to submit a task for")
+    return TooManyRequests(f"this API key already has {row['unfinished_tasks']} unfinished "
+                           "tasks, the limit", retry_after=5)
+
+
+def get_task(tx: Tx, task_id: str) -> Task | None:
+    row = tx.run("task", (task_id,)).one()
+    return rows.task(row) if row else None
+
+
+def claim_tasks(tx: Tx, worker_id: str, now_ms: int, lease_ms: int, limit: int,
+                models: Sequence[str] | None) -> list[Task]:
+    """Up to ``limit`` ready queued tasks, oldest first, now running under this worker's lease
+    (their attempt counted). Concurrent claims never take the same task."""
+    found = tx.run("claim_tasks", {
+        "lease_until": now_ms + lease_ms, "worker": worker_id, "now": now_ms,
+        "models": None if models is None else tx.array(models), "limit": limit}).all()
+    return sorted((rows.task(r) for r in found), key=lambda t: t.created_ms)
+
+
+def renew_lease(tx: Tx, task_id: str, attempt: int, lease_until_ms: int,
+                stage: str | None) -> bool:
+    return tx.run("renew_lease", (lease_until_ms, stage, task_id, attempt)).rowcount == 1
+
+
+def finish_task(tx: Tx, task_id: str, attempt: int, finish: Finish,
+                delivery: NewDelivery | None) -> bool:
+    """The fenced move to a terminal state, with the money and the callback row in the same
+    transaction. False, changing nothing, when the fence does not hold."""
+    assert TaskState.RUNNING.can_become(finish.state), finish.state
+    fence = finish.lease_expired_before_ms
+    row = tx.run("finish_task", (
+        finish.state.value, finish.now_ms, finish.expire_ms,
+        json.dumps([dataclasses.asdict(r) for r in finish.results]), finish.fail_code,
+        finish.fail_msg, rows.dump_attempts(finish.route_attempts),
+        json.dumps(list(finish.notes)), task_id, attempt, fence, fence)).one()
+    if row is None:
+        return False
+    _move_money(tx, task_id, str(row["account_id"]), int(row["price_micros"]), finish)
+    tx.run("free_unfinished_slot", (row["key_id"],))
+    if delivery is not None:
+        tx.run("insert_delivery", rows.delivery_params(delivery))
+    return True
+
+
+def _move_money(tx: Tx, task_id: str, account_id: str, price: int, finish: Finish) -> None:
+    """Settle or refund the task's hold; the guard on ``held`` makes each happen once."""
+    new_state = ChargeState.after(finish.state is TaskState.SUCCEEDED)
+    assert ChargeState.HELD.can_become(new_state)
+    if tx.run("change_charge", (new_state, task_id, ChargeState.HELD)).rowcount != 1:
+        return
+    if new_state is ChargeState.SETTLED:
+        _ledger(tx, account_id, LedgerKind.SETTLE, 0, finish.now_ms, task_id, "")
+        return
+    tx.run("give_back", (price, account_id))
+    _ledger(tx, account_id, LedgerKind.REFUND, price, finish.now_ms, task_id,
+            finish.fail_code or "")
+
+
+def retry_later(tx: Tx, task_id: str, attempt: int, not_before_ms: int,
+                route_attempts: tuple[RouteAttempt, ...], note: str,
+                lease_expired_before_ms: int | None) -> bool:
+    """The fenced move back to ``queued``, ready at ``not_before_ms``, with ``note`` added."""
+    assert TaskState.RUNNING.can_become(TaskState.QUEUED)
+    row = tx.run("task", (task_id,)).one()
+    if row is None:
+        return False
+    notes = [*json.loads(row["notes_json"]), note]
+    fence = lease_expired_before_ms
+    return tx.run("requeue", (not_before_ms, rows.dump_attempts(route_attempts),
+                              json.dumps(notes), task_id, attempt, fence, fence)).rowcount == 1
+
+
+def expired_leases(tx: Tx, now_ms: int, limit: int) -> list[Task]:
+    return [rows.task(r) for r in tx.run("expired_leases", (now_ms, limit)).all()]
+
+
+def expired_results(tx: Tx, now_ms: int, limit: int) -> list[Task]:
+    return [rows.task(r) for r in tx.run("expired_results", (now_ms, limit)).all()]
+
+
+def mark_results_deleted(tx: Tx, task_id: str) -> None:
+    tx.run("results_deleted", (task_id,))
+
+
+# Callback deliveries ----------------------------------------------------------------------------
+
+
+def claim_deliveries(tx: Tx, now_ms: int, lease_ms: int, limit: int) -> list[Delivery]:
+    found = tx.run("claim_deliveries", {"lease_until": now_ms + lease_ms, "now": now_ms,
+                                        "limit": limit}).all()
+    return [rows.delivery(r) for r in found]
+
+
+def record_delivery_attempt(tx: Tx, attempt: DeliveryAttempt, state: str,
+                            next_attempt_ms: int) -> bool:
+    """Record attempt N; False (nothing written) unless the row has N-1 attempts."""
+    changed = tx.run("record_delivery", (state, attempt.attempt, next_attempt_ms, attempt.status,
+                                         attempt.error, attempt.delivery_id,
+                                         attempt.attempt - 1))
+    if changed.rowcount != 1:
+        return False
+    tx.run("insert_delivery_attempt", (attempt.delivery_id, attempt.attempt, attempt.started_ms,
+                                       attempt.duration_ms, attempt.status, attempt.error))
+    return True
+
+
+def delivery_attempts(tx: Tx, delivery_id: str) -> list[DeliveryAttempt]:
+    return [rows.delivery_attempt(r)
+            for r in tx.run("delivery_attempts", (delivery_id,)).all()]
+
+
+def get_delivery(tx: Tx, delivery_id: str) -> Delivery | None:
+    row = tx.run("delivery", (delivery_id,)).one()
+    return rows.delivery(row) if row else None
+
+
+def deliveries_for_task(tx: Tx, task_id: str) -> list[Delivery]:
+    return [rows.delivery(r) for r in tx.run("deliveries_of_task", (task_id,)).all()]
+
+
+# Webhook signing secrets ------------------------------------------------------------------------
+
+
+def live_secrets(tx: Tx, account_id: str, now_ms: int) -> list[WebhookSecret]:
+    return [rows.webhook_secret(r)
+            for r in tx.run("live_secrets", (account_id, now_ms)).all()]
+
+
+def first_secret(tx: Tx, account_id: str, now_ms: int, secret: str) -> list[WebhookSecret]:
+    """The live secrets, storing ``secret`` first when the account has none."""
+    found = live_secrets(tx, account_id, now_ms)
+    if found:
+        return found
+    tx.run("insert_secret", (account_id, secret, now_ms))
+    return live_secrets(tx, account_id, now_ms)
+
+
+def rotate_webhook_secret(tx: Tx, account_id: str, secret: str, now_ms: int,
+                          overlap_ms: int) -> list[WebhookSecret]:
+    tx.run("retire_secrets", (now_ms + overlap_ms, account_id, now_ms + overlap_ms))
+    tx.run("insert_secret", (account_id, secret, now_ms))
+    return live_secrets(tx, account_id, now_ms)
