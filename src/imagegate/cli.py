@@ -33,11 +33,11 @@ from typing import Any, TypeVar
 
 from imagegate import accounts, serving
 from imagegate.availability import problem_line
+from imagegate.bootstrap import check_routes, open_store
 from imagegate.clock import SystemClock
 from imagegate.config import Settings, reference_markdown
 from imagegate.errors import ConfigError, ImagegateError, RequestError
 from imagegate.money import MAX_MOVE_MICROS, format_usd, micros_to_usd, usd_to_micros
-from imagegate.services import check_routes, open_store
 from imagegate.signing import new_secret
 from imagegate.store.base import Store, WebhookSecret
 from imagegate.tasks import Task, TaskState, result_url

@@ -1,9 +1,6 @@
-"""The router: picks the routes that can serve a task from the catalogue and tries them in turn.
+"""The router: tries a task's candidate routes (``routing.py`` picks them) in turn.
 
-Candidates are the model's routes, in catalogue order, that can do what the task asks (mode,
-reference count, resolution, ratio, search grounding) and match its ``provider`` preference:
-``official`` keeps only routes marked official, ``value`` orders by cost, ``auto`` keeps the
-catalogue's order. A route error that allows failover (rate limit, timeout, unknown) moves on to
+A route error that allows failover (rate limit, timeout, unknown) moves on to
 the next candidate; one that does not (safety block, invalid prompt, bad image) ends the try.
 A failure the client injected (the sandbox's test mode) ends the try with its own code and never
 counts against the route's health.
@@ -23,15 +20,13 @@ from imagegate.catalogue import ModelConfig
 from imagegate.contract import SubmitInput
 from imagegate.errors import (
     FailCode,
-    InvalidRequest,
-    NotFound,
     RouteError,
     RouteUnavailable,
     TaskError,
-    quoted,
 )
 from imagegate.health import HealthBook
 from imagegate.routes.base import GeneratedImage, Job, Route
+from imagegate.routing import Routing
 from imagegate.tasks import RouteAttempt
 
 
@@ -46,41 +41,25 @@ class RouterOutcome:
 
 
 class Router:
-    """``on_unavailable(route, reason)`` is told when a call finds a route's model gone (the
-    route monitor marks it and reports it); without one the router marks it itself."""
+    """Runs a task's candidates (``routing.Routing``) among the routes this process has.
+    ``on_unavailable(route, reason)`` is told when a call finds a route's model gone (the route
+    monitor marks it and reports it); without one the router marks it itself."""
 
-    def __init__(self, models: Mapping[str, ModelConfig], routes: Mapping[str, Route],
+    def __init__(self, routing: Routing, routes: Mapping[str, Route],
                  health: HealthBook | None = None,
                  on_unavailable: Callable[[str, str], None] | None = None) -> None:
-        self.models = models
+        self.routing = routing
         self.routes = routes
         self.health = health or HealthBook()
         self.on_unavailable = on_unavailable or self.health.mark_unavailable
 
     def model(self, model_id: str) -> ModelConfig:
-        try:
-            return self.models[model_id]
-        except KeyError:
-            raise NotFound(f"unknown model {quoted(model_id)}") from None
-
-    def check_routable(self, model_id: str, inp: SubmitInput, provider: str) -> None:
-        """Raise InvalidRequest at submit when no configured route could ever serve the task."""
-        if self.candidates(model_id, inp, provider):
-            return
-        if inp.google_search:
-            raise InvalidRequest("no configured route for this model can ground on Google "
-                                 "search; send google_search false", field="input.google_search")
-        raise InvalidRequest(f"no configured route for this model serves provider "
-                             f"{provider!r} with these inputs", field="provider")
+        return self.routing.model(model_id)
 
     def candidates(self, model_id: str, inp: SubmitInput, provider: str) -> list[Route]:
-        routes = [self.routes[name] for name in self.model(model_id).routes]
-        fit = [r for r in routes if _can_serve(r, inp)]
-        if provider == "official":
-            return [r for r in fit if r.capabilities.official]
-        if provider == "value":
-            return sorted(fit, key=lambda r: r.capabilities.cost_micros.get(inp.resolution, 0))
-        return fit
+        """The task's candidates this process has routes for, in the order to try them."""
+        return [self.routes[name] for name in self.routing.candidates(model_id, inp, provider)
+                if name in self.routes]
 
     async def run(self, job: Job, inp: SubmitInput, provider: str) -> RouterOutcome:
         attempts: list[RouteAttempt] = []
@@ -142,15 +121,6 @@ class Router:
         names = ", ".join(closed)
         return RouteError(code, f"every route is resting after failures ({names})",
                           retryable=True, failover=False, retry_after=max(wait, 0.1))
-
-
-def _can_serve(route: Route, inp: SubmitInput) -> bool:
-    caps = route.capabilities
-    return (inp.mode in caps.modes
-            and len(inp.image_urls) <= caps.max_references
-            and inp.resolution in caps.resolutions
-            and (inp.aspect_ratio == "auto" or inp.aspect_ratio in caps.ratios)
-            and (caps.search_grounding or not inp.google_search))
 
 
 def _attempt(job: Job, route: Route, outcome: str, started: float, detail: str) -> RouteAttempt:

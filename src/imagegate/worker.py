@@ -34,7 +34,7 @@ log = logging.getLogger("imagegate.worker")
 class Worker:
     def __init__(self, store: Store, blobs: BlobStore, router: Router, fetcher: ReferenceFetcher,
                  completion: Completion, settings: Settings, clock: Clock, events: TaskEvents,
-                 models: Sequence[str] | None = None) -> None:
+                 models: Sequence[str] | None = None, concurrency: int | None = None) -> None:
         self.store = store
         self.blobs = blobs
         self.router = router
@@ -43,7 +43,8 @@ class Worker:
         self.settings = settings
         self.clock = clock
         self.events = events
-        self.models = models
+        self.models = models  # None: every model
+        self.concurrency = concurrency or settings.worker_concurrency
         self.id = "w-" + secrets.token_hex(4)
         self._running: set[asyncio.Task[None]] = set()
 
@@ -59,7 +60,7 @@ class Worker:
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            free = self.settings.worker_concurrency - len(self._running)
+            free = self.concurrency - len(self._running)
             claimed = await self._claim(free) if free > 0 else []
             for task in claimed:
                 running = asyncio.create_task(self.run_task(task), name=f"task-{task.id}")

@@ -23,10 +23,10 @@ import pytest
 from imagegate import accounts
 from imagegate.api.app import create_app
 from imagegate.blobs.local import LocalBlobStore
+from imagegate.bootstrap import Api, build_api, build_runtime, open_seams
 from imagegate.clock import SystemClock
 from imagegate.config import Settings
 from imagegate.errors import StorageFull, StoreUnavailable
-from imagegate.services import Services
 from imagegate.store.sqlite import SqliteStore
 
 SUBMIT = "/api/v1/generateTask/nano-banana-2"
@@ -44,11 +44,15 @@ def settings(tmp_path: Path, **changes: Any) -> Settings:
 
 @asynccontextmanager
 async def app_client(config: Settings, blobs: LocalBlobStore | None = None,
-                     ) -> AsyncIterator[tuple[Services, httpx.AsyncClient, str]]:
-    app = create_app(config, build=lambda s: Services.build(s, blobs=blobs))
+                     ) -> AsyncIterator[tuple[Api, httpx.AsyncClient, str]]:
+    def build(settings: Settings) -> Api:
+        seams = open_seams(settings, blobs=blobs)
+        return build_api(seams, build_runtime(seams))
+
+    app = create_app(config, build=build)
     async with app.router.lifespan_context(app):
-        svc: Services = app.state.services
-        key = await accounts.create_key(svc.store, SystemClock(), credit_micros=1_000_000)
+        svc: Api = app.state.api
+        key = await accounts.create_key(svc.seams.store, SystemClock(), credit_micros=1_000_000)
         headers = {"Authorization": f"Bearer {key.plain}"}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://imagegate.test", headers=headers) as c:
@@ -109,11 +113,11 @@ def test_a_submit_the_database_cannot_take_is_503_and_charges_nothing(tmp_path: 
     async def scenario() -> None:
         async with app_client(settings(tmp_path)) as (svc, c, _):
             before = await balance(c)
-            await refuse_writes(svc.store)
+            await refuse_writes(svc.seams.store)
             refused = [await c.post(SUBMIT, json=BODY) for _ in range(3)]
             ready = await c.get("/readyz")
             assert await balance(c) == before
-            await refuse_writes(svc.store, False)
+            await refuse_writes(svc.seams.store, False)
             again = await c.post(SUBMIT, json=BODY)
             ready_again = await c.get("/readyz")
             done = await wait_state(c, again.json()["data"]["taskId"])
@@ -132,11 +136,11 @@ def test_a_submit_the_database_cannot_take_is_503_and_charges_nothing(tmp_path: 
 def test_readiness_follows_the_disk_without_any_traffic(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with app_client(settings(tmp_path)) as (svc, c, _):
-            await refuse_writes(svc.store)
+            await refuse_writes(svc.seams.store)
             assert (await c.post(SUBMIT, json=BODY)).status_code == 503
             for _ in range(3):  # the probe itself keeps failing while writes are refused
                 assert (await c.get("/readyz")).status_code == 503
-            await refuse_writes(svc.store, False)  # no write comes in: the probe finds it
+            await refuse_writes(svc.seams.store, False)  # no write comes in: the probe finds it
             assert (await c.get("/readyz")).status_code == 200
 
     asyncio.run(scenario())
@@ -148,12 +152,12 @@ def test_a_task_whose_bookkeeping_cannot_be_written_recovers_once_space_returns(
         async with app_client(settings(tmp_path, sandbox_delay_seconds=0.5)) as (svc, c, _):
             task_id = (await c.post(SUBMIT, json=BODY)).json()["data"]["taskId"]
             await asyncio.sleep(0.1)  # running: its finish will find the database closed
-            await refuse_writes(svc.store)
+            await refuse_writes(svc.seams.store)
             await asyncio.sleep(1.5)
             assert (await c.get("/api/v1/statusTask/nano-banana-2",
                                 params={"taskId": task_id})).json()["data"]["state"] == \
                 "processing"
-            await refuse_writes(svc.store, False)
+            await refuse_writes(svc.seams.store, False)
             done = await wait_state(c, task_id)
             assert done["state"] == "success", done
             assert await balance(c) == pytest.approx(0.95)

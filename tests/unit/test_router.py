@@ -14,6 +14,7 @@ from imagegate.errors import FailCode, InvalidRequest, NotFound, RouteError, Rou
 from imagegate.health import HealthBook
 from imagegate.router import Router
 from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
+from imagegate.routing import Routing
 
 
 class ScriptedRoute:
@@ -56,9 +57,13 @@ JOB = Job(task_id="t", model="m", mode="text-to-image", prompt="p", aspect_ratio
           resolution="1k", width=1024, height=1024, output_format="png")
 
 
-def router(*routes: ScriptedRoute, health: HealthBook | None = None) -> Router:
+def routing(*routes: ScriptedRoute) -> Routing:
     model = ModelConfig("m", ModelLimits(), {"1k": 1}, tuple(r.name for r in routes))
-    return Router({"m": model}, {r.name: r for r in routes}, health)
+    return Routing({"m": model}, {r.name: r.capabilities for r in routes})
+
+
+def router(*routes: ScriptedRoute, health: HealthBook | None = None) -> Router:
+    return Router(routing(*routes), {r.name: r for r in routes}, health)
 
 
 def run(r: Router, provider: str = "auto", **changes: object):  # type: ignore[no-untyped-def]
@@ -139,7 +144,7 @@ def test_a_model_gone_at_run_time_marks_the_route_and_fails_over() -> None:
         health.mark_unavailable(name, why)
 
     a, b = ScriptedRoute("a", [gone()]), ScriptedRoute("b")
-    r = Router(router(a, b).models, {"a": a, "b": b}, health, on_unavailable=report)
+    r = Router(routing(a, b), {"a": a, "b": b}, health, on_unavailable=report)
     out = run(r)
     assert out.route == "b"
     assert [(x.route, x.outcome, x.model) for x in out.attempts] == [
@@ -223,7 +228,7 @@ def test_provider_official_and_value() -> None:
 
 
 def test_grounding_nobody_offers_is_refused_at_submit() -> None:
-    r = router(ScriptedRoute("plain"))
+    r = routing(ScriptedRoute("plain"))  # from configuration: no route is built
     with pytest.raises(InvalidRequest) as exc:
         r.check_routable("m", inp(google_search=True), "auto")
     assert exc.value.field == "input.google_search"
@@ -232,3 +237,11 @@ def test_grounding_nobody_offers_is_refused_at_submit() -> None:
     assert exc.value.field == "provider"
     with pytest.raises(NotFound):
         r.model("nope")
+
+
+def test_a_worker_tries_only_the_candidates_it_has_routes_for() -> None:
+    a, b = ScriptedRoute("a", [err(FailCode.TIMEOUT)]), ScriptedRoute("b")
+    partial = Router(routing(a, b), {"a": a})
+    assert [c.name for c in partial.candidates("m", inp(), "auto")] == ["a"]
+    out = run(partial)
+    assert out.error is not None and out.error.fail_code == FailCode.TIMEOUT and b.calls == 0

@@ -1,5 +1,5 @@
 """The ASGI application: a list of routes, a list of exception handlers, a lifespan that builds
-and stops the services (and, in ``serve``, runs the worker, sweeper and dispatcher in-process)."""
+and stops the ``Api`` (in ``serve`` with the worker, sweeper and dispatcher in this process)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from imagegate import bootstrap
 from imagegate.api import endpoints as ep
 from imagegate.api import webhook_endpoints as wh
+from imagegate.bootstrap import Api
 from imagegate.config import Settings
 from imagegate.errors import RequestError, StoreUnavailable, TooManyRequests
-from imagegate.services import Services
 from imagegate.tasks import envelope
 
 log = logging.getLogger("imagegate.api")
@@ -81,19 +82,20 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal server error")
 
 
-def create_app(settings: Settings, *, background: bool = True,
-               build: Callable[[Settings], Services] = Services.build) -> Starlette:
-    """The app. ``background``: run worker, sweeper and dispatcher in this process."""
+def create_app(settings: Settings, *,
+               build: Callable[[Settings], Api] = bootstrap.serve_api) -> Starlette:
+    """The app over the ``Api`` that ``build`` makes: ``serve_api`` (the whole runtime in this
+    process) or ``fleet_api`` (the API alone)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        svc = build(settings)
-        await svc.start(background=background)
-        app.state.services = svc
+        api = build(settings)
+        await api.start()
+        app.state.api = api
         try:
             yield
         finally:
-            await svc.stop()
+            await api.stop()
 
     return Starlette(
         routes=ROUTES,
@@ -104,9 +106,18 @@ def create_app(settings: Settings, *, background: bool = True,
 
 
 def create_app_from_env() -> Starlette:
-    """Factory for the ASGI server process: settings from IMAGEGATE_* (set by ``serve``)."""
+    """Factory for ``imagegate serve``'s server process: settings from IMAGEGATE_*."""
+    return _from_env(bootstrap.serve_api)
+
+
+def create_api_app_from_env() -> Starlette:
+    """Factory for ``imagegate api``'s server process: the API alone."""
+    return _from_env(bootstrap.fleet_api)
+
+
+def _from_env(build: Callable[[Settings], Api]) -> Starlette:
     from imagegate.logs import configure_logging
 
     settings = Settings.load()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, build=build)

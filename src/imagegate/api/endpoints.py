@@ -1,4 +1,4 @@
-"""HTTP endpoints: parse, call one service operation, render the envelope."""
+"""HTTP endpoints: parse, call one use case (``app/``), render the envelope."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from imagegate.api.openapi import openapi_document
+from imagegate.bootstrap import Api
 from imagegate.errors import InvalidRequest, NotReady, PayloadTooLarge, UnsupportedMedia
 from imagegate.money import micros_to_usd
-from imagegate.services import Services
 from imagegate.tasks import envelope
 
 # Far more than any body of this API needs; past it a body is refused the same way on every
@@ -19,9 +19,9 @@ from imagegate.tasks import envelope
 MAX_JSON_DEPTH = 64
 
 
-def services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
+def api_of(request: Request) -> Api:
+    api: Api = request.app.state.api
+    return api
 
 
 def ok(data: Any) -> JSONResponse:
@@ -29,36 +29,36 @@ def ok(data: Any) -> JSONResponse:
 
 
 async def generate_task(request: Request) -> Response:
-    svc = services(request)
-    if svc.draining:
+    api = api_of(request)
+    if api.draining:
         raise NotReady("the service is shutting down; submit again in a moment")
-    key = await svc.authenticate(request.headers.get("authorization"))
+    key = await api.access.authenticate(request.headers.get("authorization"))
     model_id = request.path_params["model"]
-    svc.check_model(key, model_id)
-    await svc.check_rate(key)
-    body = await read_json(request, svc.settings.limits_max_body_bytes)
-    task_id = await svc.submit(key, model_id, body)
+    api.access.check_model(key, model_id)
+    await api.access.check_rate(key)
+    body = await read_json(request, api.settings.limits_max_body_bytes)
+    task_id = await api.tasks.submit(key, model_id, body)
     return ok({"taskId": task_id})
 
 
 async def status_task(request: Request) -> Response:
-    svc = services(request)
-    key = await svc.authenticate(request.headers.get("authorization"))
+    api = api_of(request)
+    key = await api.access.authenticate(request.headers.get("authorization"))
     task_id = request.query_params.get("taskId", "")
     if not task_id:
         raise InvalidRequest("taskId query parameter is required", field="taskId")
-    return ok(await svc.status(key, request.path_params["model"], task_id))
+    return ok(await api.tasks.status(key, request.path_params["model"], task_id))
 
 
 async def current_balance(request: Request) -> Response:
-    svc = services(request)
-    key = await svc.authenticate(request.headers.get("authorization"))
-    return ok(micros_to_usd(await svc.balance_usd_micros(key)))
+    api = api_of(request)
+    key = await api.access.authenticate(request.headers.get("authorization"))
+    return ok(micros_to_usd(await api.tasks.balance_micros(key)))
 
 
 async def result_file(request: Request) -> Response:
     p = request.path_params
-    download = await services(request).result(p["task_id"], p["token"], p["name"])
+    download = await api_of(request).files.result(p["task_id"], p["token"], p["name"])
     headers = {"content-length": str(download.file.size),
                "cache-control": "public, max-age=86400, immutable"}
     return StreamingResponse(download.chunks, media_type=download.file.content_type,
@@ -72,14 +72,14 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """Ready while the process can serve; ``routes`` shows each route's health, an unavailable
     route with the reason (the process stays ready: other routes and models still work)."""
-    svc = services(request)
-    if await svc.ready():
-        return ok({"status": "ready", "routes": svc.route_health()})
+    api = api_of(request)
+    if await api.ready():
+        return ok({"status": "ready", "routes": api.route_health()})
     return JSONResponse(envelope({"error": "not ready"}, 503, "Service Unavailable"), 503)
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document(services(request).settings.base_url))
+    return JSONResponse(openapi_document(api_of(request).settings.base_url))
 
 
 async def read_json(request: Request, limit: int) -> Any:

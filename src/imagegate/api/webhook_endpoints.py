@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from imagegate.api.endpoints import json_object, ok, read_json, read_optional_object, services
+from imagegate.api.endpoints import api_of, json_object, ok, read_json, read_optional_object
 from imagegate.contract import check_url
 from imagegate.errors import InvalidRequest
 from imagegate.net.netguard import without_userinfo
@@ -51,28 +51,28 @@ def render_secret(s: WebhookSecret) -> dict[str, Any]:
 
 
 async def delivery_log(request: Request) -> Response:
-    svc = services(request)
-    key = await svc.authenticate(request.headers.get("authorization"))
-    found = await svc.delivery_log(key, _task_id(request))
+    api = api_of(request)
+    key = await api.access.authenticate(request.headers.get("authorization"))
+    found = await api.webhooks.delivery_log(key, _task_id(request))
     return ok([render_delivery(d, attempts) for d, attempts in found])
 
 
 async def redeliver(request: Request) -> Response:
-    svc = services(request)
-    key = await svc.authenticate(request.headers.get("authorization"))
-    delivery, attempt = await svc.redeliver(key, _task_id(request))
+    api = api_of(request)
+    key = await api.access.authenticate(request.headers.get("authorization"))
+    delivery, attempt = await api.webhooks.redeliver(key, _task_id(request))
     return ok({"webhookId": delivery.id, "attempt": render_attempt(attempt)})
 
 
 async def test_event(request: Request) -> Response:
-    svc = services(request)
-    key = await svc.authenticate(request.headers.get("authorization"))
+    api = api_of(request)
+    key = await api.access.authenticate(request.headers.get("authorization"))
     body = json_object(await read_json(request, _SMALL_BODY))
     url = body.get("url")
     if url is None or url == "":
         raise InvalidRequest("url is required: the address to send a test event to", field="url")
     check_url(url, "url")
-    result = await svc.dispatcher.send_test(key.account_id, url)
+    result = await api.webhooks.test_event(key, url)
     out: dict[str, Any] = {"webhookId": result.webhook_id, "delivered": result.delivered,
                            "latencyMs": result.latency_ms}
     if result.status is not None:
@@ -83,16 +83,16 @@ async def test_event(request: Request) -> Response:
 
 
 async def signing_secrets(request: Request) -> Response:
-    svc = services(request)
-    key = await svc.authenticate(request.headers.get("authorization"))
-    return ok({"secrets": [render_secret(s) for s in await svc.webhook_secrets(key)]})
+    api = api_of(request)
+    key = await api.access.authenticate(request.headers.get("authorization"))
+    return ok({"secrets": [render_secret(s) for s in await api.webhooks.secrets(key)]})
 
 
 async def rotate_secret(request: Request) -> Response:
-    svc = services(request)
-    key = await svc.authenticate(request.headers.get("authorization"))
+    api = api_of(request)
+    key = await api.access.authenticate(request.headers.get("authorization"))
     body = await read_optional_object(request, _SMALL_BODY) or {}
-    live = await svc.rotate_webhook_secret(key, _overlap_seconds(body))
+    live = await api.webhooks.rotate(key, _overlap_seconds(body))
     return ok({"secret": live[0].secret, "secrets": [render_secret(s) for s in live]})
 
 

@@ -143,6 +143,13 @@ class GeminiRoute:
     def __repr__(self) -> str:
         return f"GeminiRoute(name={self.name!r}, model={self.model!r})"
 
+    @staticmethod
+    def declared_capabilities(name: str, options: Mapping[str, Any]) -> Capabilities:
+        """What the route can do, from its table alone: no credentials read, nothing built."""
+        opts = RouteOptions("gemini", name, options, _OPTIONS)
+        model = opts.text("model", example="gemini-nano-banana-2.1").removeprefix("models/")
+        return opts.capabilities(default_capabilities(model), min_references=1)
+
     @classmethod
     def from_options(cls, name: str, options: Mapping[str, Any], client: httpx.AsyncClient,
                      settings: Settings) -> GeminiRoute:
@@ -154,7 +161,7 @@ class GeminiRoute:
         send_image_size = opts.flag("send_image_size") if "send_image_size" in opts else None
         return cls(name, client, model=model, platform=platform_from_options(opts, settings),
                    timeout_s=opts.seconds("timeout_seconds", 120.0),
-                   capabilities=opts.capabilities(default_capabilities(model), min_references=1),
+                   capabilities=cls.declared_capabilities(name, options),
                    max_inline_bytes=opts.whole("max_inline_bytes", 7 * _MIB, 4096, 100 * _MIB),
                    send_image_size=send_image_size,
                    thinking_level=_thinking_level(opts, model))

@@ -166,6 +166,11 @@ class RelayRoute:
     def __repr__(self) -> str:  # never shows the key
         return f"RelayRoute(name={self.name!r}, base_url={self.base_url!r}, model={self.model!r})"
 
+    @staticmethod
+    def declared_capabilities(name: str, options: Mapping[str, Any]) -> Capabilities:
+        """What the route can do, from its table alone: no credentials read, nothing built."""
+        return RouteOptions("relay", name, options, _OPTIONS).capabilities(Capabilities())
+
     @classmethod
     def from_options(cls, name: str, options: Mapping[str, Any], client: httpx.AsyncClient,
                      settings: Settings) -> RelayRoute:

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from imagegate.config import Settings
 from imagegate.errors import FailCode, RouteError
 from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
+from imagegate.routes.options import RouteOptions
 from imagegate.routes.sandbox_picture import render_sandbox_picture
 
 _DIRECTIVE = re.compile(r"\[sandbox:(\w+)=([^\]]*)\]", re.IGNORECASE)
@@ -75,14 +78,32 @@ def _parse_delay(value: str) -> float:
     return delay
 
 
+CAPABILITIES = Capabilities(search_grounding=True, official=False)
+_OPTIONS = ("delay_seconds",)
+
+
 class SandboxRoute:
     """Stands in for any model; accepts every valid request, search grounding included."""
 
     def __init__(self, name: str = "sandbox", delay_s: float = 1.0) -> None:
         self.name = name
         self.delay_s = delay_s
-        self.capabilities = Capabilities(search_grounding=True, official=False)
+        self.capabilities = CAPABILITIES
         self.upstream_model = ""
+
+    @staticmethod
+    def declared_capabilities(name: str, options: Mapping[str, Any]) -> Capabilities:
+        RouteOptions("sandbox", name, options, _OPTIONS)  # refuses an unknown option
+        return CAPABILITIES
+
+    @classmethod
+    def from_options(cls, name: str, options: Mapping[str, Any], client: object,
+                     settings: Settings) -> SandboxRoute:
+        """Build from a ``[routes.<name>]`` table: ``delay_seconds`` (default
+        ``sandbox_delay_seconds``)."""
+        opts = RouteOptions("sandbox", name, options, _OPTIONS)
+        return cls(name, opts.seconds("delay_seconds", settings.sandbox_delay_seconds,
+                                      zero_ok=True))
 
     async def generate(self, job: Job) -> Sequence[GeneratedImage]:
         directives = parse_directives(job.prompt)

@@ -52,6 +52,10 @@ class SqlStore:
         now = int(time.time() * 1000)
         await self._write(lambda t: tx.migrate(t, now))
 
+    async def schema_version(self) -> tuple[int, int]:
+        """(the database's schema version, 0 when it has none; the newest this code knows)."""
+        return await self._read(tx.schema_version)
+
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers, and, after a failed write,
         takes a write again."""

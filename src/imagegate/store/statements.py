@@ -104,6 +104,8 @@ PORTABLE: dict[str, str] = {
 # now, models (every model when NULL; a JSON array in SQLite, a text[] in PostgreSQL), limit.
 _SQLITE_OWN: dict[str, str] = {
     "lock_migrations": "SELECT 1 AS locked",  # the write transaction is the lock
+    "has_versions": "SELECT COUNT(*) AS n FROM sqlite_master "
+                    "WHERE type = 'table' AND name = 'schema_migrations'",
     # Oldest first among the ready ones, through the partial index of queued tasks; the UPDATE
     # repeats the state guard.
     "claim_tasks": "UPDATE tasks SET state = 'running', stage = 'running', "
@@ -123,6 +125,8 @@ _SQLITE_OWN: dict[str, str] = {
 _POSTGRES_OWN: dict[str, str] = {
     # Processes starting together migrate one at a time (released at commit).
     "lock_migrations": "SELECT pg_advisory_xact_lock(7361094528) AS locked",
+    "has_versions": "SELECT COUNT(*) AS n FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_name = 'schema_migrations'",
     "claim_tasks": "WITH picked AS (SELECT id FROM tasks WHERE state = 'queued' "
                    "AND not_before_ms <= %(now)s "
                    "AND (%(models)s::text[] IS NULL OR model = ANY(%(models)s::text[])) "

@@ -54,6 +54,15 @@ def migrate(tx: Tx, now_ms: int) -> list[int]:
     return applied
 
 
+def schema_version(tx: Tx) -> tuple[int, int]:
+    """(the database's schema version, 0 when it has none; the newest this code knows)."""
+    row = tx.run("has_versions").one()
+    if row is None or not int(row["n"]):
+        return 0, tx.dialect.latest
+    versions = [int(r["version"]) for r in tx.run("versions").all()]
+    return max(versions, default=0), tx.dialect.latest
+
+
 def probe(tx: Tx) -> None:
     """Write and delete a row bigger than a page: fails when the database cannot grow."""
     tx.run("insert_probe", ("x" * PROBE_BYTES,))

@@ -1,0 +1,68 @@
+"""Tasks as a client sees them: submit (validate, price, store with the hold in one
+transaction, wake a worker), read one, and the balance that pays for them."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from imagegate.clock import Clock
+from imagegate.contract import parse_submit
+from imagegate.errors import NotFound, Unauthorized, quoted
+from imagegate.events import TaskEvents
+from imagegate.money import ChargeState, task_price
+from imagegate.routing import Routing
+from imagegate.store.base import ApiKey, Store
+from imagegate.tasks import Task, TaskState, new_task_id, render_status
+from imagegate.webhooks import CallbackPolicy
+
+
+class Tasks:
+    def __init__(self, store: Store, routing: Routing, callbacks: CallbackPolicy, clock: Clock,
+                 events: TaskEvents, *, base_url: str, max_unfinished: int) -> None:
+        self.store = store
+        self.routing = routing
+        self.callbacks = callbacks
+        self.clock = clock
+        self.events = events
+        self.base_url = base_url
+        self.max_unfinished = max_unfinished
+
+    async def submit(self, key: ApiKey, model_id: str, body: Any) -> str:
+        """Validate, price, and store the task with its hold in one transaction; its id."""
+        model = self.routing.model(model_id)
+        request = parse_submit(body, model.limits)
+        self.routing.check_routable(model_id, request.input, request.provider)
+        if request.callback_url:
+            await self.callbacks.check_url(request.callback_url)
+        task = Task(
+            id=new_task_id(), account_id=key.account_id, key_id=key.id, model=model_id,
+            input=request.input, state=TaskState.QUEUED, created_ms=self.clock.now_ms(),
+            price_micros=task_price(model.prices, request.input.resolution,
+                                    request.input.num_images),
+            charge_state=ChargeState.HELD, result_token=secrets.token_urlsafe(18),
+            request_type=request.request_type, callback_url=request.callback_url,
+            provider=request.provider, source=request.source)
+        await self.store.insert_task(task, key.max_concurrent_tasks or self.max_unfinished)
+        self.events.work_available()
+        return task.id
+
+    async def status(self, key: ApiKey, model_id: str, task_id: str) -> dict[str, Any]:
+        """The status ``data`` of the key's task of ``model_id``; ``NotFound`` otherwise."""
+        task = await self.store.get_task(task_id)
+        if task is None or task.account_id != key.account_id or task.model != model_id:
+            raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
+        return render_status(task, self.base_url)
+
+    async def owned(self, key: ApiKey, task_id: str) -> Task:
+        """The key's account's task; ``NotFound`` for any other."""
+        task = await self.store.get_task(task_id)
+        if task is None or task.account_id != key.account_id:
+            raise NotFound(f"no task {quoted(task_id)}")
+        return task
+
+    async def balance_micros(self, key: ApiKey) -> int:
+        account = await self.store.get_account(key.account_id)
+        if account is None:
+            raise Unauthorized("the account of this API key no longer exists")
+        return account.balance_micros
