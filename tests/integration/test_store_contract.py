@@ -1,8 +1,9 @@
 """The store contract (store/base.py): every implementation must pass this file unchanged.
 
-Runs against a real database; add a param to the ``store`` fixture for each new adapter
-(PostgreSQL). Money rules checked throughout: the sum of an account's ledger amounts is its
-balance, settle and refund happen at most once, and a refused submit stores nothing.
+Runs against each real store: SQLite on a file, the in-memory store, and PostgreSQL in a fresh
+database per test (``tests/postgres_db.py``). Money rules checked throughout: the sum of an
+account's ledger amounts is its balance, settle and refund happen at most once, and a refused
+submit stores nothing.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import dataclasses
 import json
 import secrets
 from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from postgres_db import fresh_database
 
 from imagegate.contract import SubmitInput
 from imagegate.errors import PaymentRequired, TooManyRequests, Unauthorized
@@ -28,6 +31,8 @@ from imagegate.store.base import (
     NewDelivery,
     Store,
 )
+from imagegate.store.memory import MemoryStore
+from imagegate.store.postgres import PostgresStore
 from imagegate.store.sqlite import SqliteStore
 from imagegate.tasks import (
     ResultFile,
@@ -52,20 +57,27 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def open_store(kind: str, tmp_path: Path) -> Store:
+@contextmanager
+def open_store(kind: str, tmp_path: Path) -> Iterator[Store]:
     if kind == "sqlite":
-        return SqliteStore(tmp_path / "imagegate.db")
-    raise AssertionError(f"no store of kind {kind}")
+        yield SqliteStore(tmp_path / "imagegate.db")
+    elif kind == "memory":
+        yield MemoryStore()
+    elif kind == "postgres":
+        with fresh_database() as url:
+            yield PostgresStore(url, pool_size=4)
+    else:
+        raise AssertionError(f"no store of kind {kind}")
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = open_store(request.param, tmp_path)
-    run(s.migrate())
-    try:
-        yield s
-    finally:
-        run(s.close())
+    with open_store(request.param, tmp_path) as s:
+        run(s.migrate())
+        try:
+            yield s
+        finally:
+            run(s.close())
 
 
 # Builders and checks --------------------------------------------------------------------------
