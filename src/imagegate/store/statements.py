@@ -127,22 +127,23 @@ _POSTGRES_OWN: dict[str, str] = {
     "lock_migrations": "SELECT pg_advisory_xact_lock(7361094528) AS locked",
     "has_versions": "SELECT COUNT(*) AS n FROM information_schema.tables "
                     "WHERE table_schema = current_schema() AND table_name = 'schema_migrations'",
-    "claim_tasks": "WITH picked AS (SELECT id FROM tasks WHERE state = 'queued' "
+    # The ids are picked in a sub-select run once (an InitPlan), and the UPDATE finds them by
+    # primary key: no join whose plan could turn into a scan of the backlog once the statement
+    # is prepared and planned without its values.
+    "claim_tasks": "UPDATE tasks SET state = 'running', stage = 'running', "
+                   "attempt = attempt + 1, lease_until_ms = %(lease_until)s, "
+                   "worker_id = %(worker)s, started_ms = COALESCE(started_ms, %(now)s) "
+                   "WHERE id = ANY(ARRAY(SELECT id FROM tasks WHERE state = 'queued' "
                    "AND not_before_ms <= %(now)s "
                    "AND (%(models)s::text[] IS NULL OR model = ANY(%(models)s::text[])) "
-                   "ORDER BY created_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-                   "UPDATE tasks SET state = 'running', stage = 'running', "
-                   "attempt = tasks.attempt + 1, lease_until_ms = %(lease_until)s, "
-                   "worker_id = %(worker)s, started_ms = COALESCE(tasks.started_ms, %(now)s) "
-                   "FROM picked WHERE tasks.id = picked.id AND tasks.state = 'queued' "
-                   "RETURNING tasks.*",
-    "claim_deliveries": "WITH picked AS (SELECT id FROM deliveries WHERE state = 'pending' "
-                        "AND next_attempt_ms <= %(now)s "
+                   "ORDER BY created_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED)) "
+                   "AND state = 'queued' RETURNING *",
+    "claim_deliveries": "UPDATE deliveries SET lease_until_ms = %(lease_until)s "
+                        "WHERE id = ANY(ARRAY(SELECT id FROM deliveries "
+                        "WHERE state = 'pending' AND next_attempt_ms <= %(now)s "
                         "AND (lease_until_ms IS NULL OR lease_until_ms < %(now)s) "
-                        "ORDER BY next_attempt_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-                        "UPDATE deliveries SET lease_until_ms = %(lease_until)s FROM picked "
-                        "WHERE deliveries.id = picked.id AND deliveries.state = 'pending' "
-                        "RETURNING deliveries.*",
+                        "ORDER BY next_attempt_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED)) "
+                        "AND state = 'pending' RETURNING *",
 }
 
 
