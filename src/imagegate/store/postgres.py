@@ -51,7 +51,7 @@ from imagegate.store.schema import POSTGRES_MIGRATIONS
 from imagegate.store.sql import Dialect, Row, Tx
 from imagegate.store.sql_store import SqlStore
 
-__all__ = ["POSTGRES", "PostgresStore", "PostgresTx"]
+__all__ = ["POSTGRES", "PostgresStore", "PostgresTx", "split_url"]
 
 T = TypeVar("T")
 Conn = psycopg.Connection[DictRow]
@@ -61,6 +61,7 @@ POSTGRES = Dialect("postgresql", statements.POSTGRES, POSTGRES_MIGRATIONS)
 DEFAULT_POOL_SIZE = 8
 DEFAULT_POOL_TIMEOUT_S = 5.0
 DEFAULT_CONNECT_TIMEOUT_S = 5
+OWN_OPTIONS = frozenset({"pool_size", "pool_timeout"})  # in the URL's query, not libpq's
 CONFLICT_TRIES = 5  # a deadlock or serialization failure, then four more tries
 DROPPED_TRIES = 2  # a pooled connection the server dropped, then one try on a fresh one
 
@@ -94,18 +95,14 @@ class PostgresStore(SqlStore):
     def from_url(cls, url: str) -> PostgresStore:
         """``postgresql://`` or ``postgres://`` URL as libpq reads it, plus ``pool_size`` and
         ``pool_timeout`` (seconds) in its query; ``ConfigError`` for values that are not."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("postgresql", "postgres"):
-            raise ConfigError(f"not a PostgreSQL URL: {parts.scheme}://...")
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        size = _positive(query.pop("pool_size", str(DEFAULT_POOL_SIZE)), "pool_size")
-        timeout = _positive(query.pop("pool_timeout", str(DEFAULT_POOL_TIMEOUT_S)),
+        conninfo, options = split_url(url)
+        size = _positive(options.get("pool_size", str(DEFAULT_POOL_SIZE)), "pool_size")
+        timeout = _positive(options.get("pool_timeout", str(DEFAULT_POOL_TIMEOUT_S)),
                             "pool_timeout")
         if not size.is_integer():
             raise ConfigError(f"the PostgreSQL URL's pool_size must be a whole number, not "
                               f"{size:g}")
         try:
-            conninfo = urlunsplit(parts._replace(query=urlencode(query)))
             return cls(conninfo, pool_size=int(size), pool_timeout_s=timeout)
         except psycopg.ProgrammingError as exc:  # libpq could not parse it
             raise ConfigError(f"the PostgreSQL URL cannot be used: {exc}") from exc
@@ -215,6 +212,19 @@ class _Result:
 
     def all(self) -> list[Row]:
         return list(self._cursor.fetchall())
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """A ``postgresql://`` or ``postgres://`` URL as libpq takes it, and imagegate's own options
+    taken out of its query (``pool_size``, ``pool_timeout``); ``ConfigError`` for another
+    scheme."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"not a PostgreSQL URL: {parts.scheme}://...")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options = {k: v for k, v in query if k in OWN_OPTIONS}
+    libpq = [(k, v) for k, v in query if k not in OWN_OPTIONS]
+    return urlunsplit(parts._replace(query=urlencode(libpq))), options
 
 
 def _positive(value: str, name: str) -> float:
