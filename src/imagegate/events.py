@@ -1,8 +1,9 @@
 """In-process task events: wake idle workers when work arrives, and let waiters observe a task
 reach a terminal state without polling the database in a tight loop.
 
-This is the single-process implementation; a fleet replaces it with the database's own
-notification channel behind the same methods, and workers keep a slow poll as a fallback.
+This is the single-process implementation; a fleet on PostgreSQL uses ``PostgresEvents``
+(``events_postgres.py``), the database's own notification channel behind the same methods, and
+workers keep a slow poll as a fallback.
 """
 
 from __future__ import annotations
@@ -34,10 +35,19 @@ class Signal:
 
 
 class TaskEvents:
+    """Wake-ups within one process. ``start`` and ``close`` do nothing here; they are there so
+    a process starts and closes whichever events it was given the same way."""
+
     def __init__(self) -> None:
         self.work = Signal()  # a task may be ready to claim
         self.deliveries = Signal()  # a callback delivery was queued
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+
+    async def start(self) -> None:
+        """Begin receiving other processes' events (none here)."""
+
+    async def close(self) -> None:
+        """Stop receiving and sending events (none here)."""
 
     def work_available(self) -> None:
         self.work.set()
