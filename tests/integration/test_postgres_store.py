@@ -264,6 +264,23 @@ def test_a_broken_rule_of_the_schema_stays_an_error(store: PostgresStore) -> Non
     run(store.ping())  # not a trouble of the database: no probe needed, nothing refused
 
 
+@pytest.mark.parametrize("error", [psycopg.errors.DiskFull, psycopg.errors.TooManyConnections,
+                                   psycopg.errors.AdminShutdown,
+                                   psycopg.errors.ReadOnlySqlTransaction])
+def test_database_trouble_in_a_write_is_unavailable_until_a_write_succeeds(
+        store: PostgresStore, url: str, error: type[psycopg.Error]) -> None:
+    def trouble(tx: Tx) -> None:
+        tx.run("insert_account", ("acct", "Ada", NOW))
+        raise error("as the server would say it")
+
+    with pytest.raises(StoreUnavailable, match="cannot be written"):
+        run(store._write(trouble))
+    assert sql(url, "SELECT COUNT(*) FROM accounts") == [(0,)]  # rolled back
+    assert sql(url, "SELECT COUNT(*) FROM store_probe") == [(0,)]
+    run(store.ping())  # writes (and deletes) the probe: the database takes writes again
+    run(store.create_account("acct", "Ada", NOW))
+
+
 def test_dropped_connections_are_replaced_without_failing_a_call(store: PostgresStore,
                                                                  url: str) -> None:
     run(open_account(store, 1_000))
