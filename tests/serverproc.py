@@ -35,7 +35,8 @@ class Server:
     """``imagegate serve`` on a free loopback port, in its own process group."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
-                 config: Path | None = None) -> None:
+                 config: Path | None = None, command: str = "serve") -> None:
+        self.command = command  # serve, or api (the API alone)
         self.data_dir = data_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -55,8 +56,8 @@ class Server:
 
     def start(self, timeout: float = 30.0) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "imagegate.cli", "serve", "--data-dir", str(self.data_dir),
-               "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "imagegate.cli", self.command, "--data-dir",
+               str(self.data_dir), "--port", str(self.port)]
         if self.config:
             cmd += ["--config", str(self.config)]
         with self.log_path.open("a") as log:
@@ -113,6 +114,52 @@ class Server:
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+
+
+class Loops:
+    """``imagegate worker`` or ``imagegate sweeper`` (``command``, with ``args``) in its own
+    process group, started once it says it is running."""
+
+    def __init__(self, data_dir: Path, command: str, *args: str,
+                 env: dict[str, str] | None = None, config: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self.cmd = [sys.executable, "-m", "imagegate.cli", command, "--data-dir", str(data_dir),
+                    *args, *(["--config", str(config)] if config else [])]
+        self.env = {"IMAGEGATE_ALLOW_PRIVATE_NETWORKS": "true",
+                    "IMAGEGATE_ALLOW_HTTP_CALLBACKS": "true",
+                    "IMAGEGATE_SANDBOX_DELAY_SECONDS": "0",
+                    "IMAGEGATE_SWEEPER_INTERVAL_SECONDS": "0.3",
+                    "IMAGEGATE_WORKER_POLL_SECONDS": "0.2",
+                    "IMAGEGATE_LOG_LEVEL": "warning", **(env or {})}
+        self.log_path = data_dir / f"{command}-{free_port()}.log"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 30.0) -> Loops:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a") as log:
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         text=True, env={**os.environ, **self.env},
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while " running (" not in self.log_path.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{self.cmd} did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then wait: the exit status."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self.proc = None
+        return code
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
 
 
 def t2i(prompt: str = "a red fox", **input_fields: Any) -> dict[str, Any]:

@@ -97,6 +97,7 @@ class Seams:
     clock: Clock
     events: TaskEvents
     routing: Routing
+    callbacks: CallbackPolicy
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -106,23 +107,22 @@ class Seams:
 
 def open_seams(settings: Settings, *, store: Store | None = None, blobs: BlobStore | None = None,
                clock: Clock | None = None, transport: httpx.AsyncBaseTransport | None = None,
-               events: TaskEvents | None = None) -> Seams:
-    """Every seam from ``settings``; tests pass fakes for any of them."""
+               events: TaskEvents | None = None,
+               callbacks: CallbackPolicy | None = None) -> Seams:
+    """Every seam from ``settings``; tests pass fakes for any of them (``callbacks`` with its
+    resolver, ``transport`` for every outbound request)."""
     client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
                                timeout=httpx.Timeout(30.0, connect=10.0))
+    policy = callbacks or CallbackPolicy(allow_http=settings.allow_http_callbacks,
+                                         allow_private=settings.allow_private_networks)
     return Seams(settings, store or open_store(settings),
                  blobs or LocalBlobStore(settings.results_dir), client, clock or SystemClock(),
-                 events or TaskEvents(), routing_of(settings))
-
-
-def _callbacks(settings: Settings) -> CallbackPolicy:
-    return CallbackPolicy(allow_http=settings.allow_http_callbacks,
-                          allow_private=settings.allow_private_networks)
+                 events or TaskEvents(), routing_of(settings), policy)
 
 
 def _dispatcher(seams: Seams) -> Dispatcher:
-    return Dispatcher(seams.store, seams.client, _callbacks(seams.settings), seams.settings,
-                      seams.clock, seams.events)
+    return Dispatcher(seams.store, seams.client, seams.callbacks, seams.settings, seams.clock,
+                      seams.events)
 
 
 # The runtime: workers, sweeper, dispatcher, route monitor ---------------------------------------
@@ -139,6 +139,9 @@ class Runtime:
     router: Router | None = None
     monitor: RouteMonitor | None = None
     routes: Mapping[str, Route] = field(default_factory=dict)
+    worker: Worker | None = None
+    sweeper: Sweeper | None = None
+    dispatcher: Dispatcher | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _running: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -197,12 +200,14 @@ def build_runtime(seams: Seams, *, work: bool = True, sweep: bool = True, delive
                         concurrency=concurrency)
         loops.update(worker=worker.run, monitor=monitor.run)
         runtime.router, runtime.monitor, runtime.routes = router, monitor, built
+        runtime.worker = worker
     if sweep:
-        sweeper = Sweeper(seams.store, seams.blobs, completion, settings, seams.clock,
-                          seams.events)
-        loops["sweeper"] = sweeper.run
+        runtime.sweeper = Sweeper(seams.store, seams.blobs, completion, settings, seams.clock,
+                                  seams.events)
+        loops["sweeper"] = runtime.sweeper.run
     if deliver:
-        loops["dispatcher"] = _dispatcher(seams).run
+        runtime.dispatcher = _dispatcher(seams)
+        loops["dispatcher"] = runtime.dispatcher.run
     return runtime
 
 
@@ -300,7 +305,7 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *,
     access = Access(seams.store, seams.routing, limiter or InMemoryRateLimiter(),
                     cache_s=settings.auth_cache_seconds, default_rate=settings.limits_submit_rate,
                     default_burst=settings.limits_submit_burst)
-    tasks = Tasks(seams.store, seams.routing, _callbacks(settings), seams.clock, seams.events,
+    tasks = Tasks(seams.store, seams.routing, seams.callbacks, seams.clock, seams.events,
                   base_url=settings.base_url, max_unfinished=settings.limits_max_concurrent_tasks)
     webhooks = Webhooks(seams.store, tasks, _dispatcher(seams), seams.clock,
                         default_overlap_s=settings.callbacks_rotation_overlap_seconds)

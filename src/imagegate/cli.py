@@ -1,6 +1,9 @@
 """The ``imagegate`` command line.
 
     imagegate serve [--data-dir DIR] [--host H] [--port P] [--config FILE]
+    imagegate api [--host H] [--port P]
+    imagegate worker [--models M,..] [--routes R,..] [--concurrency N]
+    imagegate sweeper
     imagegate migrate
     imagegate keys create --credit USD [--name N] [--json]
     imagegate keys list [--json]
@@ -80,6 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="listen port (default 8000)")
     serve.set_defaults(run=cmd_serve)
+
+    api = sub.add_parser("api", parents=[common], help="serve the API alone, no workers "
+                         "(several may run behind a load balancer)")
+    api.add_argument("--host", help="listen address (default 127.0.0.1)")
+    api.add_argument("--port", type=_port, help="listen port (default 8000)")
+    api.set_defaults(run=cmd_api)
+
+    worker = sub.add_parser("worker", parents=[common], help="claim and run tasks")
+    worker.add_argument("--models", type=_models, help="comma-separated model ids to claim "
+                        "(default: every model one of its routes serves)")
+    worker.add_argument("--routes", type=_names, help="comma-separated routes to run "
+                        "(default: every route in use)")
+    worker.add_argument("--concurrency", type=_count, help="tasks at once (default: "
+                        "worker_concurrency)")
+    worker.set_defaults(run=cmd_worker)
+
+    sweeper = sub.add_parser("sweeper", parents=[common], help="requeue expired leases, fail "
+                             "overdue queued tasks, delete expired results, deliver callbacks")
+    sweeper.set_defaults(run=cmd_sweeper)
 
     migrate = sub.add_parser("migrate", parents=[common], help="create the data directory and "
                              "database, or bring the database's schema up to date")
@@ -175,6 +197,19 @@ def _models(text: str) -> tuple[str, ...]:
     if not models:
         raise argparse.ArgumentTypeError("--models needs at least one model id")
     return models
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name")
+    return names
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _positive(text: str) -> float:
@@ -391,6 +426,33 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if lock is not None:
             os.close(lock)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from imagegate.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    serving.check_port_free(settings.host, settings.port)
+    serving.run(settings, args.config, serving.API_APP)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from imagegate.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    asyncio.run(serving.run_loops(settings, "worker", work=True, sweep=False, deliver=False,
+                                  models=args.models, route_names=args.routes,
+                                  concurrency=args.concurrency))
+    return 0
+
+
+def cmd_sweeper(args: argparse.Namespace, settings: Settings) -> int:
+    from imagegate.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    asyncio.run(serving.run_loops(settings, "sweeper", work=False, sweep=True, deliver=True))
     return 0
 
 

@@ -47,6 +47,19 @@ class Completion:
                         lease_expired_before_ms=lease_expired_before_ms)
         return await self._finish(task, finish)
 
+    async def fail_queued(self, task: Task, error: TaskError) -> bool:
+        """Fail a task no worker took (the sweeper, at its deadline): refunded, called back."""
+        now = self.clock.now_ms()
+        finish = Finish(TaskState.FAILED, now, fail_code=error.fail_code,
+                        fail_msg=error.message, notes=task.notes, expire_ms=self._expiry(now))
+        done = await self.store.fail_queued(task.id, finish, self._delivery(task, finish))
+        if done:
+            log.info("task %s failed while queued (%s: %s)", task.id, error.fail_code,
+                     error.message)
+            self.events.task_changed(task.id)
+            self.events.delivery_queued()
+        return done
+
     async def retry_later(self, task: Task, error: TaskError,
                           attempts: tuple[RouteAttempt, ...]) -> bool:
         delay = self.backoff_s(task.attempt, error.retry_after)

@@ -70,6 +70,9 @@ SETTINGS: tuple[Setting, ...] = (
             "not told about."),
     Setting("worker_retry_backoff_seconds", float, 2.0, "First delay before retrying a task; "
             "doubles each attempt."),
+    Setting("worker_shutdown_grace_seconds", float, 30.0, "On SIGTERM, how long `imagegate "
+            "worker` lets running attempts finish before it hands their tasks back to the "
+            "queue."),
     Setting("router_failure_threshold", int, 5, "Failures in a row (rate limits, timeouts, "
             "unknown errors) that open a route's circuit."),
     Setting("router_cooldown_seconds", float, 30.0, "How long an open circuit keeps a route "
@@ -138,6 +141,7 @@ class Settings:
     worker_task_deadline_seconds: float = 900.0
     worker_poll_seconds: float = 1.0
     worker_retry_backoff_seconds: float = 2.0
+    worker_shutdown_grace_seconds: float = 30.0
     router_failure_threshold: int = 5
     router_cooldown_seconds: float = 30.0
     router_check_models: bool = True

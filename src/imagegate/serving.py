@@ -1,5 +1,10 @@
-"""Starting the all-in-one server (``imagegate serve``): one server per data directory and per
-port, the first start's demo key, the safety switches that are off, then the ASGI server.
+"""Starting processes: the all-in-one server (``imagegate serve``) and the API alone (``imagegate
+api``) under the ASGI server, and the loops of ``imagegate worker`` and ``imagegate sweeper``,
+which stop on SIGTERM or SIGINT: running attempts get ``worker_shutdown_grace_seconds`` to
+finish, then they are cancelled and their tasks handed back to the queue.
+
+``serve`` keeps one server per data directory and per port, creates the first start's demo
+key, and names the safety switches that are off.
 
 Two servers on one port would share it (the ASGI server binds with SO_REUSEPORT) and answer
 alternate requests with different keys; two on one data directory would run two sets of workers
@@ -12,39 +17,74 @@ runs several processes on one database on purpose.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import json
 import os
 import shlex
+import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from imagegate import accounts
+from imagegate.bootstrap import build_runtime, open_seams, prepare_database
 from imagegate.clock import SystemClock
 from imagegate.config import ENV_PREFIX, Settings
 from imagegate.errors import RequestError
 from imagegate.money import format_usd, usd_to_micros
 from imagegate.store.base import Store
 
-__all__ = ["check_port_free", "first_start", "lock_data_dir", "run", "safety_notes"]
+__all__ = ["check_port_free", "first_start", "lock_data_dir", "run", "run_loops",
+           "safety_notes"]
 
 LOCK_FILE = "imagegate.lock"
 
 
-def run(settings: Settings, config_file: str | None) -> None:
-    """Serve until stopped (the data directory and port already checked, the database ready)."""
+SERVE_APP = "imagegate.api.app:create_app_from_env"
+API_APP = "imagegate.api.app:create_api_app_from_env"
+
+
+def run(settings: Settings, config_file: str | None, app: str = SERVE_APP) -> None:
+    """Serve ``app`` until stopped (the data directory and port already checked)."""
     from granian import Granian
     from granian.constants import Interfaces
 
     _export(settings, config_file)
-    print(f"imagegate serving on {settings.base_url} (data in {settings.data_dir})", flush=True)
+    what = "API" if app == API_APP else "serving"
+    print(f"imagegate {what} on {settings.base_url} (data in {settings.data_dir})", flush=True)
     for note in safety_notes(settings):
         print(f"note: {note}", file=sys.stderr, flush=True)
-    Granian("imagegate.api.app:create_app_from_env", address=settings.host, port=settings.port,
-            interface=Interfaces.ASGI, factory=True, workers=1,
+    Granian(app, address=settings.host, port=settings.port, interface=Interfaces.ASGI,
+            factory=True, workers=1,
             log_level=settings.log_level.lower()).serve()  # type: ignore[arg-type]
+
+
+async def run_loops(settings: Settings, name: str, **kinds: Any) -> None:
+    """Run the runtime ``build_runtime(**kinds)`` makes until SIGTERM or SIGINT (or a loop
+    fails), then stop it within the grace period."""
+    seams = open_seams(settings)
+    try:
+        runtime = build_runtime(seams, **kinds)
+        await prepare_database(seams.store, upgrade=False)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await runtime.start()
+        print(f"imagegate {name} running ({', '.join(runtime.loops)}); data in "
+              f"{settings.data_dir}", flush=True)
+        stopped = asyncio.create_task(stop.wait())
+        ended = asyncio.create_task(runtime.wait())
+        await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
+        print(f"imagegate {name} stopping", flush=True)
+        await runtime.stop(settings.worker_shutdown_grace_seconds)
+        for waiter in (stopped, ended):
+            waiter.cancel()
+    finally:
+        await seams.close()
 
 
 def lock_data_dir(data_dir: Path) -> int:

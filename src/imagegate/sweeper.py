@@ -41,8 +41,22 @@ class Sweeper:
                 pass
 
     async def sweep_once(self) -> tuple[int, int]:
-        """Returns (leases recovered, tasks whose results were deleted)."""
-        return await self.recover_leases(), await self.delete_expired_results()
+        """Returns (leases recovered, tasks whose results were deleted); also fails the queued
+        tasks past their deadline."""
+        leases = await self.recover_leases()
+        await self.fail_overdue()
+        return leases, await self.delete_expired_results()
+
+    async def fail_overdue(self) -> int:
+        """Fail and refund queued tasks past their deadline: no worker took them in time (none
+        for their model may be alive), so waiting longer cannot help."""
+        deadline_ms = int(self.settings.worker_task_deadline_seconds * 1000)
+        overdue = await self.store.overdue_queued(self.clock.now_ms() - deadline_ms, BATCH)
+        late = TaskError(FailCode.TIMEOUT, "no worker took the task before its deadline")
+        failed = 0
+        for task in overdue:
+            failed += await self.completion.fail_queued(task, late)
+        return failed
 
     async def recover_leases(self) -> int:
         """Requeue (or, attempts used up, fail and refund) running tasks whose lease expired.

@@ -158,6 +158,13 @@ class Dispatcher:
         if running:
             await asyncio.wait(running)
 
+    async def deliver_once(self, limit: int = 100) -> int:
+        """Claim the deliveries due now (up to ``limit``) and make one attempt of each; how
+        many. One pass of ``run``, for tools and tests that drive time themselves."""
+        claimed = await self._claim(limit)
+        await asyncio.gather(*(self.deliver(d) for d in claimed))
+        return len(claimed)
+
     async def _claim(self, limit: int) -> list[Delivery]:
         lease_ms = int(self.settings.callbacks_timeout_seconds * 1000) + LEASE_MARGIN_MS
         try:

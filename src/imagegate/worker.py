@@ -47,16 +47,38 @@ class Worker:
         self.concurrency = concurrency or settings.worker_concurrency
         self.id = "w-" + secrets.token_hex(4)
         self._running: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], Task] = {}  # what each running attempt runs
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run tasks until ``stop`` is set; then let running attempts finish.
-        Cancelled, it cancels the attempts it runs (their leases then expire)."""
+        Cancelled (a stop's grace period is over), it cancels the attempts it runs and hands
+        their tasks back to the queue at once, instead of leaving them to their leases."""
         try:
             await self._loop(stop)
         except asyncio.CancelledError:
+            cut_off = list(self._tasks.values())
             for running in list(self._running):
                 running.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
+            await self._release(cut_off)
             raise
+
+    async def work_once(self) -> int:
+        """Claim the tasks ready now (up to ``concurrency``) and run each attempt to its end;
+        how many. One pass of ``run``, for tools and tests that drive time themselves."""
+        claimed = await self._claim(self.concurrency)
+        await asyncio.gather(*(self.run_task(task) for task in claimed))
+        return len(claimed)
+
+    async def _release(self, tasks: Sequence[Task]) -> None:
+        now = self.clock.now_ms()
+        for task in tasks:
+            try:
+                await self.store.retry_later(task.id, task.attempt, now, task.route_attempts,
+                                             f"attempt {task.attempt}: released by a worker "
+                                             "that stopped")
+            except Exception:  # its lease will expire instead
+                log.exception("could not release task %s", task.id)
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -65,6 +87,7 @@ class Worker:
             for task in claimed:
                 running = asyncio.create_task(self.run_task(task), name=f"task-{task.id}")
                 self._running.add(running)
+                self._tasks[running] = task
                 running.add_done_callback(self._done)
             if free > 0 and not claimed:
                 await self._idle(stop)
@@ -75,6 +98,7 @@ class Worker:
 
     def _done(self, running: asyncio.Task[None]) -> None:
         self._running.discard(running)
+        self._tasks.pop(running, None)
         self.events.work_available()  # a slot is free: look for more work
 
     async def _claim(self, limit: int) -> list[Task]:

@@ -1,9 +1,13 @@
 """Tasks as a client sees them: submit (validate, price, store with the hold in one
-transaction, wake a worker), read one, and the balance that pays for them."""
+transaction, wake a worker), read one, and the balance that pays for them.
+
+A finished task never changes, so its status answer is rendered once and kept (the most recent
+``FINISHED_CACHE`` of them): polling a finished task reads no database."""
 
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from typing import Any
 
 from imagegate.clock import Clock
@@ -16,6 +20,8 @@ from imagegate.store.base import ApiKey, Store
 from imagegate.tasks import Task, TaskState, new_task_id, render_status
 from imagegate.webhooks import CallbackPolicy
 
+FINISHED_CACHE = 50_000
+
 
 class Tasks:
     def __init__(self, store: Store, routing: Routing, callbacks: CallbackPolicy, clock: Clock,
@@ -27,6 +33,8 @@ class Tasks:
         self.events = events
         self.base_url = base_url
         self.max_unfinished = max_unfinished
+        # task id -> (account id, model, status data) of finished tasks, least recent first
+        self._finished: OrderedDict[str, tuple[str, str, dict[str, Any]]] = OrderedDict()
 
     async def submit(self, key: ApiKey, model_id: str, body: Any) -> str:
         """Validate, price, and store the task with its hold in one transaction; its id."""
@@ -48,11 +56,28 @@ class Tasks:
         return task.id
 
     async def status(self, key: ApiKey, model_id: str, task_id: str) -> dict[str, Any]:
-        """The status ``data`` of the key's task of ``model_id``; ``NotFound`` otherwise."""
-        task = await self.store.get_task(task_id)
-        if task is None or task.account_id != key.account_id or task.model != model_id:
+        """The status ``data`` of the key's task of ``model_id``; ``NotFound`` otherwise. The
+        caller must not change it (a finished task's is shared)."""
+        found = self._finished.get(task_id)
+        if found is not None:
+            self._finished.move_to_end(task_id)
+            account_id, model, data = found
+        else:
+            task = await self.store.get_task(task_id)
+            if task is None:
+                raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
+            account_id, model, data = task.account_id, task.model, render_status(task,
+                                                                                   self.base_url)
+            if task.state.terminal:
+                self._remember(task_id, (account_id, model, data))
+        if account_id != key.account_id or model != model_id:
             raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
-        return render_status(task, self.base_url)
+        return data
+
+    def _remember(self, task_id: str, entry: tuple[str, str, dict[str, Any]]) -> None:
+        self._finished[task_id] = entry
+        if len(self._finished) > FINISHED_CACHE:
+            self._finished.popitem(last=False)
 
     async def owned(self, key: ApiKey, task_id: str) -> Task:
         """The key's account's task; ``NotFound`` for any other."""

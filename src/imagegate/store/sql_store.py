@@ -123,6 +123,13 @@ class SqlStore:
         return await self._write(lambda t: tx.retry_later(
             t, task_id, attempt, not_before_ms, route_attempts, note, lease_expired_before_ms))
 
+    async def overdue_queued(self, created_before_ms: int, limit: int) -> list[Task]:
+        return await self._read(lambda t: tx.overdue_queued(t, created_before_ms, limit))
+
+    async def fail_queued(self, task_id: str, finish: Finish,
+                          delivery: NewDelivery | None) -> bool:
+        return await self._write(lambda t: tx.fail_queued(t, task_id, finish, delivery))
+
     async def expired_leases(self, now_ms: int, limit: int) -> list[Task]:
         return await self._read(lambda t: tx.expired_leases(t, now_ms, limit))
 

@@ -62,6 +62,13 @@ PORTABLE: dict[str, str] = {
                "worker_id = NULL, not_before_ms = ?, attempts_json = ?, notes_json = ? "
                "WHERE id = ? AND attempt = ? AND state = 'running' "
                "AND (CAST(? AS BIGINT) IS NULL OR lease_until_ms < ?)",
+    # A queued task no worker took before its deadline: failed where it waits.
+    "fail_queued": "UPDATE tasks SET state = 'failed', stage = 'done', complete_ms = ?, "
+                   "expire_ms = ?, fail_code = ?, fail_msg = ?, notes_json = ?, "
+                   "not_before_ms = 0 WHERE id = ? AND state = 'queued' "
+                   "RETURNING key_id, account_id, price_micros",
+    "overdue_queued": "SELECT * FROM tasks WHERE state = 'queued' AND created_ms < ? "
+                      "ORDER BY created_ms LIMIT ?",
     "change_charge": "UPDATE tasks SET charge_state = ? WHERE id = ? AND charge_state = ?",
     "expired_leases": "SELECT * FROM tasks WHERE state = 'running' AND lease_until_ms < ? "
                       "ORDER BY lease_until_ms LIMIT ?",

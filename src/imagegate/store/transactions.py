@@ -26,7 +26,7 @@ from imagegate.store.base import (
     NewDelivery,
     WebhookSecret,
 )
-from imagegate.store.sql import Tx
+from imagegate.store.sql import Row, Tx
 from imagegate.tasks import RouteAttempt, Task, TaskState
 
 PROBE_BYTES = 16 * 1024  # more than a page: a probe needs room to grow, as a submit does
@@ -193,11 +193,35 @@ def finish_task(tx: Tx, task_id: str, attempt: int, finish: Finish,
         json.dumps(list(finish.notes)), task_id, attempt, fence, fence)).one()
     if row is None:
         return False
+    _ended(tx, task_id, row, finish, delivery)
+    return True
+
+
+def overdue_queued(tx: Tx, created_before_ms: int, limit: int) -> list[Task]:
+    """Queued tasks submitted before ``created_before_ms``, oldest first."""
+    return [rows.task(r) for r in tx.run("overdue_queued", (created_before_ms, limit)).all()]
+
+
+def fail_queued(tx: Tx, task_id: str, finish: Finish, delivery: NewDelivery | None) -> bool:
+    """Fail a task that is still queued (no worker took it in time), refunded, with its
+    callback row. False, changing nothing, when it is no longer queued."""
+    assert finish.state is TaskState.FAILED and TaskState.QUEUED.can_become(finish.state)
+    row = tx.run("fail_queued", (finish.now_ms, finish.expire_ms, finish.fail_code,
+                                 finish.fail_msg, json.dumps(list(finish.notes)),
+                                 task_id)).one()
+    if row is None:
+        return False
+    _ended(tx, task_id, row, finish, delivery)
+    return True
+
+
+def _ended(tx: Tx, task_id: str, row: Row, finish: Finish, delivery: NewDelivery | None) -> None:
+    """What every end of a task does in its transaction: the money, the key's unfinished
+    count, the callback row."""
     _move_money(tx, task_id, str(row["account_id"]), int(row["price_micros"]), finish)
     tx.run("free_unfinished_slot", (row["key_id"],))
     if delivery is not None:
         tx.run("insert_delivery", rows.delivery_params(delivery))
-    return True
 
 
 def _move_money(tx: Tx, task_id: str, account_id: str, price: int, finish: Finish) -> None:

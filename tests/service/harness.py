@@ -1,0 +1,114 @@
+"""The service in-process, for tests that drive it step by step: the use cases, the worker, the
+sweeper and the dispatcher over the in-memory store and blobs, a ``FakeClock`` that moves only
+when a test moves it, and callbacks answered by a scripted transport. No socket, no sleep: a
+test runs in milliseconds and always in the same order.
+
+    h = await Harness.open(worker_max_attempts=2)
+    key = await h.key(credit="1")
+    task_id = await h.submit(key, prompt="[sandbox:fail=Timeout:1] a fox")
+    await h.work()                  # attempt 1 fails, retry due after the backoff
+    h.clock.advance(2)
+    await h.work()                  # attempt 2 succeeds
+    assert (await h.status(key, task_id))["state"] == "success"
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from imagegate import accounts
+from imagegate.blobs.memory import MemoryBlobStore
+from imagegate.bootstrap import Api, build_api, build_runtime, open_seams, prepare_database
+from imagegate.clock import FakeClock
+from imagegate.config import Settings
+from imagegate.money import usd_to_micros
+from imagegate.store.base import ApiKey
+from imagegate.store.memory import MemoryStore
+from imagegate.tasks import Task
+from imagegate.webhooks import CallbackPolicy
+
+Answer = Callable[[httpx.Request], httpx.Response]
+
+
+async def _any_public_address(host: str, port: int) -> list[str]:
+    return ["93.184.216.34"]  # every callback host is a public one here; nothing is dialled
+
+
+@dataclass
+class Harness:
+    api: Api
+    clock: FakeClock
+    store: MemoryStore
+    blobs: MemoryBlobStore
+    callbacks: list[httpx.Request] = field(default_factory=list)
+    answer: Answer = field(default=lambda request: httpx.Response(200))
+
+    @classmethod
+    async def open(cls, **settings: Any) -> Harness:
+        config = Settings.load(env={}, **{"sandbox_delay_seconds": 0.0, **settings})
+        clock, store, blobs = FakeClock(), MemoryStore(), MemoryBlobStore()
+        holder: list[Harness] = []
+        transport = httpx.MockTransport(lambda request: holder[0]._receive(request))
+        policy = CallbackPolicy(allow_http=True, resolver=_any_public_address)
+        seams = open_seams(config, store=store, blobs=blobs, clock=clock, transport=transport,
+                           callbacks=policy)
+        harness = cls(build_api(seams, build_runtime(seams)), clock, store, blobs)
+        holder.append(harness)
+        await prepare_database(store, upgrade=True)
+        return harness
+
+    def _receive(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.callbacks.append(request)
+        return self.answer(request)
+
+    async def close(self) -> None:
+        await self.api.stop()
+
+    # Driving ----------------------------------------------------------------------------------
+
+    async def key(self, credit: str = "10", **limits: Any) -> ApiKey:
+        made = await accounts.create_key(self.store, self.clock,
+                                         credit_micros=usd_to_micros(credit), **limits)
+        return made.key
+
+    async def submit(self, key: ApiKey, prompt: str = "a fox", model: str = "nano-banana-2",
+                     **fields: Any) -> str:
+        body = {"input": {"mode": "text-to-image", "prompt": prompt, "aspect_ratio": "1:1",
+                          "resolution": "1k", **fields.pop("input", {})}, **fields}
+        return await self.api.tasks.submit(key, model, body)
+
+    async def work(self) -> int:
+        """Run every attempt that is due now; how many ran."""
+        assert self.api.runtime is not None and self.api.runtime.worker is not None
+        return await self.api.runtime.worker.work_once()
+
+    async def sweep(self) -> tuple[int, int]:
+        assert self.api.runtime is not None and self.api.runtime.sweeper is not None
+        return await self.api.runtime.sweeper.sweep_once()
+
+    async def deliver(self) -> int:
+        assert self.api.runtime is not None and self.api.runtime.dispatcher is not None
+        return await self.api.runtime.dispatcher.deliver_once()
+
+    # Looking ----------------------------------------------------------------------------------
+
+    async def status(self, key: ApiKey, task_id: str, model: str = "nano-banana-2",
+                     ) -> dict[str, Any]:
+        return await self.api.tasks.status(key, model, task_id)
+
+    async def task(self, task_id: str) -> Task:
+        task = await self.store.get_task(task_id)
+        assert task is not None
+        return task
+
+    async def balance(self, key: ApiKey) -> int:
+        return await self.api.tasks.balance_micros(key)
+
+    def callback_bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.callbacks]
