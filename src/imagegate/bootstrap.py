@@ -99,7 +99,11 @@ class Seams:
     routing: Routing
     callbacks: CallbackPolicy
 
+    async def start(self) -> None:
+        await self.events.start()
+
     async def close(self) -> None:
+        await self.events.close()
         await self.client.aclose()
         await self.blobs.close()
         await self.store.close()
@@ -117,7 +121,17 @@ def open_seams(settings: Settings, *, store: Store | None = None, blobs: BlobSto
                                          allow_private=settings.allow_private_networks)
     return Seams(settings, store or open_store(settings),
                  blobs or LocalBlobStore(settings.results_dir), client, clock or SystemClock(),
-                 events or TaskEvents(), routing_of(settings), policy)
+                 events or open_events(settings), routing_of(settings), policy)
+
+
+def open_events(settings: Settings) -> TaskEvents:
+    """Events shared by every process of the database (PostgreSQL's LISTEN/NOTIFY), or of this
+    process alone (SQLite, memory: other processes find work by polling)."""
+    if settings.database.startswith(("postgresql:", "postgres:")):
+        from imagegate.events_postgres import PostgresEvents
+
+        return PostgresEvents.from_url(settings.database)
+    return TaskEvents()
 
 
 def _dispatcher(seams: Seams) -> Dispatcher:
@@ -271,6 +285,7 @@ class Api:
 
     async def start(self) -> None:
         await prepare_database(self.seams.store, upgrade=self.migrate)
+        await self.seams.start()
         if self.runtime is not None:
             await self.runtime.start()
 

@@ -69,6 +69,7 @@ async def run_loops(settings: Settings, name: str, **kinds: Any) -> None:
     try:
         runtime = build_runtime(seams, **kinds)
         await prepare_database(seams.store, upgrade=False)
+        await seams.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

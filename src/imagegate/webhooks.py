@@ -152,7 +152,7 @@ class Dispatcher:
                 task = asyncio.create_task(self.deliver(delivery))
                 running.add(task)
                 task.add_done_callback(running.discard)
-                task.add_done_callback(lambda _: self.events.delivery_queued())
+                task.add_done_callback(lambda _: self.events.deliveries.set())
             if not claimed:
                 await self.events.deliveries.wait(1.0, stop)
         if running:

@@ -99,7 +99,7 @@ class Worker:
     def _done(self, running: asyncio.Task[None]) -> None:
         self._running.discard(running)
         self._tasks.pop(running, None)
-        self.events.work_available()  # a slot is free: look for more work
+        self.events.work.set()  # a slot is free: this process looks for more work
 
     async def _claim(self, limit: int) -> list[Task]:
         lease_ms = int(self.settings.worker_lease_seconds * 1000)
