@@ -37,7 +37,7 @@ from imagegate.errors import ConfigError, StoreUnavailable
 from imagegate.events import TaskEvents
 from imagegate.fetch import FetchLimits, ReferenceFetcher
 from imagegate.health import HealthBook
-from imagegate.limits import InMemoryRateLimiter, RateLimiter
+from imagegate.limits import InMemoryRateLimiter, RateLimiter, StoreRateLimiter
 from imagegate.router import Router
 from imagegate.routes.base import Route, RouteCheck
 from imagegate.routes.registry import build_route, declared_capabilities
@@ -335,8 +335,10 @@ def serve_api(settings: Settings) -> Api:
 
 
 def fleet_api(settings: Settings) -> Api:
-    """``api``: the API alone; a database that is not empty must be at this code's version."""
-    return build_api(open_seams(settings), migrate=False)
+    """``api``: the API alone, its submit rates counted in the database (shared by every API
+    process); a database that is not empty must be at this code's version."""
+    seams = open_seams(settings)
+    return build_api(seams, limiter=StoreRateLimiter(seams.store, seams.clock), migrate=False)
 
 
 async def prepare_database(store: Store, *, upgrade: bool) -> None:

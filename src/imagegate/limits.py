@@ -1,8 +1,9 @@
 """Per-key submit rate limiting: a token bucket per API key.
 
-``InMemoryRateLimiter`` serves one process; a limiter shared by several API processes (Redis)
-implements the same ``RateLimiter`` protocol. The limit on unfinished tasks is not here: the
-store checks it inside the submit transaction, where it is exact.
+``InMemoryRateLimiter`` serves one process (``serve``); ``StoreRateLimiter`` keeps the buckets
+in the database, so the limit holds across every API process of a fleet (one small write per
+submit). The limit on unfinished tasks is not here: the store checks it inside the submit
+transaction, where it is exact.
 """
 
 from __future__ import annotations
@@ -11,6 +12,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from imagegate.clock import Clock
+
+
+class BucketStore(Protocol):
+    async def take_rate_token(self, key_id: str, rate: float, burst: int,
+                              now_ms: int) -> float: ...
+
+
+class StoreRateLimiter:
+    """Buckets in the database (``Store.take_rate_token``): shared by every process."""
+
+    def __init__(self, store: BucketStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def acquire(self, key: str, rate: float, burst: int) -> float:
+        return await self.store.take_rate_token(key, rate, burst, self.clock.now_ms())
 
 
 class RateLimiter(Protocol):

@@ -89,3 +89,29 @@ def test_a_worker_runs_only_the_routes_it_is_given(tmp_path: Path) -> None:
     none = cli(tmp_path / "d", "worker", "--routes", "fast", "--models", "nano-banana-2",
                "--config", str(config), check=False)
     assert none.returncode == 2 and "no model to claim" in none.stderr
+
+
+def test_rate_limits_and_revocation_hold_across_api_processes(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    env = {**SHARED, "IMAGEGATE_LIMITS_SUBMIT_BURST": "3"}
+    apis = [Server(data, env=env, command="api").start() for _ in range(2)]
+    try:
+        made = json.loads(cli(data, "keys", "create", "--credit", "5", "--rate", "0.1",
+                              "--json").stdout)
+        answers = []
+        for i in range(8):
+            with apis[i % 2].client(made["key"]) as c:
+                answers.append(c.post(SUBMIT, json=t2i(f"burst {i}")))
+        cli(data, "keys", "revoke", made["keyId"])
+        time.sleep(1.2)  # auth_cache_seconds
+        refused = []
+        for api in apis:
+            with api.client(made["key"]) as c:
+                refused.append(c.get("/api/v1/apikeys/current-balance"))
+    finally:
+        for api in apis:
+            api.stop()
+    codes = [a.status_code for a in answers]
+    assert codes.count(200) == 3, codes  # one bucket for both processes, not one each
+    assert all(int(a.headers["retry-after"]) >= 1 for a in answers if a.status_code == 429)
+    assert [r.status_code for r in refused] == [401, 401]

@@ -267,6 +267,22 @@ def make_key(key_id: str = "k1", created_ms: int = NOW, **changes: Any) -> ApiKe
     return dataclasses.replace(key, **changes)
 
 
+def test_a_keys_submit_bucket_refills_at_its_rate_up_to_its_burst(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 0)
+        takes = [await store.take_rate_token(KEY, 1.0, 2, NOW) for _ in range(3)]
+        assert takes[:2] == [0.0, 0.0] and takes[2] == pytest.approx(1.0)
+        assert await store.take_rate_token(KEY, 1.0, 2, NOW + 500) == pytest.approx(0.5)
+        assert await store.take_rate_token(KEY, 1.0, 2, NOW + 1000) == 0.0
+        assert await store.take_rate_token("key_2", 1.0, 2, NOW) == 0.0  # its own bucket
+        # A long pause refills to the burst, no further.
+        later = NOW + 3_600_000
+        assert [await store.take_rate_token(KEY, 1.0, 2, later) for _ in range(3)][2] > 0
+        assert await store.take_rate_token("nobody", 1.0, 2, NOW) > 0
+
+    run(scenario())
+
+
 def test_key_is_found_by_its_hash_and_id(store: Store) -> None:
     async def scenario() -> None:
         await open_account(store, 0)

@@ -133,6 +133,11 @@ CREATE INDEX tasks_queued ON tasks (created_ms) WHERE state = 'queued';
 DROP INDEX tasks_queue;
 CREATE INDEX deliveries_pending ON deliveries (next_attempt_ms) WHERE state = 'pending';
 """),
+    # Each key's submit-rate bucket, shared by every API process of the database.
+    (6, """
+ALTER TABLE api_keys ADD COLUMN rate_tokens DOUBLE PRECISION;
+ALTER TABLE api_keys ADD COLUMN rate_updated_ms BIGINT;
+"""),
 )
 
 _SQLITE_LEDGER_ID = "CREATE TABLE ledger (\n    id                    INTEGER PRIMARY KEY,"

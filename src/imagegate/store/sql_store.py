@@ -95,6 +95,10 @@ class SqlStore:
     async def revoke_key(self, key_id: str, now_ms: int) -> bool:
         return await self._write(lambda t: tx.revoke_key(t, key_id, now_ms))
 
+    async def take_rate_token(self, key_id: str, rate: float, burst: int,
+                              now_ms: int) -> float:
+        return await self._write(lambda t: tx.take_rate_token(t, key_id, rate, burst, now_ms))
+
     # Tasks ------------------------------------------------------------------------------------
 
     async def insert_task(self, task: Task, max_unfinished: int) -> None:

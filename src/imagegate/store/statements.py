@@ -45,6 +45,7 @@ PORTABLE: dict[str, str] = {
     "unfinished": "SELECT unfinished_tasks FROM api_keys WHERE id = ?",
     "free_unfinished_slot": "UPDATE api_keys SET unfinished_tasks = unfinished_tasks - 1 "
                             "WHERE id = ?",
+    "rate_bucket": "SELECT rate_tokens, rate_updated_ms FROM api_keys WHERE id = ?",
     # Tasks
     "insert_task": f"INSERT INTO tasks ({_TASK_COLUMNS}) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -109,7 +110,16 @@ PORTABLE: dict[str, str] = {
 
 # The claims take named parameters (the same names in every dialect): lease_until, worker,
 # now, models (every model when NULL; a JSON array in SQLite, a text[] in PostgreSQL), limit.
+# take_rate_token: the key's bucket refilled to now (at most burst), less one token, only when
+# that leaves it at 0 or more. Named parameters: key, rate (tokens per second), burst, now.
+_TAKE_TOKEN = ("UPDATE api_keys SET rate_tokens = {least}(:burst, COALESCE(rate_tokens, :burst) "
+               "+ (:now - COALESCE(rate_updated_ms, :now)) * :rate / 1000.0) - 1, "
+               "rate_updated_ms = :now WHERE id = :key AND {least}(:burst, "
+               "COALESCE(rate_tokens, :burst) + (:now - COALESCE(rate_updated_ms, :now)) "
+               "* :rate / 1000.0) >= 1")
+
 _SQLITE_OWN: dict[str, str] = {
+    "take_rate_token": _TAKE_TOKEN.format(least="MIN"),
     "lock_migrations": "SELECT 1 AS locked",  # the write transaction is the lock
     "has_versions": "SELECT COUNT(*) AS n FROM sqlite_master "
                     "WHERE type = 'table' AND name = 'schema_migrations'",
@@ -130,6 +140,9 @@ _SQLITE_OWN: dict[str, str] = {
 }
 
 _POSTGRES_OWN: dict[str, str] = {
+    "take_rate_token": _TAKE_TOKEN.format(least="LEAST").replace(":burst", "%(burst)s::float8")
+    .replace(":rate", "%(rate)s::float8").replace(":now", "%(now)s::bigint")
+    .replace(":key", "%(key)s"),
     # Processes starting together migrate one at a time (released at commit).
     "lock_migrations": "SELECT pg_advisory_xact_lock(7361094528) AS locked",
     "has_versions": "SELECT COUNT(*) AS n FROM information_schema.tables "

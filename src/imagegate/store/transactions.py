@@ -125,6 +125,20 @@ def revoke_key(tx: Tx, key_id: str, now_ms: int) -> bool:
     return tx.run("revoke_key", (now_ms, key_id)).rowcount == 1
 
 
+def take_rate_token(tx: Tx, key_id: str, rate: float, burst: int, now_ms: int) -> float:
+    """Take one submit token from the key's bucket (``rate`` per second, at most ``burst``);
+    0 when taken, else the seconds until one is there. Every API process shares the bucket."""
+    params = {"key": key_id, "rate": rate, "burst": burst, "now": now_ms}
+    if tx.run("take_rate_token", params).rowcount == 1:
+        return 0.0
+    row = tx.run("rate_bucket", (key_id,)).one()
+    if row is None or row["rate_tokens"] is None:
+        return 1.0 / rate  # no such key, or a burst below one token
+    elapsed_s = max(0, now_ms - int(row["rate_updated_ms"])) / 1000
+    tokens = min(float(burst), float(row["rate_tokens"]) + elapsed_s * rate)
+    return max(0.001, (1.0 - tokens) / rate)
+
+
 def _ledger(tx: Tx, account_id: str, kind: str, amount: int, now_ms: int,
             task_id: str | None, note: str) -> int:
     """Append the ledger line of a change just made to the balance; the balance after it."""
