@@ -40,7 +40,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", int, 8000, "Port `imagegate serve` listens on."),
     Setting("public_url", str, "", "Base URL clients reach the service at; result and callback "
             "URLs are built on it. Empty: http://HOST:PORT."),
-    Setting("database_url", str, "", "Database. Empty: sqlite:///DATA_DIR/imagegate.db."),
+    Setting("database_url", str, "", "Database: sqlite:///PATH, postgresql://... (with "
+            "?pool_size=N&pool_timeout=S of imagegate's own), or memory: (nothing kept). "
+            "Empty: sqlite:///DATA_DIR/imagegate.db. See docs/fleet.md."),
     Setting("storage_dir", str, "", "Directory for result files. Empty: DATA_DIR/results."),
     Setting("allow_private_networks", bool, False, "Fetch reference images from loopback, private "
             "and other non-public addresses. Off in production; tests turn it on."),
