@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from imagegate.store.sql import Tx
 from imagegate.store.sql_store import SqlStore
-from imagegate.store.sqlite import SqliteTx, connect
+from imagegate.store.sqlite import SqliteTx, connect, is_unavailable
 
 __all__ = ["MemoryStore"]
 
@@ -26,7 +26,7 @@ class MemoryStore(SqlStore):
     def __init__(self) -> None:
         self._conn = connect(":memory:")
 
-    async def _write(self, fn: Callable[[Tx], T]) -> T:
+    async def _run_write(self, fn: Callable[[Tx], T]) -> T:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(SqliteTx(self._conn))
@@ -37,8 +37,11 @@ class MemoryStore(SqlStore):
         self._conn.execute("COMMIT")
         return result
 
-    async def _read(self, fn: Callable[[Tx], T]) -> T:
+    async def _run_read(self, fn: Callable[[Tx], T]) -> T:
         return fn(SqliteTx(self._conn))
+
+    def _is_unavailable(self, exc: Exception) -> bool:
+        return is_unavailable(exc)
 
     async def close(self) -> None:
         self._conn.close()

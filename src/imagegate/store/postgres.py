@@ -45,7 +45,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
-from imagegate.errors import ConfigError, StoreUnavailable
+from imagegate.errors import ConfigError
 from imagegate.store import statements
 from imagegate.store.schema import POSTGRES_MIGRATIONS
 from imagegate.store.sql import Dialect, Row, Tx
@@ -109,20 +109,14 @@ class PostgresStore(SqlStore):
 
     # Plumbing ---------------------------------------------------------------------------------
 
-    async def _write(self, fn: Callable[[Tx], T]) -> T:
-        try:
-            result = await self._in_thread(fn, write=True)
-        except _UNAVAILABLE as exc:
-            self._write_trouble = str(exc)
-            raise _unavailable("written", exc) from exc
-        self._write_trouble = None
-        return result
+    async def _run_write(self, fn: Callable[[Tx], T]) -> T:
+        return await self._in_thread(fn, write=True)
 
-    async def _read(self, fn: Callable[[Tx], T]) -> T:
-        try:
-            return await self._in_thread(fn, write=False)
-        except _UNAVAILABLE as exc:
-            raise _unavailable("read", exc) from exc
+    async def _run_read(self, fn: Callable[[Tx], T]) -> T:
+        return await self._in_thread(fn, write=False)
+
+    def _is_unavailable(self, exc: Exception) -> bool:
+        return isinstance(exc, _UNAVAILABLE)
 
     async def close(self) -> None:
         """Wait for the calls under way, then close every connection."""
@@ -236,8 +230,3 @@ def _positive(value: str, name: str) -> float:
         raise ConfigError(f"the PostgreSQL URL's {name} must be a positive number, not "
                           f"{value!r}")
     return number
-
-
-def _unavailable(done: str, exc: Exception) -> StoreUnavailable:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return StoreUnavailable(f"the database cannot be {done} now ({reason}); try again shortly")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from imagegate.errors import StoreUnavailable
 from imagegate.store import transactions as tx
 from imagegate.store.base import (
     Account,
@@ -32,20 +33,43 @@ T = TypeVar("T")
 
 
 class SqlStore:
-    """Subclasses implement ``_write`` and ``_read`` (and ``close``); they set
-    ``_write_trouble`` to why the last write failed for the database's sake, and back to None
-    when a write succeeds."""
+    """Subclasses implement ``_run_write`` (``fn`` in one write transaction, committed before it
+    returns), ``_run_read``, ``_is_unavailable`` (whether a database error is the database's
+    trouble: a full disk, a lost connection; not a bug such as a broken constraint) and
+    ``close``."""
 
-    _write_trouble: str | None = None
+    _write_trouble: str | None = None  # why the last write failed, until one succeeds
 
-    async def _write(self, fn: Callable[[Tx], T]) -> T:
+    async def _run_write(self, fn: Callable[[Tx], T]) -> T:
         raise NotImplementedError
 
-    async def _read(self, fn: Callable[[Tx], T]) -> T:
+    async def _run_read(self, fn: Callable[[Tx], T]) -> T:
+        raise NotImplementedError
+
+    def _is_unavailable(self, exc: Exception) -> bool:
         raise NotImplementedError
 
     async def close(self) -> None:
         raise NotImplementedError
+
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
+        try:
+            result = await self._run_write(fn)
+        except Exception as exc:
+            if not self._is_unavailable(exc):
+                raise
+            self._write_trouble = str(exc) or type(exc).__name__
+            raise _unavailable("written", exc) from exc
+        self._write_trouble = None
+        return result
+
+    async def _read(self, fn: Callable[[Tx], T]) -> T:
+        try:
+            return await self._run_read(fn)
+        except Exception as exc:
+            if not self._is_unavailable(exc):
+                raise
+            raise _unavailable("read", exc) from exc
 
     async def migrate(self) -> None:
         """Apply the migrations this database lacks (``ConfigError`` when it is newer)."""
@@ -174,3 +198,8 @@ class SqlStore:
                                     overlap_ms: int) -> list[WebhookSecret]:
         return await self._write(
             lambda t: tx.rotate_webhook_secret(t, account_id, secret, now_ms, overlap_ms))
+
+
+def _unavailable(done: str, exc: Exception) -> StoreUnavailable:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreUnavailable(f"the database cannot be {done} now ({reason}); try again shortly")

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from imagegate.errors import StoreUnavailable
 from imagegate.store import statements
 from imagegate.store.schema import SQLITE_MIGRATIONS
 from imagegate.store.sql import Dialect, Row, Tx
@@ -64,25 +63,15 @@ class SqliteStore(SqlStore):
                 self._conns.append(conn)
         return conn
 
-    async def _write(self, fn: Callable[[Tx], T]) -> T:
-        try:
-            result = await self._writer.run(lambda conn: fn(SqliteTx(conn)))
-        except sqlite3.IntegrityError:
-            raise  # a broken rule of the schema: a bug, not the disk
-        except sqlite3.DatabaseError as exc:
-            self._write_trouble = str(exc)
-            raise _unavailable("written", exc) from exc
-        self._write_trouble = None
-        return result
+    async def _run_write(self, fn: Callable[[Tx], T]) -> T:
+        return await self._writer.run(lambda conn: fn(SqliteTx(conn)))
 
-    async def _read(self, fn: Callable[[Tx], T]) -> T:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._readers, lambda: fn(SqliteTx(self._conn())))
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.DatabaseError as exc:
-            raise _unavailable("read", exc) from exc
+    async def _run_read(self, fn: Callable[[Tx], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._readers, lambda: fn(SqliteTx(self._conn())))
+
+    def _is_unavailable(self, exc: Exception) -> bool:
+        return is_unavailable(exc)
 
     async def close(self) -> None:
         self._writer.close()
@@ -138,5 +127,7 @@ class _Result:
         return list(self._cursor.fetchall())
 
 
-def _unavailable(done: str, exc: sqlite3.DatabaseError) -> StoreUnavailable:
-    return StoreUnavailable(f"the database cannot be {done} now ({exc}); try again shortly")
+def is_unavailable(exc: Exception) -> bool:
+    """A full disk, an I/O error, a lock held too long: the database's trouble. A broken rule
+    of the schema (IntegrityError) is a bug, not the disk."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError)
