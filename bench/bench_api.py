@@ -143,13 +143,26 @@ def lua_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid Lua string literal here
 
 
-def post_script(path: str, key: str) -> str:
-    return LUA_COMMON + f"""
+def post_script(path: str, key: str, more_keys: Sequence[str] = ()) -> str:
+    """POST ``BODY`` to ``path`` with ``key``, or with ``key`` and ``more_keys`` in turn."""
+    script = LUA_COMMON + f"""
 wrk.method = "POST"
 wrk.path = {lua_string(path)}
 wrk.body = {lua_string(json.dumps(BODY))}
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = {lua_string("Bearer " + key)}
+"""
+    if not more_keys:
+        return script
+    listed = ", ".join(lua_string("Bearer " + k) for k in (key, *more_keys))
+    return script + f"""
+local keys = {{{listed}}}
+local k = 0
+function request()
+  k = k % #keys + 1
+  wrk.headers["Authorization"] = keys[k]
+  return wrk.format()
+end
 """
 
 
@@ -290,6 +303,7 @@ def imagegate_phase(work: Path, deployment: Deployment, args: argparse.Namespace
     server, key = start_imagegate(data_dir, env, process)
     worker = harness.start_worker(data_dir, env) if process == "api" else None
     try:
+        more_keys = harness.create_keys(data_dir, env, args.keys - 1) if args.keys > 1 else []
         ids = seed_tasks(server, key, args.status_tasks)
         if worker is not None:
             worker.stop()  # the API alone from here on, as a fleet's API process
@@ -299,7 +313,8 @@ def imagegate_phase(work: Path, deployment: Deployment, args: argparse.Namespace
         findings.imagegate["status"] = measure("imagegate-status", server.base_url, status_lua,
                                                work, load)
         findings.imagegate["submit"] = measure("imagegate-submit", server.base_url,
-                                               post_script(SUBMIT_PATH, key), work, load)
+                                               post_script(SUBMIT_PATH, key, more_keys), work,
+                                               load)
         states = harness.task_states(data_dir, url)
     finally:
         if worker is not None:
@@ -391,7 +406,8 @@ def settings_line(deployment: Deployment, args: argparse.Namespace, load: Load,
                f"polled every {args.poll_ms:g} ms (mean "
                f"{statistics.fmean(findings.seen_ms):.1f} ms)" if findings.seen_ms
                else "no submit-to-success phase")
-    return (f"`imagegate {deployment.process}` on {deployment.database}; "
+    keys = f"submits from {args.keys} keys in turn; " if args.keys > 1 else ""
+    return (f"`imagegate {deployment.process}` on {deployment.database}; {keys}"
             f"wrk -t{load.threads} -c{load.connections}, {load.warmup:g} s warm-up then "
             f"{load.seconds:g} s per measurement; {args.status_tasks} finished task ids rotated "
             f"for status; {latency}")
@@ -462,6 +478,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--process", choices=("serve", "api"), default="serve",
                         help="serve: all in one process; api: the API alone, no worker "
                         "during the measurements")
+    parser.add_argument("--keys", type=int, default=1,
+                        help="submit with this many keys in turn, each on its own account "
+                        "(status always uses the first)")
     parser.add_argument("--database-url", default="",
                         help="empty: SQLite in the data directory; a PostgreSQL URL: a server "
                         "on which each phase gets a scratch database")

@@ -146,6 +146,36 @@ def create_key(data_dir: Path, env: dict[str, str]) -> str:
     return created.stdout.strip().splitlines()[-1]
 
 
+_CREATE_KEYS = """
+import asyncio, sys
+from imagegate import accounts
+from imagegate.bootstrap import open_store
+from imagegate.clock import SystemClock
+from imagegate.config import Settings
+
+async def main(count, data_dir, credit):
+    store = open_store(Settings.load(None, data_dir=data_dir))
+    try:
+        for _ in range(count):
+            new = await accounts.create_key(store, SystemClock(), credit_micros=credit,
+                                            name="bench")
+            print(new.plain)
+    finally:
+        await store.close()
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
+"""
+
+
+def create_keys(data_dir: Path, env: dict[str, str], count: int) -> list[str]:
+    """``count`` more keys like ``create_key``'s, each on its own account, made by one process
+    (the database must exist)."""
+    made = subprocess.run([sys.executable, "-c", _CREATE_KEYS, str(count), str(data_dir),
+                           str(int(UNLIMITED) * 1_000_000)], capture_output=True, text=True,
+                          check=True, env={**os.environ, **env})
+    return made.stdout.split()
+
+
 def start_imagegate(data_dir: Path, env: dict[str, str], *, name: str = "server",
                     poll_s: float = 0.1, process: str = "serve") -> Server:
     """``imagegate serve`` (or ``process="api"``: ``imagegate api``, the API alone) on
