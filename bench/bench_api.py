@@ -493,6 +493,7 @@ def main() -> None:
         print(WRK_MISSING, file=sys.stderr)
         raise SystemExit(2)
     args = parse_args()
+    harness.stop_on_sigterm()
     load = Load(args.seconds, args.warmup, args.threads, args.connections)
     findings = Findings({}, {}, [], [], [])
     deployment = Deployment(args.process, args.database_url, args.log_level, [])

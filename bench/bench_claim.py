@@ -322,6 +322,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    harness.stop_on_sigterm()
     print(machine(args), flush=True)
     rows: list[Row] = []
     plans: list[str] = []

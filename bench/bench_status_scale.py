@@ -411,6 +411,7 @@ def main() -> None:
     if args.command == "uncached-api":
         uncached_api(args.data_dir, args.port, args.cache, args.switch_interval)
         return
+    harness.stop_on_sigterm()
     unknown = set(args.databases) - {"sqlite", "postgresql"}
     if unknown or args.scales != sorted(args.scales) or args.scales[0] < 1:
         raise SystemExit("--databases takes sqlite,postgresql; --scales ascending counts")

@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=harness.POSTGRES_SERVER)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    harness.stop_on_sigterm()
     print(bench_api.machine(), flush=True)
     url = harness.create_scratch_database(args.postgres_url, "workers")
     rows = []

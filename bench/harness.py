@@ -29,6 +29,17 @@ IMAGEGATE_CLI = (sys.executable, "-m", "imagegate.cli")
 POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (and SIGINT, which a shell's background job ignores) end the benchmark as
+    Ctrl-C does, so its ``finally`` blocks stop the servers it started and drop its scratch
+    databases."""
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def source_version() -> str:
     """The imagegate commit measured, and whether ``src/`` differs from it."""
     root = Path(__file__).resolve().parent.parent

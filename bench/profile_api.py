@@ -281,6 +281,7 @@ def main() -> None:
                         "(instead of the GIL holder's functions)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    harness.stop_on_sigterm()
     if shutil.which("wrk") is None:
         raise SystemExit(bench_api.WRK_MISSING)
     spy = py_spy()
@@ -343,7 +344,7 @@ def profile(args: argparse.Namespace, spy: str, deployment: bench_api.Deployment
         bench_api.run_wrk(server.base_url + "/", script, args.warmup, load)
         result: list[bench_api.WrkResult] = []
         loader = threading.Thread(target=lambda: result.append(bench_api.run_wrk(
-            server.base_url + "/", script, args.seconds + 2, load)))
+            server.base_url + "/", script, args.seconds + 2, load)), daemon=True)
         sampler = WaitSampler(url.partition("?")[0], database) if url else None
         loader.start()
         time.sleep(1.0)  # wrk connected and at full load
@@ -369,7 +370,10 @@ def profile(args: argparse.Namespace, spy: str, deployment: bench_api.Deployment
         server.stop()
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
-        shutil.copy(raw, Path(args.keep) / f"{args.request}-{deployment.database}.txt")
+        name = "-".join([args.request, deployment.database,
+                         *([f"{args.keys}keys"] if args.keys > 1 else []),
+                         *(["every-thread"] if args.every_thread else [])])
+        shutil.copy(raw, Path(args.keep) / f"{name}.txt")
     wrk = result[0]
     requests = wrk.rps * args.seconds  # the recorded window, at the run's rate
     busy = (busy1 - busy0) / (all1 - all0)
