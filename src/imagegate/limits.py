@@ -1,8 +1,8 @@
 """Per-key submit rate limiting: a token bucket per API key.
 
 ``InMemoryRateLimiter`` serves one process (``serve``); ``StoreRateLimiter`` keeps the buckets
-in the database, so the limit holds across every API process of a fleet (one small write per
-submit). The limit on unfinished tasks is not here: the store checks it inside the submit
+in the database, so the limit holds across every API process of a fleet (the submits that arrive
+together share one small write). Both count with ``take_token``. The limit on unfinished tasks is not here: the store checks it inside the submit
 transaction, where it is exact.
 """
 
@@ -14,6 +14,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from imagegate.clock import Clock
+
+
+def take_token(tokens: float, elapsed_s: float, rate: float,
+               burst: int) -> tuple[float, float]:
+    """One request against a token bucket holding ``tokens`` ``elapsed_s`` seconds ago, refilled
+    at ``rate`` per second up to ``burst``: (the tokens it holds after, the seconds to wait for
+    a token, 0 when the request took one)."""
+    tokens = min(float(burst), tokens + max(0.0, elapsed_s) * rate)
+    if tokens >= 1.0:
+        return tokens - 1.0, 0.0
+    return tokens, (1.0 - tokens) / rate
 
 
 class BucketStore(Protocol):
@@ -58,12 +69,9 @@ class InMemoryRateLimiter:
             if len(self._buckets) >= self._max_keys:
                 self._forget_full(now, rate, burst)
             bucket = self._buckets[key] = _Bucket(float(burst), now)
-        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.tokens, wait = take_token(bucket.tokens, now - bucket.updated, rate, burst)
         bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / rate
+        return wait
 
     def _forget_full(self, now: float, rate: float, burst: int) -> None:
         """Drop buckets that have refilled: they hold no state worth keeping."""

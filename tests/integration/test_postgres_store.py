@@ -131,6 +131,58 @@ def test_concurrent_claims_in_several_processes_never_take_the_same_task(
     assert rows == [("running", 1, len(tasks))]
 
 
+# Submits under real concurrency -----------------------------------------------------------------
+
+SUBMITS_PER_PROCESS = 60
+
+
+def submit_all(url: str, max_unfinished: int, start: Any) -> list[str | None]:
+    """In a process of its own: SUBMITS_PER_PROCESS concurrent submits of one key; for each,
+    None when stored or the name of the error that refused it."""
+
+    async def scenario() -> list[str | None]:
+        store = PostgresStore(url, pool_size=4)
+        try:
+            await store.ping()
+            start.wait()
+            outcomes = await asyncio.gather(
+                *(store.insert_task(make_task(NOW + i), max_unfinished)
+                  for i in range(SUBMITS_PER_PROCESS)), return_exceptions=True)
+            return [None if o is None else type(o).__name__ for o in outcomes]
+        finally:
+            await store.close()
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("balance", "limit", "admitted", "refusal"), [
+    (100 * 1_000, 1_000, 100, "PaymentRequired"),
+    (10_000_000, 70, 70, "TooManyRequests"),
+])
+def test_submits_in_several_processes_hold_the_balance_and_the_limit_exactly(
+        store: PostgresStore, url: str, balance: int, limit: int, admitted: int,
+        refusal: str) -> None:
+    run(open_account(store, balance))
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(3) as pool:
+        start = manager.Barrier(3)
+        pending = [pool.apply_async(submit_all, (url, limit, start)) for _ in range(3)]
+        outcomes = [o for result in pending for o in result.get(timeout=60)]
+    assert outcomes.count(None) == admitted
+    assert set(outcomes) - {None} == {refusal}
+    [(stored, held)] = sql(url, "SELECT COUNT(*), COALESCE(SUM(price_micros), 0) FROM tasks")
+    assert (stored, held) == (admitted, admitted * 1_000)
+    [(left, unfinished)] = sql(url, "SELECT balance_micros, unfinished_tasks "
+                                    "FROM accounts, api_keys")
+    assert (left, unfinished) == (balance - admitted * 1_000, admitted)
+    lines = sql(url, "SELECT amount_micros, balance_after_micros FROM ledger ORDER BY id")
+    running = 0
+    for amount, after in lines:  # every line says the balance its change left
+        running += amount
+        assert after == running
+    assert running == left
+
+
 # Migrations -------------------------------------------------------------------------------------
 
 

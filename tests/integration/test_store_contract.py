@@ -283,6 +283,32 @@ def test_a_keys_submit_bucket_refills_at_its_rate_up_to_its_burst(store: Store) 
     run(scenario())
 
 
+def test_concurrent_takes_of_one_bucket_get_exactly_its_burst(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 0)
+        waits = await asyncio.gather(*(store.take_rate_token(KEY, 2.0, 5, NOW)
+                                       for _ in range(12)))
+        assert waits.count(0.0) == 5
+        assert all(w == pytest.approx(0.5) for w in waits if w)
+        # Half a second later one token is back, and only one.
+        later = await asyncio.gather(*(store.take_rate_token(KEY, 2.0, 5, NOW + 500)
+                                       for _ in range(3)))
+        assert sorted(later) == [0.0, pytest.approx(0.5), pytest.approx(0.5)]
+
+    run(scenario())
+
+
+def test_a_clock_behind_the_buckets_never_takes_tokens_back(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 0)
+        assert await store.take_rate_token(KEY, 1.0, 1, NOW) == 0.0
+        # Another process whose clock is a second behind: no token, and no debt either.
+        assert await store.take_rate_token(KEY, 1.0, 1, NOW - 1000) == pytest.approx(1.0)
+        assert await store.take_rate_token(KEY, 1.0, 1, NOW + 1000) == 0.0
+
+    run(scenario())
+
+
 def test_key_is_found_by_its_hash_and_id(store: Store) -> None:
     async def scenario() -> None:
         await open_account(store, 0)
@@ -460,6 +486,43 @@ def test_concurrent_submits_never_exceed_the_unfinished_task_limit(store: Store)
         assert len(refused) == 15
         assert await balance(store) == LOTS - 5 * PRICE
         await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_concurrent_submits_of_several_accounts_are_held_each_to_its_own(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 3 * PRICE)
+        await open_account(store, 10 * PRICE, "acct_2", keys=("key_b",))
+        tasks = [make_task(key_id=KEY if i % 2 else "key_b",
+                           account_id=ACCOUNT if i % 2 else "acct_2") for i in range(16)]
+        outcomes = await asyncio.gather(*(store.insert_task(t, 1000) for t in tasks),
+                                        return_exceptions=True)
+        by_account: dict[str, list[object]] = {}
+        for task, outcome in zip(tasks, outcomes, strict=True):
+            by_account.setdefault(task.account_id, []).append(outcome)
+        assert by_account[ACCOUNT].count(None) == 3
+        assert all(isinstance(o, PaymentRequired) for o in by_account[ACCOUNT] if o)
+        assert by_account["acct_2"] == [None] * 8
+        assert await balance(store) == 0
+        assert await balance(store, "acct_2") == 2 * PRICE
+        await assert_ledger_explains_balance(store)
+        await assert_ledger_explains_balance(store, "acct_2")
+        stored = await asyncio.gather(*(store.get_task(t.id) for t in tasks))
+        assert [s is not None for s in stored] == [o is None for o in outcomes]
+        assert all(s is None or s.id == t.id for s, t in zip(stored, tasks, strict=True))
+
+    run(scenario())
+
+
+def test_a_submit_for_a_key_that_does_not_exist_is_unauthorized(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        outcomes = await asyncio.gather(store.insert_task(make_task(key_id="gone"), 10),
+                                        store.insert_task(make_task(), 10),
+                                        return_exceptions=True)
+        assert isinstance(outcomes[0], Unauthorized) and outcomes[1] is None
+        assert await balance(store) == LOTS - PRICE
 
     run(scenario())
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from imagegate.limits import InMemoryRateLimiter
+from imagegate.limits import InMemoryRateLimiter, take_token
 
 
 class FakeMonotonic:
@@ -106,3 +106,17 @@ def test_forgetting_buckets_keeps_the_ones_that_still_limit(clock: FakeMonotonic
         take(limiter, key="drained")
     take(limiter, key="newcomer")  # over max_keys: only full buckets may be dropped
     assert take(limiter, key="drained") > 0
+
+
+def test_take_token_refills_then_takes_one() -> None:
+    assert take_token(0.0, 1.5, 2.0, 5) == (2.0, 0.0)  # 3 tokens after 1.5 s at 2/s, one taken
+
+
+def test_take_token_says_the_wait_when_there_is_none() -> None:
+    tokens, wait = take_token(0.25, 0.0, 2.0, 5)
+    assert tokens == 0.25 and wait == pytest.approx(0.375)
+
+
+def test_take_token_ignores_time_running_backwards_and_caps_at_the_burst() -> None:
+    assert take_token(0.5, -10.0, 1.0, 3)[0] == 0.5
+    assert take_token(float("inf"), 0.0, 1.0, 3) == (2.0, 0.0)  # a new bucket starts full

@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 class MemoryStore(SqlStore):
     def __init__(self) -> None:
+        super().__init__(read_batches=1)
         self._conn = connect(":memory:")
 
     async def _run_write(self, fn: Callable[[Tx], T]) -> T:
@@ -43,7 +44,7 @@ class MemoryStore(SqlStore):
     def _is_unavailable(self, exc: Exception) -> bool:
         return is_unavailable(exc)
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         self._conn.close()
 
     @property

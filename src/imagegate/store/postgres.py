@@ -81,6 +81,7 @@ class PostgresStore(SqlStore):
                  pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S) -> None:
         if pool_size < 1:
             raise ConfigError(f"the PostgreSQL pool size must be at least 1, not {pool_size}")
+        super().__init__(read_batches=max(1, pool_size // 2))
         params = conninfo_to_dict(conninfo)
         params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
         params.setdefault("application_name", "imagegate")
@@ -118,11 +119,11 @@ class PostgresStore(SqlStore):
     def _is_unavailable(self, exc: Exception) -> bool:
         return isinstance(exc, _UNAVAILABLE)
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Wait for the calls under way, then close every connection."""
-        await asyncio.to_thread(self._close)
+        await asyncio.to_thread(self._close_threads_and_pool)
 
-    def _close(self) -> None:
+    def _close_threads_and_pool(self) -> None:
         self._threads.shutdown(wait=True)
         self._pool.close()
 
@@ -185,6 +186,11 @@ class PostgresTx:
 
     def run(self, name: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> _Result:
         return _Result(self._conn.execute(self.dialect.statement(name), params))
+
+    def many(self, name: str, params: Sequence[Sequence[Any]]) -> None:
+        if params:  # sent together, in one round trip (psycopg's pipeline)
+            with self._conn.cursor() as cursor:
+                cursor.executemany(self.dialect.statement(name), params)
 
     def array(self, values: Sequence[str]) -> list[str]:
         return list(values)

@@ -33,13 +33,16 @@ class Result(Protocol):
 
 class Tx(Protocol):
     """One open transaction. ``run`` executes the dialect's statement ``name`` with positional
-    ``params`` (or named ones, for the statements written with names); ``array`` makes the
+    ``params`` (or named ones, for the statements written with names); ``many`` executes it
+    once for each set of parameters (no rows come back); ``array`` makes the
     parameter a statement reads as a list of text values; ``script`` runs several
     ``;``-separated statements (migrations only)."""
 
     dialect: Dialect
 
     def run(self, name: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Result: ...
+
+    def many(self, name: str, params: Sequence[Sequence[Any]]) -> None: ...
 
     def array(self, values: Sequence[str]) -> Any: ...
 

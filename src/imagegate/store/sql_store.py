@@ -2,6 +2,10 @@
 of ``transactions.py``. A subclass only says how a function runs in a write transaction
 (``_write``) and in a read (``_read``) of its database, and which ``Dialect`` it speaks.
 
+The calls a busy API makes most (submit, its rate token, the status read) are batched
+(``batching.py``): those that arrive together run as one transaction of the batch form of their
+rule, so under load a submit costs a share of one commit, not a commit of its own.
+
 After a write fails for the database's sake (``StoreUnavailable``: a full disk, an I/O error),
 ``ping`` writes and deletes a scratch row, so readiness follows the database: not ready until a
 write succeeds again.
@@ -26,6 +30,7 @@ from imagegate.store.base import (
     NewDelivery,
     WebhookSecret,
 )
+from imagegate.store.batching import Batcher
 from imagegate.store.sql import Tx
 from imagegate.tasks import RouteAttempt, Task
 
@@ -36,9 +41,16 @@ class SqlStore:
     """Subclasses implement ``_run_write`` (``fn`` in one write transaction, committed before it
     returns), ``_run_read``, ``_is_unavailable`` (whether a database error is the database's
     trouble: a full disk, a lost connection; not a bug such as a broken constraint) and
-    ``close``."""
+    ``_close`` (release the database once no call is under way)."""
 
     _write_trouble: str | None = None  # why the last write failed, until one succeeds
+
+    def __init__(self, *, read_batches: int = 4) -> None:
+        """``read_batches``: how many batches of status reads may run at once."""
+        self._submits: Batcher[tx.Submit, None] = Batcher(self._insert_tasks)
+        self._rate_tokens: Batcher[tx.RateRequest, float] = Batcher(self._take_rate_tokens)
+        self._task_reads: Batcher[str, Task | None] = Batcher(self._get_tasks,
+                                                              max_in_flight=read_batches)
 
     async def _run_write(self, fn: Callable[[Tx], T]) -> T:
         raise NotImplementedError
@@ -49,8 +61,14 @@ class SqlStore:
     def _is_unavailable(self, exc: Exception) -> bool:
         raise NotImplementedError
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         raise NotImplementedError
+
+    async def close(self) -> None:
+        """Answer the calls under way, then close the database."""
+        for batcher in (self._submits, self._rate_tokens, self._task_reads):
+            await batcher.drain()
+        await self._close()
 
     async def _write(self, fn: Callable[[Tx], T]) -> T:
         try:
@@ -121,15 +139,26 @@ class SqlStore:
 
     async def take_rate_token(self, key_id: str, rate: float, burst: int,
                               now_ms: int) -> float:
-        return await self._write(lambda t: tx.take_rate_token(t, key_id, rate, burst, now_ms))
+        return await self._rate_tokens(tx.RateRequest(key_id, rate, burst, now_ms))
+
+    async def _take_rate_tokens(self, requests: Sequence[tx.RateRequest]) -> list[float]:
+        return await self._write(lambda t: tx.take_rate_tokens(t, requests))
 
     # Tasks ------------------------------------------------------------------------------------
 
     async def insert_task(self, task: Task, max_unfinished: int) -> None:
-        await self._write(lambda t: tx.insert_task(t, task, max_unfinished))
+        await self._submits(tx.Submit(task, max_unfinished))
+
+    async def _insert_tasks(self, submits: Sequence[tx.Submit]) -> list[Exception | None]:
+        return await self._write(lambda t: tx.insert_tasks(t, submits))
 
     async def get_task(self, task_id: str) -> Task | None:
-        return await self._read(lambda t: tx.get_task(t, task_id))
+        return await self._task_reads(task_id)
+
+    async def _get_tasks(self, task_ids: Sequence[str]) -> list[Task | None]:
+        if len(task_ids) == 1:  # the common case when idle: by primary key, no list
+            return [await self._read(lambda t: tx.get_task(t, task_ids[0]))]
+        return await self._read(lambda t: tx.get_tasks(t, task_ids))
 
     async def claim_tasks(self, worker_id: str, now_ms: int, lease_ms: int, limit: int,
                           models: Sequence[str] | None = None) -> list[Task]:

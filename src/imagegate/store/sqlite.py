@@ -39,6 +39,7 @@ SQLITE = Dialect("sqlite", statements.SQLITE, SQLITE_MIGRATIONS)
 
 class SqliteStore(SqlStore):
     def __init__(self, path: str | Path, readers: int = 4) -> None:
+        super().__init__(read_batches=readers)
         self._path = str(path)
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
@@ -73,7 +74,7 @@ class SqliteStore(SqlStore):
     def _is_unavailable(self, exc: Exception) -> bool:
         return is_unavailable(exc)
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         self._writer.close()
         self._readers.shutdown(wait=True)
         with self._conns_lock:
@@ -102,6 +103,10 @@ class SqliteTx:
 
     def run(self, name: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> _Result:
         return _Result(self._conn.execute(self.dialect.statement(name), params))
+
+    def many(self, name: str, params: Sequence[Sequence[Any]]) -> None:
+        if params:
+            self._conn.executemany(self.dialect.statement(name), params)
 
     def array(self, values: Sequence[str]) -> str:
         return json.dumps(list(values))  # read with json_each()

@@ -40,12 +40,11 @@ PORTABLE: dict[str, str] = {
     "key": "SELECT * FROM api_keys WHERE id = ?",
     "keys": "SELECT * FROM api_keys ORDER BY created_ms, id",
     "revoke_key": "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
-    "take_unfinished_slot": "UPDATE api_keys SET unfinished_tasks = unfinished_tasks + 1 "
-                            "WHERE id = ? AND unfinished_tasks < ?",
-    "unfinished": "SELECT unfinished_tasks FROM api_keys WHERE id = ?",
+    "take_unfinished_slots": "UPDATE api_keys SET unfinished_tasks = unfinished_tasks + ? "
+                             "WHERE id = ?",
     "free_unfinished_slot": "UPDATE api_keys SET unfinished_tasks = unfinished_tasks - 1 "
                             "WHERE id = ?",
-    "rate_bucket": "SELECT rate_tokens, rate_updated_ms FROM api_keys WHERE id = ?",
+    "set_rate_bucket": "UPDATE api_keys SET rate_tokens = ?, rate_updated_ms = ? WHERE id = ?",
     # Tasks
     "insert_task": f"INSERT INTO tasks ({_TASK_COLUMNS}) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -110,16 +109,18 @@ PORTABLE: dict[str, str] = {
 
 # The claims take named parameters (the same names in every dialect): lease_until, worker,
 # now, models (every model when NULL; a JSON array in SQLite, a text[] in PostgreSQL), limit.
-# take_rate_token: the key's bucket refilled to now (at most burst), less one token, only when
-# that leaves it at 0 or more. Named parameters: key, rate (tokens per second), burst, now.
-_TAKE_TOKEN = ("UPDATE api_keys SET rate_tokens = {least}(:burst, COALESCE(rate_tokens, :burst) "
-               "+ (:now - COALESCE(rate_updated_ms, :now)) * :rate / 1000.0) - 1, "
-               "rate_updated_ms = :now WHERE id = :key AND {least}(:burst, "
-               "COALESCE(rate_tokens, :burst) + (:now - COALESCE(rate_updated_ms, :now)) "
-               "* :rate / 1000.0) >= 1")
+# The lock_ statements read the rows a batch of submits changes, locked until the end of the
+# transaction (in SQLite the write transaction is the lock); they and tasks_by_ids take a list
+# of ids (``Tx.array``).
 
 _SQLITE_OWN: dict[str, str] = {
-    "take_rate_token": _TAKE_TOKEN.format(least="MIN"),
+    "lock_balances": "SELECT id, balance_micros FROM accounts "
+                     "WHERE id IN (SELECT value FROM json_each(?))",
+    "lock_unfinished": "SELECT id, unfinished_tasks FROM api_keys "
+                       "WHERE id IN (SELECT value FROM json_each(?))",
+    "lock_rate_buckets": "SELECT id, rate_tokens, rate_updated_ms FROM api_keys "
+                         "WHERE id IN (SELECT value FROM json_each(?))",
+    "tasks_by_ids": "SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?))",
     "lock_migrations": "SELECT 1 AS locked",  # the write transaction is the lock
     "has_versions": "SELECT COUNT(*) AS n FROM sqlite_master "
                     "WHERE type = 'table' AND name = 'schema_migrations'",
@@ -140,9 +141,16 @@ _SQLITE_OWN: dict[str, str] = {
 }
 
 _POSTGRES_OWN: dict[str, str] = {
-    "take_rate_token": _TAKE_TOKEN.format(least="LEAST").replace(":burst", "%(burst)s::float8")
-    .replace(":rate", "%(rate)s::float8").replace(":now", "%(now)s::bigint")
-    .replace(":key", "%(key)s"),
+    # In id order, so two transactions locking several rows never wait for each other in a
+    # circle; NO KEY UPDATE, as the UPDATE that follows takes, lets a ledger or task row that
+    # refers to the account or key be inserted meanwhile.
+    "lock_balances": "SELECT id, balance_micros FROM accounts WHERE id = ANY(%s::text[]) "
+                     "ORDER BY id FOR NO KEY UPDATE",
+    "lock_unfinished": "SELECT id, unfinished_tasks FROM api_keys WHERE id = ANY(%s::text[]) "
+                       "ORDER BY id FOR NO KEY UPDATE",
+    "lock_rate_buckets": "SELECT id, rate_tokens, rate_updated_ms FROM api_keys "
+                         "WHERE id = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE",
+    "tasks_by_ids": "SELECT * FROM tasks WHERE id = ANY(%s::text[])",
     # Processes starting together migrate one at a time (released at commit).
     "lock_migrations": "SELECT pg_advisory_xact_lock(7361094528) AS locked",
     "has_versions": "SELECT COUNT(*) AS n FROM information_schema.tables "

@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 
 from imagegate.errors import ConfigError, PaymentRequired, TooManyRequests, Unauthorized
+from imagegate.limits import take_token
 from imagegate.money import MAX_BALANCE_MICROS, ChargeState, LedgerKind
 from imagegate.store import rows
 from imagegate.store.base import (
@@ -125,18 +126,39 @@ def revoke_key(tx: Tx, key_id: str, now_ms: int) -> bool:
     return tx.run("revoke_key", (now_ms, key_id)).rowcount == 1
 
 
-def take_rate_token(tx: Tx, key_id: str, rate: float, burst: int, now_ms: int) -> float:
-    """Take one submit token from the key's bucket (``rate`` per second, at most ``burst``);
-    0 when taken, else the seconds until one is there. Every API process shares the bucket."""
-    params = {"key": key_id, "rate": rate, "burst": burst, "now": now_ms}
-    if tx.run("take_rate_token", params).rowcount == 1:
-        return 0.0
-    row = tx.run("rate_bucket", (key_id,)).one()
-    if row is None or row["rate_tokens"] is None:
-        return 1.0 / rate  # no such key, or a burst below one token
-    elapsed_s = max(0, now_ms - int(row["rate_updated_ms"])) / 1000
-    tokens = min(float(burst), float(row["rate_tokens"]) + elapsed_s * rate)
-    return max(0.001, (1.0 - tokens) / rate)
+@dataclasses.dataclass(frozen=True)
+class RateRequest:
+    """One submit's request for a token of its key's bucket (``rate`` per second, at most
+    ``burst``), made at ``now_ms``."""
+
+    key_id: str
+    rate: float
+    burst: int
+    now_ms: int
+
+
+def take_rate_tokens(tx: Tx, requests: Sequence[RateRequest]) -> list[float]:
+    """Take one submit token for each request, in order, from its key's bucket; for each, 0 when
+    taken, else the seconds until a token is there. Every API process shares the buckets: they
+    are read under a lock and written back in the same transaction."""
+    ids = sorted({r.key_id for r in requests})
+    buckets: dict[str, tuple[float, int]] = {}
+    for row in tx.run("lock_rate_buckets", (tx.array(ids),)).all():
+        tokens, updated = row["rate_tokens"], row["rate_updated_ms"]
+        buckets[row["id"]] = (float("inf") if tokens is None else float(tokens),
+                              0 if updated is None else int(updated))
+    waits = []
+    for r in requests:
+        if r.key_id not in buckets:
+            waits.append(1.0 / r.rate)  # no such key: nothing to take
+            continue
+        tokens, updated = buckets[r.key_id]
+        tokens, wait = take_token(tokens, (r.now_ms - updated) / 1000, r.rate, r.burst)
+        buckets[r.key_id] = (tokens, max(updated, r.now_ms))
+        waits.append(wait)
+    tx.many("set_rate_bucket", [(tokens, updated, key_id)
+                                for key_id, (tokens, updated) in sorted(buckets.items())])
+    return waits
 
 
 def _ledger(tx: Tx, account_id: str, kind: str, amount: int, now_ms: int,
@@ -152,31 +174,89 @@ def _ledger(tx: Tx, account_id: str, kind: str, amount: int, now_ms: int,
 # Tasks ------------------------------------------------------------------------------------------
 
 
-def insert_task(tx: Tx, task: Task, max_unfinished: int) -> None:
-    """Take an unfinished-task slot of the key, hold the price, store the task: all or nothing
-    (``TooManyRequests``, ``PaymentRequired`` or ``Unauthorized`` store nothing)."""
-    if tx.run("take_unfinished_slot", (task.key_id, max_unfinished)).rowcount != 1:
-        raise _over_limit(tx, task.key_id)
-    held = tx.run("hold", (task.price_micros, task.account_id, task.price_micros))
-    if held.rowcount != 1:
-        raise PaymentRequired(f"the balance cannot pay for this task "
-                              f"(${task.price_micros / 1e6:.6f})")
-    tx.run("insert_task", rows.task_params(task))
-    _ledger(tx, task.account_id, LedgerKind.HOLD, -task.price_micros, task.created_ms, task.id,
-            "")
+@dataclasses.dataclass(frozen=True)
+class Submit:
+    """A task to store, held to its key's limit of ``max_unfinished`` unfinished tasks."""
+
+    task: Task
+    max_unfinished: int
 
 
-def _over_limit(tx: Tx, key_id: str) -> Exception:
-    row = tx.run("unfinished", (key_id,)).one()
-    if row is None:
-        return Unauthorized(f"no API key {key_id!r} to submit a task for")
-    return TooManyRequests(f"this API key already has {row['unfinished_tasks']} unfinished "
-                           "tasks, the limit", retry_after=5)
+@dataclasses.dataclass
+class Admission:
+    """What ``admit`` decided for a batch of submits, in their order: for each, None when it is
+    admitted or the error that refuses it; and what the admitted ones take together."""
+
+    outcomes: list[Exception | None]
+    slots: dict[str, int]  # key id -> unfinished-task slots taken
+    held: dict[str, int]  # account id -> micro-dollars held
+    lines: list[tuple[Task, int]]  # each admitted task with its account's balance after its hold
+
+
+def admit(submits: Sequence[Submit], unfinished: dict[str, int],
+          balances: dict[str, int]) -> Admission:
+    """The submit rule, over the keys' unfinished-task counts and the accounts' balances as they
+    stand: in order, a task is admitted when its key is below its limit (else
+    ``TooManyRequests``) and its account can pay its price (else ``PaymentRequired``); an
+    unknown key is ``Unauthorized``. Each admitted task counts against the ones after it."""
+    unfinished, balances = dict(unfinished), dict(balances)
+    result = Admission([], {}, {}, [])
+    for submit in submits:
+        task = submit.task
+        count = unfinished.get(task.key_id)
+        balance = balances.get(task.account_id, -1)
+        if count is None:
+            result.outcomes.append(Unauthorized(f"no API key {task.key_id!r} to submit a task "
+                                                "for"))
+        elif count >= submit.max_unfinished:
+            result.outcomes.append(TooManyRequests(
+                f"this API key already has {count} unfinished tasks, the limit", retry_after=5))
+        elif balance < task.price_micros:
+            result.outcomes.append(PaymentRequired(
+                f"the balance cannot pay for this task (${task.price_micros / 1e6:.6f})"))
+        else:
+            unfinished[task.key_id] = count + 1
+            balances[task.account_id] = balance - task.price_micros
+            result.slots[task.key_id] = result.slots.get(task.key_id, 0) + 1
+            result.held[task.account_id] = (result.held.get(task.account_id, 0)
+                                            + task.price_micros)
+            result.lines.append((task, balances[task.account_id]))
+            result.outcomes.append(None)
+    return result
+
+
+def insert_tasks(tx: Tx, submits: Sequence[Submit]) -> list[Exception | None]:
+    """Store each task that ``admit`` admits, with its hold, its ledger line and its key's
+    unfinished-task slot; for each submit, None or the error that refused it (a refused one
+    stores nothing). The accounts, then the keys, are locked in id order while this runs."""
+    accounts = sorted({s.task.account_id for s in submits})
+    keys = sorted({s.task.key_id for s in submits})
+    balances = {r["id"]: int(r["balance_micros"])
+                for r in tx.run("lock_balances", (tx.array(accounts),)).all()}
+    unfinished = {r["id"]: int(r["unfinished_tasks"])
+                  for r in tx.run("lock_unfinished", (tx.array(keys),)).all()}
+    admission = admit(submits, unfinished, balances)
+    for account_id, micros in sorted(admission.held.items()):
+        held = tx.run("hold", (micros, account_id, micros))
+        assert held.rowcount == 1, account_id  # the balance was read under the lock
+    tx.many("take_unfinished_slots", [(n, key_id) for key_id, n in
+                                       sorted(admission.slots.items())])
+    tx.many("insert_task", [rows.task_params(task) for task, _ in admission.lines])
+    tx.many("insert_ledger", [(task.account_id, LedgerKind.HOLD, -task.price_micros, balance,
+                               task.id, "", task.created_ms)
+                              for task, balance in admission.lines])
+    return admission.outcomes
 
 
 def get_task(tx: Tx, task_id: str) -> Task | None:
     row = tx.run("task", (task_id,)).one()
     return rows.task(row) if row else None
+
+
+def get_tasks(tx: Tx, task_ids: Sequence[str]) -> list[Task | None]:
+    """The tasks of ``task_ids``, in their order (None for an id no task has)."""
+    found = {r["id"]: r for r in tx.run("tasks_by_ids", (tx.array(sorted(set(task_ids))),)).all()}
+    return [rows.task(found[i]) if i in found else None for i in task_ids]
 
 
 def claim_tasks(tx: Tx, worker_id: str, now_ms: int, lease_ms: int, limit: int,
