@@ -37,7 +37,7 @@ from imagegate.errors import ConfigError, StoreUnavailable
 from imagegate.events import TaskEvents
 from imagegate.fetch import FetchLimits, ReferenceFetcher
 from imagegate.health import HealthBook
-from imagegate.limits import InMemoryRateLimiter, RateLimiter, StoreRateLimiter
+from imagegate.limits import InMemoryRateLimiter
 from imagegate.router import Router
 from imagegate.routes.base import Route, RouteCheck
 from imagegate.routes.registry import build_route, declared_capabilities
@@ -314,11 +314,12 @@ class Api:
         return self.runtime.route_health() if self.runtime is not None else {}
 
 
-def build_api(seams: Seams, runtime: Runtime | None = None, *,
-              limiter: RateLimiter | None = None, migrate: bool = True) -> Api:
+def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: bool = False,
+              migrate: bool = True) -> Api:
     settings = seams.settings
-    access = Access(seams.store, seams.routing, limiter or InMemoryRateLimiter(),
-                    cache_s=settings.auth_cache_seconds, default_rate=settings.limits_submit_rate,
+    access = Access(seams.store, seams.routing, InMemoryRateLimiter(), seams.clock,
+                    shared_rates=shared_rates, cache_s=settings.auth_cache_seconds,
+                    default_rate=settings.limits_submit_rate,
                     default_burst=settings.limits_submit_burst)
     tasks = Tasks(seams.store, seams.routing, seams.callbacks, seams.clock, seams.events,
                   base_url=settings.base_url, max_unfinished=settings.limits_max_concurrent_tasks)
@@ -338,7 +339,7 @@ def fleet_api(settings: Settings) -> Api:
     """``api``: the API alone, its submit rates counted in the database (shared by every API
     process); a database that is not empty must be at this code's version."""
     seams = open_seams(settings)
-    return build_api(seams, limiter=StoreRateLimiter(seams.store, seams.clock), migrate=False)
+    return build_api(seams, shared_rates=True, migrate=False)
 
 
 async def prepare_database(store: Store, *, upgrade: bool) -> None:

@@ -1,9 +1,10 @@
-"""Per-key submit rate limiting: a token bucket per API key.
+"""Per-key submit rate limiting: a token bucket per API key, counted by ``take_token``.
 
-``InMemoryRateLimiter`` serves one process (``serve``); ``StoreRateLimiter`` keeps the buckets
-in the database, so the limit holds across every API process of a fleet (the submits that arrive
-together share one small write). Both count with ``take_token``. The limit on unfinished tasks is not here: the store checks it inside the submit
-transaction, where it is exact.
+``InMemoryRateLimiter`` keeps the buckets of one process: the whole limit in ``serve``. In a
+fleet it is the first gate of each API process (a process that has seen a key spend its bucket
+refuses at once, before reading the body), and the limit itself is the key's bucket in the
+database, taken in the submit's own transaction (``Store.insert_task``), so it holds across
+every API process. The limit on unfinished tasks is checked in that transaction too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from imagegate.clock import Clock
+from imagegate.errors import TooManyRequests
 
 
 def take_token(tokens: float, elapsed_s: float, rate: float,
@@ -27,20 +28,8 @@ def take_token(tokens: float, elapsed_s: float, rate: float,
     return tokens, (1.0 - tokens) / rate
 
 
-class BucketStore(Protocol):
-    async def take_rate_token(self, key_id: str, rate: float, burst: int,
-                              now_ms: int) -> float: ...
-
-
-class StoreRateLimiter:
-    """Buckets in the database (``Store.take_rate_token``): shared by every process."""
-
-    def __init__(self, store: BucketStore, clock: Clock) -> None:
-        self.store = store
-        self.clock = clock
-
-    async def acquire(self, key: str, rate: float, burst: int) -> float:
-        return await self.store.take_rate_token(key, rate, burst, self.clock.now_ms())
+def rate_limited(rate: float, wait_s: float) -> TooManyRequests:
+    return TooManyRequests(f"submit rate limit of {rate:g}/s reached", retry_after=wait_s)
 
 
 class RateLimiter(Protocol):

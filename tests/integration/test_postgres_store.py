@@ -386,7 +386,7 @@ def test_a_deadlock_is_retried_until_both_transactions_commit(store: PostgresSto
     def transfer(first: str, second: str) -> Any:
         def fn(tx: Tx) -> None:
             runs[first + second] += 1
-            tx.run("give_back", (1, first))
+            assert tx.run("give_back", (1, first)).rowcount == 1  # its answer: the lock is held
             if runs[first + second] == 1:
                 both_hold_one.wait()
             tx.run("give_back", (1, second))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,80 +13,148 @@ import pytest
 from imagegate.store.sqlite_writer import GroupCommitWriter
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, statements: list[str] | None = None) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
+    if statements is not None:
+        conn.set_trace_callback(statements.append)
     return conn
 
 
-def test_a_failing_job_is_rolled_back_alone(tmp_path: Path) -> None:
+def insert(v: int) -> Callable[[sqlite3.Connection], int]:
+    def job(c: sqlite3.Connection) -> int:
+        c.execute("INSERT INTO t VALUES (?)", (v,))
+        if v == 3:
+            raise ValueError("job 3 fails after writing")
+        return v
+    return job
+
+
+def stored(db: Path) -> list[int]:
+    return sorted(v for (v,) in connect(db).execute("SELECT v FROM t"))
+
+
+def test_jobs_queued_together_commit_together_and_a_failing_job_is_rolled_back_alone(
+        tmp_path: Path) -> None:
     db = tmp_path / "w.db"
     connect(db).execute("CREATE TABLE t (v INTEGER)")
-    gate = threading.Event()
-    writer = GroupCommitWriter(lambda: connect(db))
-
-    def insert(v: int):  # type: ignore[no-untyped-def]
-        def job(c: sqlite3.Connection) -> int:
-            c.execute("INSERT INTO t VALUES (?)", (v,))
-            if v == 3:
-                raise ValueError("job 3 fails after writing")
-            return v
-        return job
-
-    def hold(c: sqlite3.Connection) -> None:
-        gate.wait(5)  # the writer is busy: the next jobs queue up into one round
+    statements: list[str] = []
+    writer = GroupCommitWriter(lambda: connect(db, statements))
 
     async def scenario() -> list[object]:
-        first = asyncio.ensure_future(writer.run(hold))
-        await asyncio.sleep(0.05)
-        jobs = [asyncio.ensure_future(writer.run(insert(v))) for v in range(1, 6)]
-        await asyncio.sleep(0.05)
-        gate.set()
-        await first
-        return list(await asyncio.gather(*jobs, return_exceptions=True))
+        try:
+            return list(await asyncio.gather(*(writer.run(insert(v)) for v in range(1, 6)),
+                                             return_exceptions=True))
+        finally:
+            await writer.close()
 
     results = asyncio.run(scenario())
-    writer.close()
     assert results[:2] == [1, 2] and results[3:] == [4, 5]
     assert isinstance(results[2], ValueError)
-    stored = sorted(v for (v,) in connect(db).execute("SELECT v FROM t"))
-    assert stored == [1, 2, 4, 5]
+    assert stored(db) == [1, 2, 4, 5]
+    assert statements.count("COMMIT") == 1  # one round, one fsync
 
 
-def test_an_unopenable_database_fails_every_caller(tmp_path: Path) -> None:
-    def broken() -> sqlite3.Connection:
-        raise sqlite3.OperationalError("unable to open database file")
+def test_jobs_arriving_during_a_commit_wait_for_the_next_round(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    connect(db).execute("CREATE TABLE t (v INTEGER)")
+    statements: list[str] = []
+    writer = GroupCommitWriter(lambda: connect(db, statements))
 
-    writer = GroupCommitWriter(broken)
-    with pytest.raises(sqlite3.OperationalError):
-        asyncio.run(writer.run(lambda c: None))
-    writer.close()
+    async def scenario() -> list[int]:
+        first = asyncio.ensure_future(writer.run(insert(1)))
+        await asyncio.sleep(0)  # the first round has begun
+        later = [asyncio.ensure_future(writer.run(insert(v))) for v in (4, 5, 6)]
+        try:
+            return [await first, *await asyncio.gather(*later)]
+        finally:
+            await writer.close()
+
+    assert asyncio.run(scenario()) == [1, 4, 5, 6]
+    assert statements.count("COMMIT") == 2
 
 
-def test_a_job_cancelled_before_it_runs_is_skipped_and_the_writer_lives_on(
+def test_an_unopenable_database_fails_every_caller_and_the_next_round_tries_again(
+        tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    opened: list[int] = []
+
+    def flaky() -> sqlite3.Connection:
+        opened.append(1)
+        if len(opened) == 1:
+            raise sqlite3.OperationalError("unable to open database file")
+        return connect(db)
+
+    writer = GroupCommitWriter(flaky)
+
+    async def scenario() -> None:
+        try:
+            with pytest.raises(sqlite3.OperationalError):
+                await writer.run(lambda c: None)
+            await writer.run(lambda c: c.execute("CREATE TABLE t (v INTEGER)"))
+        finally:
+            await writer.close()
+
+    asyncio.run(scenario())
+    assert stored(db) == []
+
+
+def test_a_failed_commit_fails_every_job_of_the_round_and_keeps_nothing(
+        tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    setup = connect(db)
+    setup.execute("PRAGMA foreign_keys = ON")
+    setup.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+    setup.execute("CREATE TABLE t (v INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED)")
+
+    def fk_connect() -> sqlite3.Connection:
+        conn = connect(db)
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    writer = GroupCommitWriter(fk_connect)
+
+    async def scenario() -> list[object]:
+        try:
+            # The dangling reference is only checked at COMMIT: the whole round fails there.
+            return list(await asyncio.gather(
+                writer.run(lambda c: c.execute("INSERT INTO p VALUES (1)").rowcount),
+                writer.run(lambda c: c.execute("INSERT INTO t VALUES (99)").rowcount),
+                return_exceptions=True))
+        finally:
+            await writer.close()
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+    assert [r for (r,) in connect(db).execute("SELECT COUNT(*) FROM p")] == [0]
+
+
+def test_a_job_cancelled_before_its_round_is_skipped_and_the_writer_lives_on(
         tmp_path: Path) -> None:
     db = tmp_path / "w.db"
     connect(db).execute("CREATE TABLE t (v INTEGER)")
     gate = threading.Event()
-    writer = GroupCommitWriter(lambda: connect(db))
 
-    def hold(c: sqlite3.Connection) -> None:
-        gate.wait(5)
+    def slow_connect() -> sqlite3.Connection:
+        gate.wait(5)  # the first round waits to begin, on the writer's thread
+        return connect(db)
 
-    def insert(c: sqlite3.Connection) -> None:
-        c.execute("INSERT INTO t VALUES (1)")
+    writer = GroupCommitWriter(slow_connect)
 
     async def scenario() -> None:
-        first = asyncio.ensure_future(writer.run(hold))
-        await asyncio.sleep(0.05)
-        doomed = asyncio.ensure_future(writer.run(insert))
-        await asyncio.sleep(0.01)
-        doomed.cancel()  # its caller gives up while it waits in the queue
-        await asyncio.sleep(0.05)  # the cancellation reaches the queued job
-        gate.set()
-        await first
-        await writer.run(lambda c: c.execute("INSERT INTO t VALUES (2)"))
+        try:
+            first = asyncio.ensure_future(writer.run(insert(1)))
+            await asyncio.sleep(0.05)
+            doomed = asyncio.ensure_future(writer.run(insert(2)))
+            await asyncio.sleep(0.01)
+            doomed.cancel()  # its caller gives up while it waits for the next round
+            gate.set()
+            assert await first == 1
+            with pytest.raises(asyncio.CancelledError):
+                await doomed
+            assert await writer.run(insert(4)) == 4
+        finally:
+            await writer.close()
 
     asyncio.run(scenario())
-    writer.close()
-    assert [v for (v,) in connect(db).execute("SELECT v FROM t")] == [2]
+    assert stored(db) == [1, 4]

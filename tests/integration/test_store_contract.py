@@ -29,6 +29,7 @@ from imagegate.store.base import (
     DeliveryState,
     Finish,
     NewDelivery,
+    RateRequest,
     Store,
 )
 from imagegate.store.memory import MemoryStore
@@ -267,44 +268,68 @@ def make_key(key_id: str = "k1", created_ms: int = NOW, **changes: Any) -> ApiKe
     return dataclasses.replace(key, **changes)
 
 
+async def take(store: Store, rate: float, burst: int, now_ms: int, key_id: str = KEY) -> float:
+    """Submit a task with a token of the key's shared bucket: 0 when it was stored, else the
+    wait its rate refusal says (and then nothing was stored)."""
+    task = make_task(key_id=key_id)
+    try:
+        await store.insert_task(task, 1_000, RateRequest(rate, burst, now_ms))
+    except TooManyRequests as refused:
+        assert "rate limit" in refused.error
+        assert await store.get_task(task.id) is None
+        return refused.retry_after
+    return 0.0
+
+
 def test_a_keys_submit_bucket_refills_at_its_rate_up_to_its_burst(store: Store) -> None:
     async def scenario() -> None:
-        await open_account(store, 0)
-        takes = [await store.take_rate_token(KEY, 1.0, 2, NOW) for _ in range(3)]
+        await open_account(store, LOTS)
+        takes = [await take(store, 1.0, 2, NOW) for _ in range(3)]
         assert takes[:2] == [0.0, 0.0] and takes[2] == pytest.approx(1.0)
-        assert await store.take_rate_token(KEY, 1.0, 2, NOW + 500) == pytest.approx(0.5)
-        assert await store.take_rate_token(KEY, 1.0, 2, NOW + 1000) == 0.0
-        assert await store.take_rate_token("key_2", 1.0, 2, NOW) == 0.0  # its own bucket
+        assert await take(store, 1.0, 2, NOW + 500) == pytest.approx(0.5)
+        assert await take(store, 1.0, 2, NOW + 1000) == 0.0
+        assert await take(store, 1.0, 2, NOW, key_id="key_2") == 0.0  # its own bucket
         # A long pause refills to the burst, no further.
         later = NOW + 3_600_000
-        assert [await store.take_rate_token(KEY, 1.0, 2, later) for _ in range(3)][2] > 0
-        assert await store.take_rate_token("nobody", 1.0, 2, NOW) > 0
+        assert [await take(store, 1.0, 2, later) for _ in range(3)][2] > 0
+        # Only the tasks that took a token were stored and held.
+        assert await balance(store) == LOTS - 6 * PRICE
+        await assert_ledger_explains_balance(store)
 
     run(scenario())
 
 
 def test_concurrent_takes_of_one_bucket_get_exactly_its_burst(store: Store) -> None:
     async def scenario() -> None:
-        await open_account(store, 0)
-        waits = await asyncio.gather(*(store.take_rate_token(KEY, 2.0, 5, NOW)
-                                       for _ in range(12)))
+        await open_account(store, LOTS)
+        waits = await asyncio.gather(*(take(store, 2.0, 5, NOW) for _ in range(12)))
         assert waits.count(0.0) == 5
         assert all(w == pytest.approx(0.5) for w in waits if w)
         # Half a second later one token is back, and only one.
-        later = await asyncio.gather(*(store.take_rate_token(KEY, 2.0, 5, NOW + 500)
-                                       for _ in range(3)))
+        later = await asyncio.gather(*(take(store, 2.0, 5, NOW + 500) for _ in range(3)))
         assert sorted(later) == [0.0, pytest.approx(0.5), pytest.approx(0.5)]
+        assert await balance(store) == LOTS - 6 * PRICE
 
     run(scenario())
 
 
 def test_a_clock_behind_the_buckets_never_takes_tokens_back(store: Store) -> None:
     async def scenario() -> None:
-        await open_account(store, 0)
-        assert await store.take_rate_token(KEY, 1.0, 1, NOW) == 0.0
+        await open_account(store, LOTS)
+        assert await take(store, 1.0, 1, NOW) == 0.0
         # Another process whose clock is a second behind: no token, and no debt either.
-        assert await store.take_rate_token(KEY, 1.0, 1, NOW - 1000) == pytest.approx(1.0)
-        assert await store.take_rate_token(KEY, 1.0, 1, NOW + 1000) == 0.0
+        assert await take(store, 1.0, 1, NOW - 1000) == pytest.approx(1.0)
+        assert await take(store, 1.0, 1, NOW + 1000) == 0.0
+
+    run(scenario())
+
+
+def test_a_token_is_spent_even_when_the_task_is_then_refused(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 0)  # nothing to pay with
+        with pytest.raises(PaymentRequired):
+            await store.insert_task(make_task(), 10, RateRequest(1.0, 1, NOW))
+        assert await take(store, 1.0, 1, NOW) == pytest.approx(1.0)
 
     run(scenario())
 

@@ -35,9 +35,9 @@ async def generate_task(request: Request) -> Response:
     key = await api.access.authenticate(request.headers.get("authorization"))
     model_id = request.path_params["model"]
     api.access.check_model(key, model_id)
-    await api.access.check_rate(key)
+    rate = await api.access.check_rate(key)
     body = await read_json(request, api.settings.limits_max_body_bytes)
-    task_id = await api.tasks.submit(key, model_id, body)
+    task_id = await api.tasks.submit(key, model_id, body, rate)
     return ok({"taskId": task_id})
 
 

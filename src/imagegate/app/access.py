@@ -1,23 +1,30 @@
 """Who is calling and what they may do: API keys (cached for ``auth_cache_seconds``), the
-models a key may use, and its submit rate."""
+models a key may use, and its submit rate: this process's bucket of the key (the whole limit in
+``serve``), and in a fleet the key's bucket in the database as well, which the submit's own
+transaction takes (``limits.py``)."""
 
 from __future__ import annotations
 
 import time
 
-from imagegate.errors import Forbidden, TooManyRequests, Unauthorized, quoted
+from imagegate.clock import Clock
+from imagegate.errors import Forbidden, Unauthorized, quoted
 from imagegate.keys import KeyCache, bearer_token, hash_key
-from imagegate.limits import RateLimiter
+from imagegate.limits import RateLimiter, rate_limited
 from imagegate.routing import Routing
-from imagegate.store.base import ApiKey, Store
+from imagegate.store.base import ApiKey, RateRequest, Store
 
 
 class Access:
-    def __init__(self, store: Store, routing: Routing, limiter: RateLimiter, *,
-                 cache_s: float, default_rate: float, default_burst: int) -> None:
+    def __init__(self, store: Store, routing: Routing, limiter: RateLimiter, clock: Clock, *,
+                 shared_rates: bool, cache_s: float, default_rate: float,
+                 default_burst: int) -> None:
+        """``shared_rates``: the keys' rates are counted in the database too (a fleet)."""
         self.store = store
         self.routing = routing
         self.limiter = limiter
+        self.clock = clock
+        self.shared_rates = shared_rates
         self.key_cache: KeyCache[ApiKey] = KeyCache(cache_s)
         self.default_rate = default_rate
         self.default_burst = default_burst
@@ -44,11 +51,13 @@ class Access:
         if key.models is not None and model_id not in key.models:
             raise Forbidden(f"this API key may not use model {quoted(model_id)}")
 
-    async def check_rate(self, key: ApiKey) -> None:
-        """Take a submit token of the key's bucket; ``TooManyRequests`` with the wait when
-        there is none."""
+    async def check_rate(self, key: ApiKey) -> RateRequest | None:
+        """Take a submit token of this process's bucket of the key (``TooManyRequests`` with
+        the wait when there is none); in a fleet, the request for a token of the key's shared
+        bucket, for the submit to take with its task."""
         rate = key.submit_rate or self.default_rate
         burst = key.submit_burst or self.default_burst
         wait = await self.limiter.acquire(key.id, rate, burst)
         if wait > 0:
-            raise TooManyRequests(f"submit rate limit of {rate:g}/s reached", retry_after=wait)
+            raise rate_limited(rate, wait)
+        return RateRequest(rate, burst, self.clock.now_ms()) if self.shared_rates else None

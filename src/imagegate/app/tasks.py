@@ -16,7 +16,7 @@ from imagegate.errors import NotFound, Unauthorized, quoted
 from imagegate.events import TaskEvents
 from imagegate.money import ChargeState, task_price
 from imagegate.routing import Routing
-from imagegate.store.base import ApiKey, Store
+from imagegate.store.base import ApiKey, RateRequest, Store
 from imagegate.tasks import Task, TaskState, new_task_id, render_status
 from imagegate.webhooks import CallbackPolicy
 
@@ -36,8 +36,10 @@ class Tasks:
         # task id -> (account id, model, status data) of finished tasks, least recent first
         self._finished: OrderedDict[str, tuple[str, str, dict[str, Any]]] = OrderedDict()
 
-    async def submit(self, key: ApiKey, model_id: str, body: Any) -> str:
-        """Validate, price, and store the task with its hold in one transaction; its id."""
+    async def submit(self, key: ApiKey, model_id: str, body: Any,
+                     rate: RateRequest | None = None) -> str:
+        """Validate, price, and store the task with its hold (and its token of the key's shared
+        ``rate`` bucket) in one transaction; its id."""
         model = self.routing.model(model_id)
         request = parse_submit(body, model.limits)
         self.routing.check_routable(model_id, request.input, request.provider)
@@ -51,7 +53,7 @@ class Tasks:
             charge_state=ChargeState.HELD, result_token=secrets.token_urlsafe(18),
             request_type=request.request_type, callback_url=request.callback_url,
             provider=request.provider, source=request.source)
-        await self.store.insert_task(task, key.max_concurrent_tasks or self.max_unfinished)
+        await self.store.insert_task(task, key.max_concurrent_tasks or self.max_unfinished, rate)
         self.events.work_available()
         return task.id
 

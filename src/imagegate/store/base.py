@@ -5,8 +5,9 @@ the same protocol. The contract-test suite in ``tests/integration/test_store_con
 against each implementation.
 
 Rules every implementation keeps:
-- ``insert_task`` holds the money, checks the key's unfinished-task limit and stores the task in
-  ONE transaction; it raises ``PaymentRequired`` or ``TooManyRequests`` and then stores nothing.
+- ``insert_task`` takes the submit's token of the key's shared rate bucket (when given one),
+  checks the key's unfinished-task limit, holds the money and stores the task in ONE
+  transaction; it raises ``TooManyRequests`` or ``PaymentRequired`` and then stores nothing.
 - Task transitions out of ``running`` are fenced on (id, attempt, state='running'), and for the
   sweeper on the lease still being expired; a call that loses the fence changes nothing and
   returns False.
@@ -48,6 +49,16 @@ class ApiKey:
     @property
     def active(self) -> bool:
         return self.revoked_ms is None
+
+
+@dataclass(frozen=True)
+class RateRequest:
+    """A submit's request for a token of its key's bucket in the database, shared by every API
+    process: ``rate`` tokens per second, at most ``burst``, asked at ``now_ms``."""
+
+    rate: float
+    burst: int
+    now_ms: int
 
 
 @dataclass(frozen=True)
@@ -168,14 +179,9 @@ class Store(Protocol):
     async def list_keys(self) -> list[ApiKey]: ...
     async def revoke_key(self, key_id: str, now_ms: int) -> bool: ...
 
-    async def take_rate_token(self, key_id: str, rate: float, burst: int,
-                              now_ms: int) -> float:
-        """Take one submit token from the key's bucket, shared by every process of the
-        database; 0 when taken, else the seconds until one is there."""
-        ...
-
     # Tasks
-    async def insert_task(self, task: Task, max_unfinished: int) -> None: ...
+    async def insert_task(self, task: Task, max_unfinished: int,
+                          rate: RateRequest | None = None) -> None: ...
     async def get_task(self, task_id: str) -> Task | None: ...
     async def claim_tasks(self, worker_id: str, now_ms: int, lease_ms: int, limit: int,
                           models: Sequence[str] | None = None) -> list[Task]: ...

@@ -156,7 +156,11 @@ class PostgresStore(SqlStore):
             try:
                 if not write:
                     return fn(tx)
-                with conn.transaction():
+                # In pipeline mode: a statement goes out at once and its result is waited for
+                # only when the transaction reads it, so the writes whose results it never
+                # reads leave together with the COMMIT, in one round trip.
+                with conn.pipeline() as pipeline, conn.transaction():
+                    tx.pipeline = pipeline
                     result = fn(tx)
                     tx.committing = True
                 return result
@@ -175,17 +179,19 @@ class _Dropped(Exception):
 
 
 class PostgresTx:
-    """``Tx`` over a psycopg connection (inside its transaction for a write). Statements take
-    ``%s`` or ``%(name)s`` parameters; a list of text values is a Python list (``text[]``)."""
+    """``Tx`` over a psycopg connection (inside its transaction, in pipeline mode, for a write).
+    Statements take ``%s`` or ``%(name)s`` parameters; a list of text values is a Python list
+    (``text[]``)."""
 
     dialect = POSTGRES
 
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
+        self.pipeline: psycopg.Pipeline | None = None
         self.committing = False  # set once the work is done and COMMIT is next
 
     def run(self, name: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> _Result:
-        return _Result(self._conn.execute(self.dialect.statement(name), params))
+        return _Result(self._conn.execute(self.dialect.statement(name), params), self.pipeline)
 
     def many(self, name: str, params: Sequence[Sequence[Any]]) -> None:
         if params:  # sent together, in one round trip (psycopg's pipeline)
@@ -196,15 +202,20 @@ class PostgresTx:
         return list(values)
 
     def script(self, sql: str) -> None:
-        self._conn.execute(sql)  # no parameters: sent as one simple query, many statements
+        for statement in filter(str.strip, sql.split(";")):  # a pipeline takes one at a time
+            self._conn.execute(statement.encode())
 
 
 class _Result:
-    def __init__(self, cursor: psycopg.Cursor[DictRow]) -> None:
+    def __init__(self, cursor: psycopg.Cursor[DictRow],
+                 pipeline: psycopg.Pipeline | None) -> None:
         self._cursor = cursor
+        self._pipeline = pipeline
 
     @property
     def rowcount(self) -> int:
+        if self._pipeline is not None and self._cursor.pgresult is None:
+            self._pipeline.sync()  # its result has not come back yet: wait for it
         return self._cursor.rowcount
 
     def one(self) -> Row | None:

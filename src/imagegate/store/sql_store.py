@@ -2,7 +2,7 @@
 of ``transactions.py``. A subclass only says how a function runs in a write transaction
 (``_write``) and in a read (``_read``) of its database, and which ``Dialect`` it speaks.
 
-The calls a busy API makes most (submit, its rate token, the status read) are batched
+The calls a busy API makes most (the submit, the status read) are batched
 (``batching.py``): those that arrive together run as one transaction of the batch form of their
 rule, so under load a submit costs a share of one commit, not a commit of its own.
 
@@ -28,6 +28,7 @@ from imagegate.store.base import (
     Finish,
     LedgerEntry,
     NewDelivery,
+    RateRequest,
     WebhookSecret,
 )
 from imagegate.store.batching import Batcher
@@ -48,7 +49,6 @@ class SqlStore:
     def __init__(self, *, read_batches: int = 4) -> None:
         """``read_batches``: how many batches of status reads may run at once."""
         self._submits: Batcher[tx.Submit, None] = Batcher(self._insert_tasks)
-        self._rate_tokens: Batcher[tx.RateRequest, float] = Batcher(self._take_rate_tokens)
         self._task_reads: Batcher[str, Task | None] = Batcher(self._get_tasks,
                                                               max_in_flight=read_batches)
 
@@ -66,7 +66,7 @@ class SqlStore:
 
     async def close(self) -> None:
         """Answer the calls under way, then close the database."""
-        for batcher in (self._submits, self._rate_tokens, self._task_reads):
+        for batcher in (self._submits, self._task_reads):
             await batcher.drain()
         await self._close()
 
@@ -137,17 +137,11 @@ class SqlStore:
     async def revoke_key(self, key_id: str, now_ms: int) -> bool:
         return await self._write(lambda t: tx.revoke_key(t, key_id, now_ms))
 
-    async def take_rate_token(self, key_id: str, rate: float, burst: int,
-                              now_ms: int) -> float:
-        return await self._rate_tokens(tx.RateRequest(key_id, rate, burst, now_ms))
-
-    async def _take_rate_tokens(self, requests: Sequence[tx.RateRequest]) -> list[float]:
-        return await self._write(lambda t: tx.take_rate_tokens(t, requests))
-
     # Tasks ------------------------------------------------------------------------------------
 
-    async def insert_task(self, task: Task, max_unfinished: int) -> None:
-        await self._submits(tx.Submit(task, max_unfinished))
+    async def insert_task(self, task: Task, max_unfinished: int,
+                          rate: RateRequest | None = None) -> None:
+        await self._submits(tx.Submit(task, max_unfinished, rate))
 
     async def _insert_tasks(self, submits: Sequence[tx.Submit]) -> list[Exception | None]:
         return await self._write(lambda t: tx.insert_tasks(t, submits))

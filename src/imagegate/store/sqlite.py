@@ -1,10 +1,10 @@
 """The embedded store: SQLite in WAL mode.
 
-One writer thread owns the only writing connection and commits the transactions queued for it
-in groups (``sqlite_writer.py``), so writes never contend inside the process and many submits
-share one fsync (``BEGIN IMMEDIATE`` plus a busy timeout handles other processes, such as the
-CLI). Readers use their own connections on a small thread pool; under WAL they never wait for
-the writer. ``synchronous=FULL``: a task is on disk before its taskId is returned.
+One connection writes, committing the transactions queued for it in groups
+(``sqlite_writer.py``), so writes never contend inside the process and many submits share one
+fsync (``BEGIN IMMEDIATE`` plus a busy timeout handles other processes, such as the CLI).
+Readers use their own connections on a small thread pool; under WAL they never wait for the
+writer. ``synchronous=FULL``: a task is on disk before its taskId is returned.
 
 A database that cannot be written or read (a full disk, an I/O error, a lock held past the busy
 timeout) raises ``StoreUnavailable``: nothing of that transaction was kept. After a failed write
@@ -45,7 +45,7 @@ class SqliteStore(SqlStore):
         self._local = threading.local()
         self._conns: list[Conn] = []
         self._conns_lock = threading.Lock()
-        self._writer = GroupCommitWriter(self._conn)
+        self._writer = GroupCommitWriter(self._open)
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -56,12 +56,16 @@ class SqliteStore(SqlStore):
     # Plumbing ---------------------------------------------------------------------------------
 
     def _conn(self) -> Conn:
+        """This reader thread's connection."""
         conn: Conn | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self._path)
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
+            conn = self._local.conn = self._open()
+        return conn
+
+    def _open(self) -> Conn:
+        conn = connect(self._path)
+        with self._conns_lock:
+            self._conns.append(conn)
         return conn
 
     async def _run_write(self, fn: Callable[[Tx], T]) -> T:
@@ -75,7 +79,7 @@ class SqliteStore(SqlStore):
         return is_unavailable(exc)
 
     async def _close(self) -> None:
-        self._writer.close()
+        await self._writer.close()
         self._readers.shutdown(wait=True)
         with self._conns_lock:
             for conn in self._conns:

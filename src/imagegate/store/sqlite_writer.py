@@ -1,25 +1,32 @@
-"""Group commit for the SQLite store: one thread owns the writing connection and runs the write
-transactions queued for it. Those that arrive while a commit is being made to disk wait
-together; the next round runs each of them inside its own savepoint and commits them all with
-one fsync.
+"""Group commit for the SQLite store: one connection writes, in rounds. The write transactions
+queued while a round is being committed wait together; the next round runs each of them inside
+its own savepoint and commits them all with one fsync.
 
-Each caller still gets its answer only after the COMMIT that made its writes durable, and a job
-that raises is rolled back to its savepoint alone: the others in its round are unaffected. When
-the COMMIT itself fails, every job of the round fails with that error.
+A round's two waits run on the writer's own thread: ``BEGIN IMMEDIATE`` (which may wait, up to
+the busy timeout, for another process holding the database's write lock) and ``COMMIT`` (the
+fsync, and now and then a WAL checkpoint). The jobs' statements run on the event loop between
+them: with the write lock held they never wait for anyone, and a job is a few statements on
+pages in memory, so running them where the caller is costs less than handing each statement to
+another thread and back (every hand-off is a wait for the interpreter's lock while the event
+loop is busy serving requests).
+
+Each caller gets its answer only after the COMMIT that made its writes durable, and a job that
+raises is rolled back to its savepoint alone: the others in its round are unaffected. When the
+COMMIT itself fails, or SQLite rolls the whole transaction back (a full disk, an I/O error),
+every job of the round fails with that error. A job whose caller gave up before its round
+started is skipped; once started it runs to the end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-Job = tuple["Future[Any]", Callable[[sqlite3.Connection], Any]]
+Job = tuple["asyncio.Future[Any]", Callable[[sqlite3.Connection], Any]]
 
 MAX_ROUND = 128
 
@@ -27,71 +34,100 @@ MAX_ROUND = 128
 class GroupCommitWriter:
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
-        self._thread.start()
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._queued: list[Job] = []
+        self._rounds: asyncio.Task[None] | None = None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a write transaction; return once it is committed to disk."""
-        future: Future[T] = Future()
-        self._jobs.put((future, fn))
-        return await asyncio.wrap_future(future)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append((future, fn))
+        if self._rounds is None:
+            self._rounds = asyncio.get_running_loop().create_task(self._run_rounds())
+        return await future
 
-    def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
+    async def close(self) -> None:
+        """Finish the rounds under way and queued, then close the connection."""
+        if self._rounds is not None:
+            await asyncio.shield(self._rounds)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close_conn)
+        self._thread.shutdown(wait=True)
 
-    def _serve(self) -> None:
-        conn: sqlite3.Connection | None = None
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                return
-            round_, stopping = self._gather(first)
-            # A job whose caller gave up before it started is skipped; once started, a job can
-            # no longer be cancelled, so its caller's future is always settled by this thread.
-            round_ = [job for job in round_ if job[0].set_running_or_notify_cancel()]
-            if not round_:
-                if stopping:
-                    return
-                continue
-            try:
-                conn = conn or self._connect()
-                self._commit(conn, round_)
-            except BaseException as exc:  # nothing may stop this thread: fail the round
-                for future, _ in round_:
-                    _settle(future, None, exc)
-                conn = _reset(conn)
-            if stopping:
-                return
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
-    def _gather(self, first: Job) -> tuple[list[Job], bool]:
-        round_ = [first]
-        while len(round_) < MAX_ROUND:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                return round_, True
-            round_.append(job)
-        return round_, False
-
-    def _commit(self, conn: sqlite3.Connection, round_: list[Job]) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+    async def _run_rounds(self) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            while self._queued:
+                round_, self._queued = self._queued[:MAX_ROUND], self._queued[MAX_ROUND:]
+                round_ = [job for job in round_ if not job[0].done()]  # callers that gave up
+                if round_:
+                    await self._round(round_)
+        finally:
+            self._rounds = None
+
+    async def _round(self, round_: list[Job]) -> None:
+        try:
+            conn = await self._in_thread(self._begin)
+        except BaseException as exc:  # not even begun: nothing to undo
+            _fail(round_, exc)
+            await self._in_thread(self._reset)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
             for future, fn in round_:
                 outcomes.append((future, *_in_savepoint(conn, fn)))
-            conn.execute("COMMIT")
+            await self._in_thread(conn.execute, "COMMIT")
         except BaseException as exc:  # the round could not be made durable
-            for future, _ in round_:
-                _settle(future, None, exc)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _fail(round_, exc)
+            await self._in_thread(self._reset)
+            if not isinstance(exc, Exception):
+                raise
             return
         for future, result, error in outcomes:
-            _settle(future, result, error)
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the writer's thread. Once started it runs to the end even if this
+        task is cancelled (the loop shutting down): the connection is never used by two threads
+        at once."""
+        work = asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])
+            raise
+
+    def _begin(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._connect()
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def _reset(self) -> None:
+        """After a failure the connection may be mid-transaction: roll back, or drop it so the
+        next round opens a fresh one."""
+        if self._conn is None:
+            return
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except Exception:
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except Exception:
+                pass
 
 
 def _in_savepoint(conn: sqlite3.Connection,
@@ -109,23 +145,11 @@ def _in_savepoint(conn: sqlite3.Connection,
     return result, None
 
 
-def _settle(future: Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-def _reset(conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
-    """After a failure the connection may be mid-transaction: roll back, or drop it so the next
-    round opens a fresh one."""
-    if conn is None:
-        return None
-    try:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        return conn
-    except Exception:
-        return None
+def _fail(round_: list[Job], error: BaseException) -> None:
+    for future, _ in round_:
+        if future.done():
+            continue
+        if isinstance(error, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(error)

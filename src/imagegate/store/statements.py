@@ -40,11 +40,13 @@ PORTABLE: dict[str, str] = {
     "key": "SELECT * FROM api_keys WHERE id = ?",
     "keys": "SELECT * FROM api_keys ORDER BY created_ms, id",
     "revoke_key": "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
-    "take_unfinished_slots": "UPDATE api_keys SET unfinished_tasks = unfinished_tasks + ? "
-                             "WHERE id = ?",
+    # A batch of submits: the slots it takes and the shared rate bucket it leaves (NULL: as
+    # it was).
+    "update_key_counts": "UPDATE api_keys SET unfinished_tasks = unfinished_tasks + ?, "
+                         "rate_tokens = COALESCE(?, rate_tokens), "
+                         "rate_updated_ms = COALESCE(?, rate_updated_ms) WHERE id = ?",
     "free_unfinished_slot": "UPDATE api_keys SET unfinished_tasks = unfinished_tasks - 1 "
                             "WHERE id = ?",
-    "set_rate_bucket": "UPDATE api_keys SET rate_tokens = ?, rate_updated_ms = ? WHERE id = ?",
     # Tasks
     "insert_task": f"INSERT INTO tasks ({_TASK_COLUMNS}) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -116,10 +118,8 @@ PORTABLE: dict[str, str] = {
 _SQLITE_OWN: dict[str, str] = {
     "lock_balances": "SELECT id, balance_micros FROM accounts "
                      "WHERE id IN (SELECT value FROM json_each(?))",
-    "lock_unfinished": "SELECT id, unfinished_tasks FROM api_keys "
-                       "WHERE id IN (SELECT value FROM json_each(?))",
-    "lock_rate_buckets": "SELECT id, rate_tokens, rate_updated_ms FROM api_keys "
-                         "WHERE id IN (SELECT value FROM json_each(?))",
+    "lock_keys": "SELECT id, unfinished_tasks, rate_tokens, rate_updated_ms FROM api_keys "
+                 "WHERE id IN (SELECT value FROM json_each(?))",
     "tasks_by_ids": "SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?))",
     "lock_migrations": "SELECT 1 AS locked",  # the write transaction is the lock
     "has_versions": "SELECT COUNT(*) AS n FROM sqlite_master "
@@ -146,10 +146,8 @@ _POSTGRES_OWN: dict[str, str] = {
     # refers to the account or key be inserted meanwhile.
     "lock_balances": "SELECT id, balance_micros FROM accounts WHERE id = ANY(%s::text[]) "
                      "ORDER BY id FOR NO KEY UPDATE",
-    "lock_unfinished": "SELECT id, unfinished_tasks FROM api_keys WHERE id = ANY(%s::text[]) "
-                       "ORDER BY id FOR NO KEY UPDATE",
-    "lock_rate_buckets": "SELECT id, rate_tokens, rate_updated_ms FROM api_keys "
-                         "WHERE id = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE",
+    "lock_keys": "SELECT id, unfinished_tasks, rate_tokens, rate_updated_ms FROM api_keys "
+                 "WHERE id = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE",
     "tasks_by_ids": "SELECT * FROM tasks WHERE id = ANY(%s::text[])",
     # Processes starting together migrate one at a time (released at commit).
     "lock_migrations": "SELECT pg_advisory_xact_lock(7361094528) AS locked",

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 
 from imagegate.errors import ConfigError, PaymentRequired, TooManyRequests, Unauthorized
-from imagegate.limits import take_token
+from imagegate.limits import rate_limited, take_token
 from imagegate.money import MAX_BALANCE_MICROS, ChargeState, LedgerKind
 from imagegate.store import rows
 from imagegate.store.base import (
@@ -25,6 +25,7 @@ from imagegate.store.base import (
     Finish,
     LedgerEntry,
     NewDelivery,
+    RateRequest,
     WebhookSecret,
 )
 from imagegate.store.sql import Row, Tx
@@ -126,41 +127,6 @@ def revoke_key(tx: Tx, key_id: str, now_ms: int) -> bool:
     return tx.run("revoke_key", (now_ms, key_id)).rowcount == 1
 
 
-@dataclasses.dataclass(frozen=True)
-class RateRequest:
-    """One submit's request for a token of its key's bucket (``rate`` per second, at most
-    ``burst``), made at ``now_ms``."""
-
-    key_id: str
-    rate: float
-    burst: int
-    now_ms: int
-
-
-def take_rate_tokens(tx: Tx, requests: Sequence[RateRequest]) -> list[float]:
-    """Take one submit token for each request, in order, from its key's bucket; for each, 0 when
-    taken, else the seconds until a token is there. Every API process shares the buckets: they
-    are read under a lock and written back in the same transaction."""
-    ids = sorted({r.key_id for r in requests})
-    buckets: dict[str, tuple[float, int]] = {}
-    for row in tx.run("lock_rate_buckets", (tx.array(ids),)).all():
-        tokens, updated = row["rate_tokens"], row["rate_updated_ms"]
-        buckets[row["id"]] = (float("inf") if tokens is None else float(tokens),
-                              0 if updated is None else int(updated))
-    waits = []
-    for r in requests:
-        if r.key_id not in buckets:
-            waits.append(1.0 / r.rate)  # no such key: nothing to take
-            continue
-        tokens, updated = buckets[r.key_id]
-        tokens, wait = take_token(tokens, (r.now_ms - updated) / 1000, r.rate, r.burst)
-        buckets[r.key_id] = (tokens, max(updated, r.now_ms))
-        waits.append(wait)
-    tx.many("set_rate_bucket", [(tokens, updated, key_id)
-                                for key_id, (tokens, updated) in sorted(buckets.items())])
-    return waits
-
-
 def _ledger(tx: Tx, account_id: str, kind: str, amount: int, now_ms: int,
             task_id: str | None, note: str) -> int:
     """Append the ledger line of a change just made to the balance; the balance after it."""
@@ -176,48 +142,71 @@ def _ledger(tx: Tx, account_id: str, kind: str, amount: int, now_ms: int,
 
 @dataclasses.dataclass(frozen=True)
 class Submit:
-    """A task to store, held to its key's limit of ``max_unfinished`` unfinished tasks."""
+    """A task to store, held to its key's limit of ``max_unfinished`` unfinished tasks and, with
+    a ``rate``, to a token of the key's shared bucket."""
 
     task: Task
     max_unfinished: int
+    rate: RateRequest | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyCounts:
+    """What the submit rule reads of a key: its unfinished tasks and its shared rate bucket
+    (``tokens`` left at ``updated_ms``; a bucket never used is full)."""
+
+    unfinished: int
+    tokens: float = float("inf")
+    updated_ms: int = 0
 
 
 @dataclasses.dataclass
 class Admission:
     """What ``admit`` decided for a batch of submits, in their order: for each, None when it is
-    admitted or the error that refuses it; and what the admitted ones take together."""
+    admitted or the error that refuses it; and what the batch changes."""
 
     outcomes: list[Exception | None]
-    slots: dict[str, int]  # key id -> unfinished-task slots taken
+    keys: dict[str, KeyCounts]  # every key of the batch, as the batch leaves it
     held: dict[str, int]  # account id -> micro-dollars held
     lines: list[tuple[Task, int]]  # each admitted task with its account's balance after its hold
 
 
-def admit(submits: Sequence[Submit], unfinished: dict[str, int],
+def admit(submits: Sequence[Submit], keys: dict[str, KeyCounts],
           balances: dict[str, int]) -> Admission:
-    """The submit rule, over the keys' unfinished-task counts and the accounts' balances as they
-    stand: in order, a task is admitted when its key is below its limit (else
-    ``TooManyRequests``) and its account can pay its price (else ``PaymentRequired``); an
-    unknown key is ``Unauthorized``. Each admitted task counts against the ones after it."""
-    unfinished, balances = dict(unfinished), dict(balances)
-    result = Admission([], {}, {}, [])
+    """The submit rule, over the keys and the accounts' balances as they stand. In order, a
+    submit takes a token of its key's bucket when it has a ``rate`` (else ``TooManyRequests``
+    with the wait: a token once taken stays taken), then its task is admitted when the key is
+    below its unfinished-task limit (else ``TooManyRequests``) and the account can pay its
+    price (else ``PaymentRequired``); an unknown key is ``Unauthorized``. Each admitted task
+    counts against the ones after it."""
+    keys, balances = dict(keys), dict(balances)
+    result = Admission([], keys, {}, [])
     for submit in submits:
-        task = submit.task
-        count = unfinished.get(task.key_id)
-        balance = balances.get(task.account_id, -1)
-        if count is None:
+        task, rate = submit.task, submit.rate
+        counts = keys.get(task.key_id)
+        if counts is None:
             result.outcomes.append(Unauthorized(f"no API key {task.key_id!r} to submit a task "
                                                 "for"))
-        elif count >= submit.max_unfinished:
+            continue
+        if rate is not None:
+            tokens, wait = take_token(counts.tokens, (rate.now_ms - counts.updated_ms) / 1000,
+                                      rate.rate, rate.burst)
+            counts = keys[task.key_id] = dataclasses.replace(
+                counts, tokens=tokens, updated_ms=max(counts.updated_ms, rate.now_ms))
+            if wait > 0:
+                result.outcomes.append(rate_limited(rate.rate, wait))
+                continue
+        balance = balances.get(task.account_id, -1)
+        if counts.unfinished >= submit.max_unfinished:
             result.outcomes.append(TooManyRequests(
-                f"this API key already has {count} unfinished tasks, the limit", retry_after=5))
+                f"this API key already has {counts.unfinished} unfinished tasks, the limit",
+                retry_after=5))
         elif balance < task.price_micros:
             result.outcomes.append(PaymentRequired(
                 f"the balance cannot pay for this task (${task.price_micros / 1e6:.6f})"))
         else:
-            unfinished[task.key_id] = count + 1
+            keys[task.key_id] = dataclasses.replace(counts, unfinished=counts.unfinished + 1)
             balances[task.account_id] = balance - task.price_micros
-            result.slots[task.key_id] = result.slots.get(task.key_id, 0) + 1
             result.held[task.account_id] = (result.held.get(task.account_id, 0)
                                             + task.price_micros)
             result.lines.append((task, balances[task.account_id]))
@@ -227,25 +216,38 @@ def admit(submits: Sequence[Submit], unfinished: dict[str, int],
 
 def insert_tasks(tx: Tx, submits: Sequence[Submit]) -> list[Exception | None]:
     """Store each task that ``admit`` admits, with its hold, its ledger line and its key's
-    unfinished-task slot; for each submit, None or the error that refused it (a refused one
-    stores nothing). The accounts, then the keys, are locked in id order while this runs."""
-    accounts = sorted({s.task.account_id for s in submits})
-    keys = sorted({s.task.key_id for s in submits})
-    balances = {r["id"]: int(r["balance_micros"])
-                for r in tx.run("lock_balances", (tx.array(accounts),)).all()}
-    unfinished = {r["id"]: int(r["unfinished_tasks"])
-                  for r in tx.run("lock_unfinished", (tx.array(keys),)).all()}
-    admission = admit(submits, unfinished, balances)
-    for account_id, micros in sorted(admission.held.items()):
-        held = tx.run("hold", (micros, account_id, micros))
-        assert held.rowcount == 1, account_id  # the balance was read under the lock
-    tx.many("take_unfinished_slots", [(n, key_id) for key_id, n in
-                                       sorted(admission.slots.items())])
+    unfinished-task slot, and the keys' buckets as the batch leaves them; for each submit, None
+    or the error that refused it (a refused one stores nothing). The accounts, then the keys,
+    are locked in id order while this runs."""
+    # Both locks are asked for before either answer is read, and nothing written is read back
+    # until the end: a database that pipelines statements (PostgreSQL) answers a whole batch in
+    # three round trips.
+    accounts = tx.run("lock_balances", (tx.array(sorted({s.task.account_id for s in submits})),))
+    keys = tx.run("lock_keys", (tx.array(sorted({s.task.key_id for s in submits})),))
+    balances = {r["id"]: int(r["balance_micros"]) for r in accounts.all()}
+    before = {r["id"]: _key_counts(r) for r in keys.all()}
+    admission = admit(submits, before, balances)
+    held = [(account_id, tx.run("hold", (micros, account_id, micros)))
+            for account_id, micros in sorted(admission.held.items())]
+    tx.many("update_key_counts", [
+        (after.unfinished - before[key_id].unfinished,
+         None if after.tokens == float("inf") else after.tokens,
+         after.updated_ms or None, key_id)
+        for key_id, after in sorted(admission.keys.items()) if after != before[key_id]])
     tx.many("insert_task", [rows.task_params(task) for task, _ in admission.lines])
     tx.many("insert_ledger", [(task.account_id, LedgerKind.HOLD, -task.price_micros, balance,
                                task.id, "", task.created_ms)
                               for task, balance in admission.lines])
+    for account_id, hold in held:
+        assert hold.rowcount == 1, account_id  # the balance was read under the lock
     return admission.outcomes
+
+
+def _key_counts(row: Row) -> KeyCounts:
+    tokens, updated = row["rate_tokens"], row["rate_updated_ms"]
+    return KeyCounts(int(row["unfinished_tasks"]),
+                     float("inf") if tokens is None else float(tokens),
+                     0 if updated is None else int(updated))
 
 
 def get_task(tx: Tx, task_id: str) -> Task | None:
