@@ -158,3 +158,37 @@ def test_a_job_cancelled_before_its_round_is_skipped_and_the_writer_lives_on(
 
     asyncio.run(scenario())
     assert stored(db) == [1, 4]
+
+
+def test_while_another_connection_holds_the_write_lock_the_event_loop_keeps_running(
+        tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    connect(db).execute("CREATE TABLE t (v INTEGER)")
+    other = connect(db)
+    other.execute("BEGIN IMMEDIATE")  # as another process would: the write lock is taken
+    other.execute("INSERT INTO t VALUES (1)")
+
+    def connect_with_timeout() -> sqlite3.Connection:
+        conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    writer = GroupCommitWriter(connect_with_timeout)
+
+    async def scenario() -> int:
+        try:
+            write = asyncio.ensure_future(writer.run(insert(2)))
+            ticks = 0
+            for _ in range(20):  # the loop is free while the writer waits for the lock
+                await asyncio.sleep(0.005)
+                ticks += 1
+            assert not write.done()
+            other.execute("COMMIT")
+            assert await write == 2
+            assert await writer.run(insert(4)) == 4  # and the next round begins at once
+            return ticks
+        finally:
+            await writer.close()
+
+    assert asyncio.run(scenario()) == 20
+    assert stored(db) == [1, 2, 4]

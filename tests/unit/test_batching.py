@@ -147,3 +147,19 @@ def test_nonsense_sizes_are_refused() -> None:
         Batcher(Doubler(), max_size=0)
     with pytest.raises(ValueError):
         Batcher(Doubler(), max_in_flight=0)
+
+
+def test_a_call_made_as_a_flush_ends_still_gets_its_batch() -> None:
+    async def scenario() -> None:
+        run = Doubler()
+        batcher: Batcher[int, int] = Batcher(run)
+
+        async def one_after_another() -> tuple[int, int]:
+            # The second call comes as soon as the first has its answer: its flush has
+            # finished but is not yet forgotten.
+            return await batcher(2), await batcher(4)
+
+        assert await asyncio.wait_for(one_after_another(), 1) == (4, 8)
+        assert run.batches == [[2], [4]]
+
+    asyncio.run(scenario())

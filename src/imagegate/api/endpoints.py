@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from imagegate.api.openapi import openapi_document
@@ -168,14 +168,20 @@ def _require_json(request: Request) -> None:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The whole body; 413 as soon as it is known to pass ``limit`` bytes."""
+    """The whole body; 413 as soon as it is known to pass ``limit`` bytes. Read from the ASGI
+    messages themselves (a body is nearly always one), not through Starlette's stream."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -55,15 +55,19 @@ class Batcher(Generic[I, O]):
 
     def _flushed(self, flush: asyncio.Task[None]) -> None:
         self._flushes.discard(flush)
+        # A call made after the flush saw the queue empty, before this callback ran, found
+        # the flush still counted as under way: start one for it now.
         if self._queued and len(self._flushes) < self._max_in_flight:
             self._start()
 
     async def _flush(self) -> None:
-        # Taken when the flush first runs, not when it was started: every call queued in the
-        # meantime rides along.
-        batch, self._queued = self._queued[:self._max_size], self._queued[self._max_size:]
-        if not batch:
-            return
+        # Takes what is queued when it first runs, not when it was started, so every call
+        # queued in the meantime rides along; then goes on while calls keep coming.
+        while self._queued:
+            batch, self._queued = self._queued[:self._max_size], self._queued[self._max_size:]
+            await self._answer(batch)
+
+    async def _answer(self, batch: list[tuple[I, asyncio.Future[O]]]) -> None:
         try:
             outcomes = await self._run([item for item, _ in batch])
         except asyncio.CancelledError:

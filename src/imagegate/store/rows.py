@@ -27,7 +27,7 @@ Row = Mapping[str, Any]
 
 def task_params(task: Task) -> tuple[Any, ...]:
     return (task.id, task.account_id, task.key_id, task.model,
-            json.dumps(dataclasses.asdict(task.input)), task.request_type, task.callback_url,
+            json.dumps(vars(task.input)), task.request_type, task.callback_url,
             task.provider, task.source, task.state.value, task.stage, task.created_ms,
             task.price_micros, task.charge_state, task.result_token)
 

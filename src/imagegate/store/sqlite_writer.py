@@ -2,13 +2,13 @@
 queued while a round is being committed wait together; the next round runs each of them inside
 its own savepoint and commits them all with one fsync.
 
-A round's two waits run on the writer's own thread: ``BEGIN IMMEDIATE`` (which may wait, up to
-the busy timeout, for another process holding the database's write lock) and ``COMMIT`` (the
-fsync, and now and then a WAL checkpoint). The jobs' statements run on the event loop between
-them: with the write lock held they never wait for anyone, and a job is a few statements on
-pages in memory, so running them where the caller is costs less than handing each statement to
-another thread and back (every hand-off is a wait for the interpreter's lock while the event
-loop is busy serving requests).
+A round's waits run on the writer's own thread: ``COMMIT`` (the fsync, and now and then a WAL
+checkpoint), and ``BEGIN IMMEDIATE`` when another process holds the database's write lock (it
+is tried on the event loop without waiting first; on the thread it waits up to the busy
+timeout). The jobs' statements run on the event loop: with the write lock held they never wait
+for anyone, and a job is a few statements on pages in memory, so running them where the caller
+is costs less than handing each statement to another thread and back (every hand-off waits for
+the interpreter's lock, and for the busy event loop to take the answer back).
 
 Each caller gets its answer only after the COMMIT that made its writes durable, and a job that
 raises is rolled back to its savepoint alone: the others in its round are unaffected. When the
@@ -35,6 +35,7 @@ class GroupCommitWriter:
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
         self._conn: sqlite3.Connection | None = None
+        self._busy_timeout_ms = 0
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._queued: list[Job] = []
         self._rounds: asyncio.Task[None] | None = None
@@ -71,7 +72,7 @@ class GroupCommitWriter:
 
     async def _round(self, round_: list[Job]) -> None:
         try:
-            conn = await self._in_thread(self._begin)
+            conn = await self._begin()
         except BaseException as exc:  # not even begun: nothing to undo
             _fail(round_, exc)
             await self._in_thread(self._reset)
@@ -108,11 +109,33 @@ class GroupCommitWriter:
             await asyncio.wait([work])
             raise
 
-    def _begin(self) -> sqlite3.Connection:
+    async def _begin(self) -> sqlite3.Connection:
+        """``BEGIN IMMEDIATE``: at once when no other process holds the write lock (the usual
+        case), else waiting for it on the writer's thread."""
         if self._conn is None:
-            self._conn = self._connect()
-        self._conn.execute("BEGIN IMMEDIATE")
+            self._conn = await self._in_thread(self._open)
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            await self._in_thread(self._begin_waiting, self._conn)
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        """The writing connection, which never waits on the event loop: its busy timeout is
+        used only by ``_begin_waiting``."""
+        conn = self._connect()
+        self._busy_timeout_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        conn.execute("PRAGMA busy_timeout = 0")
+        return conn
+
+    def _begin_waiting(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
 
     def _reset(self) -> None:
         """After a failure the connection may be mid-transaction: roll back, or drop it so the

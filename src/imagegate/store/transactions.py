@@ -179,39 +179,39 @@ def admit(submits: Sequence[Submit], keys: dict[str, KeyCounts],
     below its unfinished-task limit (else ``TooManyRequests``) and the account can pay its
     price (else ``PaymentRequired``); an unknown key is ``Unauthorized``. Each admitted task
     counts against the ones after it."""
-    keys, balances = dict(keys), dict(balances)
-    result = Admission([], keys, {}, [])
+    counts = {key_id: [c.unfinished, c.tokens, c.updated_ms] for key_id, c in keys.items()}
+    balances = dict(balances)
+    outcomes: list[Exception | None] = []
+    held: dict[str, int] = {}
+    lines: list[tuple[Task, int]] = []
     for submit in submits:
         task, rate = submit.task, submit.rate
-        counts = keys.get(task.key_id)
-        if counts is None:
-            result.outcomes.append(Unauthorized(f"no API key {task.key_id!r} to submit a task "
-                                                "for"))
+        key = counts.get(task.key_id)
+        if key is None:
+            outcomes.append(Unauthorized(f"no API key {task.key_id!r} to submit a task for"))
             continue
         if rate is not None:
-            tokens, wait = take_token(counts.tokens, (rate.now_ms - counts.updated_ms) / 1000,
-                                      rate.rate, rate.burst)
-            counts = keys[task.key_id] = dataclasses.replace(
-                counts, tokens=tokens, updated_ms=max(counts.updated_ms, rate.now_ms))
+            key[1], wait = take_token(key[1], (rate.now_ms - key[2]) / 1000, rate.rate,
+                                      rate.burst)
+            key[2] = max(key[2], rate.now_ms)
             if wait > 0:
-                result.outcomes.append(rate_limited(rate.rate, wait))
+                outcomes.append(rate_limited(rate.rate, wait))
                 continue
         balance = balances.get(task.account_id, -1)
-        if counts.unfinished >= submit.max_unfinished:
-            result.outcomes.append(TooManyRequests(
-                f"this API key already has {counts.unfinished} unfinished tasks, the limit",
-                retry_after=5))
+        if key[0] >= submit.max_unfinished:
+            outcomes.append(TooManyRequests(
+                f"this API key already has {key[0]} unfinished tasks, the limit", retry_after=5))
         elif balance < task.price_micros:
-            result.outcomes.append(PaymentRequired(
+            outcomes.append(PaymentRequired(
                 f"the balance cannot pay for this task (${task.price_micros / 1e6:.6f})"))
         else:
-            keys[task.key_id] = dataclasses.replace(counts, unfinished=counts.unfinished + 1)
-            balances[task.account_id] = balance - task.price_micros
-            result.held[task.account_id] = (result.held.get(task.account_id, 0)
-                                            + task.price_micros)
-            result.lines.append((task, balances[task.account_id]))
-            result.outcomes.append(None)
-    return result
+            key[0] += 1
+            balance = balances[task.account_id] = balance - task.price_micros
+            held[task.account_id] = held.get(task.account_id, 0) + task.price_micros
+            lines.append((task, balance))
+            outcomes.append(None)
+    after = {key_id: KeyCounts(int(c[0]), c[1], int(c[2])) for key_id, c in counts.items()}
+    return Admission(outcomes, after, held, lines)
 
 
 def insert_tasks(tx: Tx, submits: Sequence[Submit]) -> list[Exception | None]:
