@@ -100,7 +100,7 @@ class Harness:
 
     async def status(self, key: ApiKey, task_id: str, model: str = "nano-banana-2",
                      ) -> dict[str, Any]:
-        return await self.api.tasks.status(key, model, task_id)
+        return (await self.api.tasks.status(key, model, task_id)).data
 
     async def task(self, task_id: str) -> Task:
         task = await self.store.get_task(task_id)

@@ -47,7 +47,8 @@ async def status_task(request: Request) -> Response:
     task_id = request.query_params.get("taskId", "")
     if not task_id:
         raise InvalidRequest("taskId query parameter is required", field="taskId")
-    return ok(await api.tasks.status(key, request.path_params["model"], task_id))
+    answer = await api.tasks.status(key, request.path_params["model"], task_id)
+    return Response(answer.body, media_type="application/json")
 
 
 async def current_balance(request: Request) -> Response:

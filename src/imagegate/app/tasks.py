@@ -1,11 +1,13 @@
 """Tasks as a client sees them: submit (validate, price, store with the hold in one
 transaction, wake a worker), read one, and the balance that pays for them.
 
-A finished task never changes, so its status answer is rendered once and kept (the most recent
-``FINISHED_CACHE`` of them): polling a finished task reads no database."""
+A finished task never changes, so its status answer is rendered once, to the bytes of its JSON
+body, and kept (the most recent ``FINISHED_CACHE`` of them): polling a finished task reads no
+database and encodes nothing."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections import OrderedDict
 from typing import Any
@@ -17,10 +19,27 @@ from imagegate.events import TaskEvents
 from imagegate.money import ChargeState, task_price
 from imagegate.routing import Routing
 from imagegate.store.base import ApiKey, RateRequest, Store
-from imagegate.tasks import Task, TaskState, new_task_id, render_status
+from imagegate.tasks import Task, TaskState, envelope, new_task_id, render_status
 from imagegate.webhooks import CallbackPolicy
 
 FINISHED_CACHE = 50_000
+
+
+class StatusAnswer:
+    """A status answer: its ``data``, and the JSON body of its envelope, rendered once."""
+
+    __slots__ = ("_body", "data")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self._body: bytes | None = None
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = json.dumps(envelope(self.data), ensure_ascii=False, allow_nan=False,
+                                    separators=(",", ":")).encode()
+        return self._body
 
 
 class Tasks:
@@ -33,8 +52,8 @@ class Tasks:
         self.events = events
         self.base_url = base_url
         self.max_unfinished = max_unfinished
-        # task id -> (account id, model, status data) of finished tasks, least recent first
-        self._finished: OrderedDict[str, tuple[str, str, dict[str, Any]]] = OrderedDict()
+        # task id -> (account id, model, answer) of finished tasks, least recent first
+        self._finished: OrderedDict[str, tuple[str, str, StatusAnswer]] = OrderedDict()
 
     async def submit(self, key: ApiKey, model_id: str, body: Any,
                      rate: RateRequest | None = None) -> str:
@@ -57,26 +76,26 @@ class Tasks:
         self.events.work_available()
         return task.id
 
-    async def status(self, key: ApiKey, model_id: str, task_id: str) -> dict[str, Any]:
-        """The status ``data`` of the key's task of ``model_id``; ``NotFound`` otherwise. The
+    async def status(self, key: ApiKey, model_id: str, task_id: str) -> StatusAnswer:
+        """The status answer of the key's task of ``model_id``; ``NotFound`` otherwise. The
         caller must not change it (a finished task's is shared)."""
         found = self._finished.get(task_id)
         if found is not None:
             self._finished.move_to_end(task_id)
-            account_id, model, data = found
+            account_id, model, answer = found
         else:
             task = await self.store.get_task(task_id)
             if task is None:
                 raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
-            account_id, model, data = task.account_id, task.model, render_status(task,
-                                                                                   self.base_url)
+            account_id, model = task.account_id, task.model
+            answer = StatusAnswer(render_status(task, self.base_url))
             if task.state.terminal:
-                self._remember(task_id, (account_id, model, data))
+                self._remember(task_id, (account_id, model, answer))
         if account_id != key.account_id or model != model_id:
             raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
-        return data
+        return answer
 
-    def _remember(self, task_id: str, entry: tuple[str, str, dict[str, Any]]) -> None:
+    def _remember(self, task_id: str, entry: tuple[str, str, StatusAnswer]) -> None:
         self._finished[task_id] = entry
         if len(self._finished) > FINISHED_CACHE:
             self._finished.popitem(last=False)
