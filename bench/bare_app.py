@@ -1,8 +1,11 @@
 """The floor for bench_api.py: one Starlette route answering ``{"ok": true}``, served by granian
 exactly as ``imagegate serve`` serves imagegate (ASGI interface, one worker, an app factory).
 
-Run: ``.venv/bin/python bench/bare_app.py --port 8001``. The route takes GET and POST and never
-reads the body, so what it measures is granian + Starlette routing + JSON rendering, nothing else.
+Run: ``.venv/bin/python bench/bare_app.py --port 8001``. ``/ok`` takes GET and POST and never
+reads the body, so what it measures is granian + Starlette routing + JSON rendering, nothing else:
+the floor the issue's ratios are computed against. ``/json`` (POST) also reads the request body
+and parses it as JSON (``await request.json()``), as any endpoint that takes a JSON body must:
+context for the submit ratio, not a target.
 """
 
 from __future__ import annotations
@@ -21,8 +24,14 @@ async def ok(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def read_json(request: Request) -> Response:
+    body = await request.json()
+    return JSONResponse({"ok": isinstance(body, dict)})
+
+
 def create_app() -> Starlette:
-    return Starlette(routes=[Route("/ok", ok, methods=["GET", "POST"])])
+    return Starlette(routes=[Route("/ok", ok, methods=["GET", "POST"]),
+                             Route("/json", read_json, methods=["POST"])])
 
 
 def main() -> None:

@@ -19,13 +19,19 @@ For each database:
    random, uniformly, from every task in the table (wrk, each thread its own seed);
 4. the same again with the process's cache of finished answers off (``uncached-api``: this
    script starting the same app with ``imagegate.app.tasks.FINISHED_CACHE = 0``), so every
-   request reads the database, at both scales.
+   request reads the database, at both scales;
+5. ``imagegate api`` as shipped again, the ids drawn uniformly from the newest ``--recent``
+   (10,000) tasks by ``created_ms`` (read from the table): what clients polling their recent
+   tasks ask. At a scale of at most ``--recent`` tasks that is every task.
 
-The shipped process keeps the last 50,000 finished answers it rendered: at 1 thousand tasks
-every id is in it after the warm-up, at 1 million few are. The "read the database" column says
-which share of the measured requests missed the cache, from an LRU replay of the same number of
-uniform draws (warm-up included); on PostgreSQL the table's ``idx_scan`` counter over the
-process's life (warm-up and measurement) is given as a check.
+The shipped process keeps the last 50,000 finished answers it rendered. So the rows answer three
+questions apart: the cache-off rows, whether the database read itself stays flat from 1 thousand
+to 1 million; the newest-tasks rows, whether the process as shipped stays flat when the polled
+tasks fit its cache; the uniform rows of the shipped process, what a draw over every task costs
+at 1 million, where most reads miss the cache. The "read the database" column says which share
+of the measured requests missed the cache, from an LRU replay of the same number of uniform
+draws over the same ids (warm-up included); on PostgreSQL the table's ``idx_scan`` counter over
+the process's life (warm-up and measurement) is given as a check.
 """
 
 from __future__ import annotations
@@ -166,6 +172,21 @@ class Database:
                 out.write(f"{STATUS_PATH}{harness.copy_id(ID_PREFIX, g)}\n")
         return self.copies + 1
 
+    def write_newest_ids(self, path: Path, count: int) -> int:
+        """The status paths of the newest ``count`` tasks by ``created_ms``, read from the
+        table, one a line; how many."""
+        sql = "SELECT id FROM tasks ORDER BY created_ms DESC, id LIMIT "
+        if self.url:
+            import psycopg
+
+            with psycopg.connect(self.url) as conn:
+                ids = [r[0] for r in conn.execute((sql + "%s").encode(), (count,))]
+        else:
+            with sqlite3.connect(self.data_dir / "imagegate.db") as db:
+                ids = [r[0] for r in db.execute(sql + "?", (count,))]
+        path.write_text("".join(f"{STATUS_PATH}{i}\n" for i in ids))
+        return len(ids)
+
 
 def prepare(kind: str, work: Path, postgres_url: str, scratch: list[str]) -> tuple[Database, str]:
     """A database with a key and one task the service ran to success; the key."""
@@ -253,9 +274,17 @@ class Row:
     database: str
     tasks: int
     process: str
+    draw: str  # "all" (uniform over every task) or "newest" (the newest --recent tasks)
+    drawn: int  # how many ids the draw is over
     result: WrkResult
     db_share: float
     pg_check: str
+
+    @property
+    def draw_label(self) -> str:
+        if self.draw == "all":
+            return f"uniform, all {self.drawn:,}"
+        return f"uniform, newest {self.drawn:,} by created_ms"
 
 
 def start_uncached(data_dir: Path, env: dict[str, str], *, cache: int = 0,
@@ -271,33 +300,44 @@ def start_uncached(data_dir: Path, env: dict[str, str], *, cache: int = 0,
 
 
 def measure_scale(db: Database, key: str, total: int, work: Path, load: Load,
-                  uncached: bool) -> list[Row]:
+                  uncached: bool, recent: int) -> list[Row]:
     ids_file = work / f"ids-{db.kind}-{total}.txt"
     ids = db.write_ids(ids_file)
-    lua = random_status_script(ids_file, key)
-    rows = []
-    variants = [("imagegate api", lambda: harness.start_imagegate(
-        db.data_dir, db.env, process="api", name="imagegate api"))]
+    draws = {"all": (ids, random_status_script(ids_file, key))}
+    if recent > 0:
+        newest_file = work / f"ids-{db.kind}-{total}-newest.txt"
+        newest = db.write_newest_ids(newest_file, recent)
+        draws["newest"] = (newest, random_status_script(newest_file, key))
+    rows: list[Row] = []
+
+    def shipped() -> Server:
+        return harness.start_imagegate(db.data_dir, db.env, process="api", name="imagegate api")
+
+    variants: list[tuple[str, str, Any]] = [("imagegate api", "all", shipped)]
     if uncached:
-        variants.append(("imagegate api, cache off", lambda: start_uncached(db.data_dir, db.env)))
-    for process, start in variants:
+        variants.append(("imagegate api, cache off", "all",
+                         lambda: start_uncached(db.data_dir, db.env)))
+    if recent > 0:
+        variants.append(("imagegate api", "newest", shipped))
+    for process, draw, start in variants:
+        drawn, lua = draws[draw]
         before = db.idx_scans() if db.url else 0
         server = start()
         try:
-            warm, result = measure_both(f"{db.kind}-{total}-{len(rows)}", server.base_url, lua,
-                                        work, load)
+            warm, result = measure_both(f"{db.kind}-{total}-{len(rows)}-{draw}",
+                                        server.base_url, lua, work, load)
         finally:
             server.stop()
         if "cache off" in process:
             share = 1.0
         else:
-            share = cache_misses(ids, warm.requests, result.requests)
+            share = cache_misses(drawn, warm.requests, result.requests)
         check = "-"
         if db.url:
             time.sleep(1.0)  # the server's statistics of the closed connections
             scans = db.idx_scans() - before
             check = f"{scans:,} of {warm.requests + result.requests:,}"
-        rows.append(Row(db.kind, ids, process, result, share, check))
+        rows.append(Row(db.kind, ids, process, draw, drawn, result, share, check))
     return rows
 
 
@@ -313,28 +353,32 @@ def postgres_version(url: str) -> str:
 
 
 def table(rows: list[Row], bare: WrkResult) -> str:
-    out = ["| database | tasks | process | req/s | / bare req/s | p50 ms | p99 ms | "
+    out = ["| database | tasks | process | ids drawn | req/s | / bare req/s | p50 ms | p99 ms | "
            "read the database | pg idx_scan (warm-up + measured) | non-200 + socket errors |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r.database} | {r.tasks:,} | {r.process} | {r.result.rps:,.0f} | "
-                   f"{r.result.rps / bare.rps:.3f} | {r.result.p50_ms:.2f} | "
-                   f"{r.result.p99_ms:.2f} | {r.db_share:.1%} | {r.pg_check} | "
-                   f"{r.result.bad:,} |")
-    out.append(f"| - | - | bare Starlette GET | {bare.rps:,.0f} | 1.000 | {bare.p50_ms:.2f} | "
-               f"{bare.p99_ms:.2f} | - | - | {bare.bad:,} |")
+        out.append(f"| {r.database} | {r.tasks:,} | {r.process} | {r.draw_label} | "
+                   f"{r.result.rps:,.0f} | {r.result.rps / bare.rps:.3f} | "
+                   f"{r.result.p50_ms:.2f} | {r.result.p99_ms:.2f} | {r.db_share:.1%} | "
+                   f"{r.pg_check} | {r.result.bad:,} |")
+    out.append(f"| - | - | bare Starlette GET | - | {bare.rps:,.0f} | 1.000 | "
+               f"{bare.p50_ms:.2f} | {bare.p99_ms:.2f} | - | - | {bare.bad:,} |")
     return "\n".join(out)
 
 
 def flatness(rows: list[Row]) -> list[str]:
-    """Per database and process: req/s and p99 at the largest scale against the smallest."""
+    """Per database, process and draw: req/s and p99 at the largest scale against the
+    smallest."""
     lines = []
-    for key in dict.fromkeys((r.database, r.process) for r in rows):
-        same = sorted((r for r in rows if (r.database, r.process) == key), key=lambda r: r.tasks)
+    for key in dict.fromkeys((r.database, r.process, r.draw) for r in rows):
+        same = sorted((r for r in rows if (r.database, r.process, r.draw) == key),
+                      key=lambda r: r.tasks)
         if len(same) < 2:
             continue
         small, large = same[0], same[-1]
-        lines.append(f"{key[0]}, {key[1]}: {large.tasks:,} tasks against {small.tasks:,}: "
+        draw = "ids from all tasks" if key[2] == "all" else "ids from the newest tasks"
+        lines.append(f"{key[0]}, {key[1]}, {draw}: {large.tasks:,} tasks against "
+                     f"{small.tasks:,}: "
                      f"req/s x{large.result.rps / small.result.rps:.2f}, p50 "
                      f"x{large.result.p50_ms / small.result.p50_ms:.2f}, p99 "
                      f"x{large.result.p99_ms / small.result.p99_ms:.2f}.")
@@ -346,17 +390,23 @@ def report(args: argparse.Namespace, load: Load, rows: list[Row], bare: WrkResul
     stamp = subprocess.run(["date", "-u", "+%Y-%m-%d %H:%M UTC"], capture_output=True,
                            text=True).stdout.strip()
     command = " ".join(["python", "bench/bench_status_scale.py", *sys.argv[1:]])
+    newest = (f", or from the newest {args.recent:,} by created_ms" if args.recent > 0 else "")
     setup = (f"wrk -t{load.threads} -c{load.connections}, {load.warmup:g} s warm-up then "
              f"{load.seconds:g} s per row, a fresh process per row; ids drawn uniformly from "
-             "every task in the table")
+             f"every task in the table{newest}")
     all_notes = [
         "Every task a copy of one the service ran (sandbox, 1k 1:1 png, succeeded, settled); "
         "the API alone, no worker, no submits while measuring.",
+        "What the rows show apart: cache off, whether the database read stays flat as the "
+        "history grows; ids from the newest tasks (they fit the cache), whether the process as "
+        "shipped stays flat when the polled tasks fit its cache; ids from all tasks with the "
+        "cache on, what a uniform draw over the whole history costs (at 1 million mostly "
+        "cache misses, so the database read's rate).",
         "'read the database': share of the measured requests that missed the process's cache "
-        "of 50,000 finished answers (LRU replay of as many uniform draws, warm-up included; "
-        "cache off: all). On PostgreSQL, the tasks table's idx_scan counter over the process's "
-        "life is the check (it also counts nothing else: no other statement of the API reads "
-        "tasks by an index while only status is asked).",
+        "of 50,000 finished answers (LRU replay of as many uniform draws over the same ids, "
+        "warm-up included; cache off: all). On PostgreSQL, the tasks table's idx_scan "
+        "counter over the process's life is the check (it also counts nothing else: no other "
+        "statement of the API reads tasks by an index while only status is asked).",
         "The database files are in the page cache (the machine's RAM holds them): this is the "
         "read path's CPU cost and B-tree depth, not disk latency.",
         *notes, *flatness(rows)]
@@ -402,6 +452,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-uncached", action="store_true",
                         help="measure only the process as shipped")
+    parser.add_argument("--recent", type=int, default=10_000,
+                        help="also draw from the newest this many tasks by created_ms, cache "
+                        "on (0: leave out)")
     parser.add_argument("--no-write", action="store_true")
     return parser.parse_args()
 
@@ -439,7 +492,8 @@ def main() -> None:
                     size = database_size(db)
                     notes.append(f"{kind}: {db.count():,} tasks, built in {took:.0f} s, "
                                  f"database {size}.")
-                    rows += measure_scale(db, key, total, work, load, not args.no_uncached)
+                    rows += measure_scale(db, key, total, work, load, not args.no_uncached,
+                                          args.recent)
         finally:
             for url in scratch:
                 harness.drop_scratch_database(url)
