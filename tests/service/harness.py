@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from imagegate import accounts
+from imagegate.api.app import create_app
 from imagegate.blobs.memory import MemoryBlobStore
 from imagegate.bootstrap import Api, build_api, build_runtime, open_seams, prepare_database
 from imagegate.clock import FakeClock
@@ -73,9 +74,21 @@ class Harness:
     # Driving ----------------------------------------------------------------------------------
 
     async def key(self, credit: str = "10", **limits: Any) -> ApiKey:
-        made = await accounts.create_key(self.store, self.clock,
+        return (await self.new_key(credit, **limits)).key
+
+    async def new_key(self, credit: str = "10", **limits: Any) -> accounts.NewKey:
+        """A key on a new account, with its secret for ``http``."""
+        return await accounts.create_key(self.store, self.clock,
                                          credit_micros=usd_to_micros(credit), **limits)
-        return made.key
+
+    def http(self, secret: str | None = None) -> httpx.AsyncClient:
+        """A client of the HTTP app over this harness's service, in-process (no socket), sending
+        ``secret`` as its Bearer key."""
+        app = create_app(self.api.settings, build=lambda settings: self.api)
+        app.state.api = self.api  # what the lifespan would set; the harness started the rest
+        headers = {"authorization": f"Bearer {secret}"} if secret else {}
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), headers=headers,
+                                 base_url="http://imagegate.test")
 
     async def submit(self, key: ApiKey, prompt: str = "a fox", model: str = "nano-banana-2",
                      **fields: Any) -> str:
@@ -112,3 +125,15 @@ class Harness:
 
     def callback_bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r.content) for r in self.callbacks]
+
+    async def settle(self, task_ids: list[str], *, step_s: float = 1.0,
+                     rounds: int = 100) -> None:
+        """Work and sweep, moving the clock ``step_s`` after each round, until every task of
+        ``task_ids`` has ended (at most ``rounds`` rounds)."""
+        for _ in range(rounds):
+            await self.work()
+            await self.sweep()
+            if all([(await self.task(t)).state.terminal for t in task_ids]):
+                return
+            self.clock.advance(step_s)
+        raise AssertionError(f"tasks still unfinished after {rounds} rounds")
