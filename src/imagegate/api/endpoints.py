@@ -28,6 +28,13 @@ def ok(data: Any) -> JSONResponse:
     return JSONResponse(envelope(data))
 
 
+def task_id_answer(task_id: str) -> Response:
+    """``ok({"taskId": task_id})``, to the byte, without the JSON encoder: a task id is 32 hex
+    characters, nothing in it to escape (the submit path is the hottest one)."""
+    return Response(b'{"code":200,"message":"success","data":{"taskId":"%s"}}'
+                    % task_id.encode("ascii"), media_type="application/json")
+
+
 async def generate_task(request: Request) -> Response:
     api = api_of(request)
     if api.draining:
@@ -37,8 +44,7 @@ async def generate_task(request: Request) -> Response:
     api.access.check_model(key, model_id)
     rate = await api.access.check_rate(key)
     body = await read_json(request, api.settings.limits_max_body_bytes)
-    task_id = await api.tasks.submit(key, model_id, body, rate)
-    return ok({"taskId": task_id})
+    return task_id_answer(await api.tasks.submit(key, model_id, body, rate))
 
 
 async def status_task(request: Request) -> Response:
@@ -115,7 +121,7 @@ def parse_json(raw: bytes) -> Any:
     """
     too_deep = f"request body is nested too deeply (more than {MAX_JSON_DEPTH} levels)"
     try:
-        body = json.loads(raw, parse_int=_parse_int)
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except UnicodeDecodeError as exc:
         raise InvalidRequest("request body is not valid UTF-8 JSON") from exc
     except json.JSONDecodeError as exc:
@@ -160,6 +166,10 @@ def _parse_int(text: str) -> int | _OversizedInteger:
         return int(text)
     except ValueError:  # past sys.get_int_max_str_digits()
         return _OVERSIZED
+
+
+# What json.loads(raw, parse_int=_parse_int) does, without building a decoder per call.
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
 
 
 def _require_json(request: Request) -> None:
