@@ -14,8 +14,9 @@ test runs in milliseconds and always in the same order.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from imagegate.tasks import Task
 from imagegate.webhooks import CallbackPolicy
 
 Answer = Callable[[httpx.Request], httpx.Response]
+Scenario = Callable[["Harness"], Awaitable[None]]
 
 
 async def _any_public_address(host: str, port: int) -> list[str]:
@@ -137,3 +139,18 @@ class Harness:
                 return
             self.clock.advance(step_s)
         raise AssertionError(f"tasks still unfinished after {rounds} rounds")
+
+
+def scenario(**settings: Any) -> Callable[[Scenario], None]:
+    """Decorate a test's body: run ``body(harness)`` at once on a fresh harness opened with
+    ``settings``, closing it afterwards."""
+    def run(body: Scenario) -> None:
+        async def go() -> None:
+            h = await Harness.open(**settings)
+            try:
+                await body(h)
+            finally:
+                await h.close()
+
+        asyncio.run(go())
+    return run

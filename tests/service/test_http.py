@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from harness import Harness
+from harness import Harness, scenario
 
 from imagegate.money import LedgerKind
 
@@ -24,19 +23,6 @@ BALANCE = "/api/v1/apikeys/current-balance"
 def t2i(prompt: str = "a fox") -> dict[str, Any]:
     return {"input": {"mode": "text-to-image", "prompt": prompt, "aspect_ratio": "1:1",
                       "resolution": "1k"}}
-
-
-def scenario(**settings: Any) -> Callable[[Callable[[Harness], Awaitable[None]]], None]:
-    def run(body: Callable[[Harness], Awaitable[None]]) -> None:
-        async def go() -> None:
-            h = await Harness.open(**settings)
-            try:
-                await body(h)
-            finally:
-                await h.close()
-
-        asyncio.run(go())
-    return run
 
 
 async def status(c: httpx.AsyncClient, task_id: str) -> dict[str, Any]:

@@ -4,14 +4,11 @@ retention, with a clock that moves only when the test moves it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import pytest
-from harness import Harness
+from harness import Harness, scenario
 
 from imagegate.errors import Gone, PaymentRequired, TooManyRequests
 from imagegate.money import ChargeState
@@ -19,20 +16,6 @@ from imagegate.signing import verify
 from imagegate.tasks import TaskState
 
 PRICE = 50_000
-
-
-def scenario(**settings: Any) -> Callable[[Callable[[Harness], Awaitable[None]]], None]:
-    """Run ``body(harness)`` on a fresh harness with ``settings``."""
-    def run(body: Callable[[Harness], Awaitable[None]]) -> None:
-        async def go() -> None:
-            h = await Harness.open(**settings)
-            try:
-                await body(h)
-            finally:
-                await h.close()
-
-        asyncio.run(go())
-    return run
 
 
 def test_a_task_succeeds_is_charged_once_and_its_file_is_stored() -> None:
