@@ -3,12 +3,12 @@
 Run: ``.venv/bin/python bench/explain_postgres.py [--url postgresql://...] [--tasks 200000]``.
 Creates a scratch database (dropped at the end), migrates it with the real store, fills it with
 ``--tasks`` tasks (mostly finished, a backlog of queued ones, some running) and their callback
-deliveries, runs ``ANALYZE``, then prints for each hot path the plan PostgreSQL picks with the
-values bound (custom plan) and the one it may switch to once psycopg has prepared the statement
-(generic plan, ``plan_cache_mode = force_generic_plan``), each with its execution time from
-``EXPLAIN ANALYZE`` inside a transaction that is rolled back. Writes them to
-``bench/results/postgres_plans.md``. What to look for: every hot path an index scan that stops at
-its ``LIMIT``, never a sequential scan or a sort of the whole table.
+deliveries (each with one attempt), runs ``ANALYZE``, then prints for each hot path the plan
+PostgreSQL picks with the values bound (custom plan) and the one it may switch to once psycopg
+has prepared the statement (generic plan, ``plan_cache_mode = force_generic_plan``), each with
+its execution time from ``EXPLAIN ANALYZE`` inside a transaction that is rolled back. Writes
+them to ``bench/results/postgres_plans.md``. What to look for: every hot path an index scan
+that stops at its ``LIMIT``, never a sequential scan or a sort of the whole table.
 """
 
 from __future__ import annotations
@@ -65,9 +65,15 @@ SELECT 'msg_' || g, 'tsk_' || g, 'acct_' || (g % 100 + 1), 'https://hooks.exampl
          ELSE 'delivered' END,
     1, {now} - 1000 + (g % 5000) * 10, {now} - 30 * {day} + g::bigint * (30 * {day}) / {total}
 FROM generate_series(1, {done}) AS g;
+INSERT INTO delivery_attempts (delivery_id, attempt, started_ms, duration_ms, status)
+SELECT 'msg_' || g, 1, {now} - 30 * {day} + g::bigint * (30 * {day}) / {total}, 120,
+    CASE WHEN g % 50 = 0 THEN 500 ELSE 204 END
+FROM generate_series(1, {done}) AS g;
 ANALYZE;
 """
 
+# A batch of the oldest tasks, as the record prune deletes them with their rows.
+PRUNED = [f"tsk_{g}" for g in range(1, 101)]
 # The hot paths: (title, statement name, its parameters).
 CLAIM = {"lease_until": NOW + 30_000, "worker": "worker-1", "now": NOW, "limit": 8}
 PATHS: list[tuple[str, str, Any]] = [
@@ -77,6 +83,9 @@ PATHS: list[tuple[str, str, Any]] = [
     ("expired leases (sweeper)", "expired_leases", (NOW, 100)),
     ("expired results (sweeper)", "expired_results", (NOW, 100)),
     ("overdue queued tasks (sweeper)", "overdue_queued", (NOW - 3_600_000, 100)),
+    ("prunable records (sweeper)", "prunable_tasks", (NOW - 20 * DAY, 100)),
+    ("prune a batch: delivery attempts", "prune_delivery_attempts", (PRUNED,)),
+    ("prune a batch: deliveries", "prune_deliveries", (PRUNED,)),
     ("delivery claim", "claim_deliveries", {"lease_until": NOW + 30_000, "now": NOW,
                                             "limit": 16}),
     ("deliveries of a task", "deliveries_of_task", ("tsk_12345",)),

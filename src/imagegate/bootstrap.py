@@ -6,7 +6,7 @@
     worker   claims and runs tasks with the routes it is given (``--models``, ``--routes``), and
              keeps those routes' availability
     sweeper  requeues expired leases, fails queued tasks past their deadline, deletes expired
-             results, and delivers callbacks
+             results and the records past their retention, and delivers callbacks
 
 ``Seams`` are the outside world of a process (store, blobs, HTTP client, clock, events); ``Api``
 and ``Runtime`` are built over them. Tests pass fakes for any seam.
@@ -322,7 +322,8 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
                     default_rate=settings.limits_submit_rate,
                     default_burst=settings.limits_submit_burst)
     tasks = Tasks(seams.store, seams.routing, seams.callbacks, seams.clock, seams.events,
-                  base_url=settings.base_url, max_unfinished=settings.limits_max_concurrent_tasks)
+                  base_url=settings.base_url, max_unfinished=settings.limits_max_concurrent_tasks,
+                  record_retention_ms=settings.record_retention_ms)
     webhooks = Webhooks(seams.store, tasks, _dispatcher(seams), seams.clock,
                         default_overlap_s=settings.callbacks_rotation_overlap_seconds)
     return Api(settings, seams, access, tasks, Files(seams.store, seams.blobs, seams.clock),

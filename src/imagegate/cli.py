@@ -42,7 +42,7 @@ from imagegate.config import Settings, reference_markdown
 from imagegate.errors import ConfigError, ImagegateError, RequestError
 from imagegate.money import MAX_MOVE_MICROS, format_usd, micros_to_usd, usd_to_micros
 from imagegate.signing import new_secret
-from imagegate.store.base import Store, WebhookSecret
+from imagegate.store.base import LedgerEntry, Store, WebhookSecret
 from imagegate.tasks import Task, TaskState, result_url
 
 T = TypeVar("T")
@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=cmd_worker)
 
     sweeper = sub.add_parser("sweeper", parents=[common], help="requeue expired leases, fail "
-                             "overdue queued tasks, delete expired results, deliver callbacks")
+                             "overdue queued tasks, delete expired results and old task "
+                             "records, deliver callbacks")
     sweeper.set_defaults(run=cmd_sweeper)
 
     migrate = sub.add_parser("migrate", parents=[common], help="create the data directory and "
@@ -363,7 +364,8 @@ def cmd_tasks_show(args: argparse.Namespace, settings: Settings) -> int:
     async def load(store: Store) -> Task:
         task = await store.get_task(args.task_id)
         if task is None:
-            raise RequestError(f"no task with id {args.task_id!r}")
+            raise RequestError(_missing_task(args.task_id, await store.task_ledger(args.task_id),
+                                             settings))
         return task
 
     task = with_store(settings, load)
@@ -384,6 +386,18 @@ def cmd_tasks_show(args: argparse.Namespace, settings: Settings) -> int:
     for note in view["notes"]:
         print(f"      note: {note}")
     return 0
+
+
+def _missing_task(task_id: str, lines: list[LedgerEntry], settings: Settings) -> str:
+    """Why there is no task ``task_id``: never one, or its record was pruned (the ledger
+    still names it)."""
+    if not lines:
+        return f"no task with id {task_id!r}"
+    money = ", ".join(f"{e.kind} {'-' if e.amount_micros < 0 else ''}"
+                      f"{format_usd(abs(e.amount_micros))}" for e in lines)
+    return (f"task {task_id!r} was pruned: its record was deleted after the record retention "
+            f"(record_retention_days, {settings.record_retention_days:g} here); the ledger "
+            f"still names it: account {lines[0].account_id}, {money}")
 
 
 def cmd_routes_check(args: argparse.Namespace, settings: Settings) -> int:

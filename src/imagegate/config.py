@@ -51,6 +51,10 @@ SETTINGS: tuple[Setting, ...] = (
             "server is using. Off only to run several processes on one database on purpose."),
     Setting("retention_days", float, 15.0, "Days result URLs keep working; then 410 and the "
             "bytes are deleted."),
+    Setting("record_retention_days", float, 90.0, "Days a finished task's record (its status, "
+            "route attempts, callback deliveries) is kept; then the sweeper deletes it and its "
+            "status answers 404. The ledger keeps every line. At least retention_days; 0 keeps "
+            "records forever."),
     Setting("auth_cache_seconds", float, 1.0, "How long a process may reuse an API key it found "
             "active without reading it again; a revoked key stops working within this time. "
             "0 reads the key on every request."),
@@ -84,8 +88,8 @@ SETTINGS: tuple[Setting, ...] = (
             "and skipped. Off: routes are assumed available until a call says otherwise."),
     Setting("router_recheck_seconds", float, 300.0, "How often a route marked unavailable asks "
             "its upstream again whether its model is served."),
-    Setting("sweeper_interval_seconds", float, 2.0, "How often expired leases and results are "
-            "swept."),
+    Setting("sweeper_interval_seconds", float, 2.0, "How often expired leases, results and "
+            "records are swept."),
     Setting("sandbox_delay_seconds", float, 1.0, "Delay before the sandbox route answers."),
     Setting("callbacks_timeout_seconds", float, 30.0, "Time a callback receiver has to answer."),
     Setting("callbacks_max_attempts", int, 10, "Delivery attempts before a callback is given up."),
@@ -113,7 +117,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 _MAY_BE_ZERO = {"sandbox_delay_seconds", "auth_cache_seconds", "worker_retry_backoff_seconds",
-                "callbacks_rotation_overlap_seconds"}
+                "callbacks_rotation_overlap_seconds", "record_retention_days"}
 _SECTIONS = {"auth", "limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
              "gemini", "vertex", "router"}
 
@@ -129,6 +133,7 @@ class Settings:
     allow_http_callbacks: bool = False
     lock_data_dir: bool = True
     retention_days: float = 15.0
+    record_retention_days: float = 90.0
     auth_cache_seconds: float = 1.0
     limits_max_body_bytes: int = 32 * 1024 * 1024
     limits_submit_rate: float = 20.0
@@ -213,6 +218,11 @@ class Settings:
                 raise ConfigError(f"setting {name} must be greater than 0")
         if not 0 <= self.port <= 65535:
             raise ConfigError("setting port must be 0 to 65535")
+        if 0 < self.record_retention_days < self.retention_days:
+            raise ConfigError(
+                f"setting record_retention_days ({self.record_retention_days:g}) must be at "
+                f"least retention_days ({self.retention_days:g}), or 0 to keep records forever: "
+                "a task's record outlives its result files")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("setting log_level must be debug, info, warning or error")
         _schedule(self.callbacks_retry_schedule)
@@ -226,6 +236,13 @@ class Settings:
             for route in model.routes:
                 if route not in self.routes:
                     raise ConfigError(f"models.{model.id}.routes names unknown route {route!r}")
+
+    @property
+    def record_retention_ms(self) -> int | None:
+        """How long a finished task's record is kept, in ms; None: forever."""
+        if not self.record_retention_days:
+            return None
+        return int(self.record_retention_days * 86_400_000)
 
     @property
     def retry_schedule_s(self) -> tuple[float, ...]:

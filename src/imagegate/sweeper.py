@@ -1,10 +1,15 @@
 """The sweeper: requeues tasks whose worker stopped renewing the lease, fails (and refunds) a task
-whose attempts are used up, and deletes result files past their retention."""
+whose attempts are used up, deletes result files past their retention, and deletes the records
+of finished tasks past the record retention.
+
+In a fleet only ``imagegate sweeper`` runs it (``serve`` runs it in-process). Each round does a
+bounded amount of work in short transactions, so none holds the database for long."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import NamedTuple
 
 from imagegate.blobs.base import BlobStore, task_prefix
 from imagegate.clock import Clock
@@ -17,6 +22,18 @@ from imagegate.store.base import Store
 log = logging.getLogger("imagegate.sweeper")
 
 BATCH = 200
+# Task records deleted per transaction, and at most that many transactions per round: more
+# than a round's results deletions (BATCH), so pruning keeps up with them.
+PRUNE_BATCH = 100
+PRUNE_BATCHES = 4
+
+
+class Swept(NamedTuple):
+    """What one round did."""
+
+    leases: int  # running tasks whose lease had expired, requeued or failed
+    results: int  # tasks whose result files were deleted
+    records: int  # task records deleted
 
 
 class Sweeper:
@@ -40,12 +57,12 @@ class Sweeper:
             except TimeoutError:
                 pass
 
-    async def sweep_once(self) -> tuple[int, int]:
-        """Returns (leases recovered, tasks whose results were deleted); also fails the queued
-        tasks past their deadline."""
+    async def sweep_once(self) -> Swept:
+        """One round; also fails the queued tasks past their deadline."""
         leases = await self.recover_leases()
         await self.fail_overdue()
-        return leases, await self.delete_expired_results()
+        results = await self.delete_expired_results()
+        return Swept(leases, results, await self.prune_records())
 
     async def fail_overdue(self) -> int:
         """Fail and refund queued tasks past their deadline: no worker took them in time (none
@@ -87,3 +104,22 @@ class Sweeper:
             await self.blobs.delete_prefix(task_prefix(task.id))
             await self.store.mark_results_deleted(task.id)
         return len(expired)
+
+    async def prune_records(self) -> int:
+        """Delete the records of tasks that finished more than ``record_retention_days`` ago,
+        whose results are deleted and whose callbacks are settled (delivered or given up);
+        how many. The ledger keeps every line."""
+        keep_ms = self.settings.record_retention_ms
+        if keep_ms is None:
+            return 0
+        before = self.clock.now_ms() - keep_ms
+        pruned = 0
+        for _ in range(PRUNE_BATCHES):
+            batch = await self.store.prune_records(before, PRUNE_BATCH)
+            pruned += batch
+            if batch < PRUNE_BATCH:
+                break
+        if pruned:
+            log.info("deleted the records of %d tasks finished before the record retention",
+                     pruned)
+        return pruned

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -10,6 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 from serverproc import Server, cli, free_port, t2i, wait_done
+
+from imagegate import accounts
+from imagegate.clock import FakeClock
+from imagegate.contract import SubmitInput
+from imagegate.money import ChargeState
+from imagegate.store.base import Finish
+from imagegate.store.sqlite import SqliteStore
+from imagegate.tasks import Task, TaskState, new_task_id
+
+NOW = 1_700_000_000_000
 
 
 @pytest.fixture
@@ -122,6 +133,36 @@ def test_tasks_show_lists_every_route_attempt(tmp_path: Path) -> None:
     assert "state: success" in text and f"result: {url}" in text
     missing = cli(tmp_path / "d", "tasks", "show", "nope", check=False)
     assert missing.returncode == 1 and "no task" in missing.stderr
+
+
+def test_tasks_show_says_when_a_tasks_record_was_pruned(data: Path) -> None:
+    async def finished_and_pruned() -> str:
+        store = SqliteStore(data / "imagegate.db")
+        try:
+            new = await accounts.create_key(store, FakeClock(), credit_micros=1_000_000)
+            task = Task(id=new_task_id(), account_id=new.account.id, key_id=new.key.id,
+                        model="nano-banana-2",
+                        input=SubmitInput("text-to-image", "a fox", "1:1", "1k", "png"),
+                        state=TaskState.QUEUED, created_ms=NOW, price_micros=50_000,
+                        charge_state=ChargeState.HELD, result_token="t")
+            await store.insert_task(task, 10)
+            await store.claim_tasks("w", NOW, 30_000, 1)
+            finish = Finish(TaskState.FAILED, NOW + 1, fail_code="Timeout", fail_msg="slow")
+            assert await store.finish_task(task.id, 1, finish, None)
+            await store.mark_results_deleted(task.id)
+            assert await store.prune_records(NOW + 2, 10) == 1
+            return task.id
+        finally:
+            await store.close()
+
+    task_id = asyncio.run(finished_and_pruned())
+    pruned = cli(data, "tasks", "show", task_id, check=False)
+    assert pruned.returncode == 1, pruned.stderr
+    assert f"task '{task_id}' was pruned" in pruned.stderr
+    assert "record_retention_days" in pruned.stderr
+    assert "hold -$0.05, refund $0.05" in pruned.stderr
+    never = cli(data, "tasks", "show", "0" * 32, check=False)
+    assert never.returncode == 1 and "no task with id" in never.stderr
 
 
 def test_commands_on_a_directory_without_a_database_say_so(tmp_path: Path) -> None:

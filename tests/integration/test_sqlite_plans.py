@@ -18,7 +18,11 @@ HOT = {
     "claim_tasks": "tasks_queued",
     "overdue_queued": "tasks_queued",
     "expired_leases": "tasks_running",
-    "expired_results": "tasks_expiry",
+    "expired_results": "tasks_expiring",
+    "prunable_tasks": "tasks_prunable",
+    "prune_delivery_attempts": "sqlite_autoindex_delivery_attempts_1",
+    "prune_deliveries": "deliveries_task",
+    "prune_tasks": "sqlite_autoindex_tasks_1",
     "claim_deliveries": "deliveries_pending",
     "task": "sqlite_autoindex_tasks_1",
     "tasks_by_ids": "sqlite_autoindex_tasks_1",
@@ -63,3 +67,11 @@ def test_a_hot_statement_uses_its_index_and_never_sorts(conn: sqlite3.Connection
 def test_the_claim_finds_the_tasks_it_takes_by_primary_key(conn: sqlite3.Connection) -> None:
     assert plan(conn, "claim_tasks")[0].startswith(
         "SEARCH tasks USING INDEX sqlite_autoindex_tasks_1 (id=?)")
+
+
+def test_the_prune_checks_each_tasks_callbacks_by_its_index(conn: sqlite3.Connection) -> None:
+    # Record retention walks tasks whose results are deleted, oldest first, and looks up
+    # only the deliveries of each one it considers.
+    steps = plan(conn, "prunable_tasks")
+    assert steps[0] == "SEARCH tasks USING INDEX tasks_prunable (complete_ms<?)", steps
+    assert "SEARCH deliveries USING INDEX deliveries_task (task_id=?)" in steps, steps

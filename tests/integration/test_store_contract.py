@@ -895,6 +895,130 @@ def test_given_up_delivery_is_never_claimed_again(store: Store) -> None:
     run(scenario())
 
 
+# Record retention -----------------------------------------------------------------------------
+
+DAY_MS = 86_400_000
+
+
+async def ended(store: Store, finish: Finish, *, callback: str | None = None,
+                results_deleted: bool = True) -> Task:
+    """A task of ACCOUNT submitted, claimed and ended with ``finish`` (with its callback row,
+    delivery id ``callback``, when given), its results deleted unless told otherwise."""
+    task = make_task(request_type="callback" if callback else "async",
+                     callback_url="https://hooks.example.com/x" if callback else None)
+    await submitted(store, task)
+    claimed = await claim_one(store)
+    assert claimed.id == task.id
+    delivery = new_delivery(claimed, finish.now_ms, callback) if callback else None
+    assert await store.finish_task(task.id, 1, finish, delivery)
+    if results_deleted:
+        await store.mark_results_deleted(task.id)
+    return task
+
+
+async def answer_delivery(store: Store, delivery_id: str, state: DeliveryState) -> None:
+    """Record the delivery's next attempt: delivered, or failed for good."""
+    before = await store.get_delivery(delivery_id)
+    assert before is not None
+    attempt = DeliveryAttempt(delivery_id, before.attempts + 1, NOW + 6_000, 20,
+                              204 if state is DeliveryState.DELIVERED else 500,
+                              None if state is DeliveryState.DELIVERED else "HTTP 500")
+    assert await store.record_delivery_attempt(attempt, state, NOW + 6_000)
+
+
+def test_prune_deletes_old_finished_records_with_their_deliveries(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        ok = await ended(store, succeeded(NOW + 5_000), callback="msg_ok")
+        refused = await ended(store, failed(NOW + 6_000), callback="msg_refused")
+        await answer_delivery(store, "msg_ok", DeliveryState.DELIVERED)
+        await answer_delivery(store, "msg_refused", DeliveryState.FAILED)  # given up
+        ledger = await store.ledger(ACCOUNT)
+        assert await store.prune_records(NOW + 5_000, 10) == 0  # none ended before then
+        assert await store.prune_records(NOW + DAY_MS, 10) == 2
+        for task, delivery_id in ((ok, "msg_ok"), (refused, "msg_refused")):
+            assert await store.get_task(task.id) is None
+            assert await store.deliveries_for_task(task.id) == []
+            assert await store.get_delivery(delivery_id) is None
+            assert await store.delivery_attempts(delivery_id) == []
+        # The money history is whole: every line, still naming its task.
+        assert await store.ledger(ACCOUNT) == ledger
+        assert [e.kind for e in await store.task_ledger(ok.id)] == [LedgerKind.HOLD,
+                                                                     LedgerKind.SETTLE]
+        assert [e.kind for e in await store.task_ledger(refused.id)] == [LedgerKind.HOLD,
+                                                                          LedgerKind.REFUND]
+        assert await store.task_ledger("0" * 32) == []
+        assert await balance(store) == LOTS - PRICE
+        await assert_ledger_explains_balance(store)
+        assert await store.prune_records(NOW + DAY_MS, 10) == 0
+        # Pruning frees no slot twice: the key's unfinished-task count is as it was.
+        await submitted(store, make_task(), max_unfinished=1)
+        with pytest.raises(TooManyRequests):
+            await store.insert_task(make_task(), 1)
+
+    run(scenario())
+
+
+def test_prune_spares_unfinished_tasks_live_results_and_pending_callbacks(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        live = await ended(store, succeeded(NOW + 5_000), results_deleted=False)
+        waiting = await ended(store, succeeded(NOW + 5_000), callback="msg_waiting")
+        recent = await ended(store, failed(NOW + 2 * DAY_MS))
+        old = await ended(store, failed(NOW + 5_000))
+        running = make_task()
+        await submitted(store, running)
+        await claim_one(store)
+        queued = make_task()
+        await submitted(store, queued)
+        assert await store.prune_records(NOW + DAY_MS, 100) == 1
+        assert await store.get_task(old.id) is None
+        for task in (live, waiting, recent, running, queued):
+            assert await store.get_task(task.id) is not None, task.id
+        (pending,) = await store.deliveries_for_task(waiting.id)
+        assert pending.state is DeliveryState.PENDING
+        # Once its callback is delivered, the task's record may go too; nothing else may.
+        await answer_delivery(store, "msg_waiting", DeliveryState.DELIVERED)
+        assert await store.prune_records(NOW + 10**12, 100) == 2
+        assert await store.get_task(waiting.id) is None
+        assert await store.get_task(recent.id) is None
+        for task in (live, running, queued):
+            assert await store.get_task(task.id) is not None, task.id
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_prune_takes_at_most_its_limit_oldest_first(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        tasks = [await ended(store, succeeded(NOW + 5_000 - i)) for i in range(5)]
+        oldest_first = list(reversed(tasks))
+        assert await store.prune_records(NOW + DAY_MS, 2) == 2
+        remaining = [t for t in oldest_first if await store.get_task(t.id) is not None]
+        assert remaining == oldest_first[2:]
+        assert [await store.prune_records(NOW + DAY_MS, 2) for _ in range(3)] == [2, 1, 0]
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_concurrent_prunes_delete_each_record_once(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        tasks = [await ended(store, succeeded(NOW + 5_000 + i), callback=f"msg_{i}")
+                 for i in range(7)]
+        for i in range(7):
+            await answer_delivery(store, f"msg_{i}", DeliveryState.DELIVERED)
+        counts = await asyncio.gather(*(store.prune_records(NOW + DAY_MS, 3)
+                                        for _ in range(4)))
+        assert sum(counts) == 7 and max(counts) <= 3
+        assert [await store.get_task(t.id) for t in tasks] == [None] * 7
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
 # Round trip -----------------------------------------------------------------------------------
 
 

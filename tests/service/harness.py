@@ -31,6 +31,7 @@ from imagegate.config import Settings
 from imagegate.money import usd_to_micros
 from imagegate.store.base import ApiKey
 from imagegate.store.memory import MemoryStore
+from imagegate.sweeper import Swept
 from imagegate.tasks import Task
 from imagegate.webhooks import CallbackPolicy
 
@@ -103,7 +104,7 @@ class Harness:
         assert self.api.runtime is not None and self.api.runtime.worker is not None
         return await self.api.runtime.worker.work_once()
 
-    async def sweep(self) -> tuple[int, int]:
+    async def sweep(self) -> Swept:
         assert self.api.runtime is not None and self.api.runtime.sweeper is not None
         return await self.api.runtime.sweeper.sweep_once()
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from harness import Harness, scenario
 
-from imagegate.errors import Gone, PaymentRequired, TooManyRequests
-from imagegate.money import ChargeState
+from imagegate.errors import Gone, NotFound, PaymentRequired, TooManyRequests
+from imagegate.money import ChargeState, LedgerKind
 from imagegate.signing import verify
 from imagegate.tasks import TaskState
 
@@ -80,7 +80,7 @@ def test_a_dead_workers_lease_expires_and_the_task_runs_again_charged_once() -> 
         [taken] = await h.store.claim_tasks("dead-worker", h.clock.now_ms(), 30_000, 10)
         assert taken.id == task_id and await h.work() == 0
         h.clock.advance(29)
-        assert await h.sweep() == (0, 0)  # the lease still holds
+        assert await h.sweep() == (0, 0, 0)  # the lease still holds
         h.clock.advance(2)
         assert (await h.sweep())[0] == 1
         assert await h.work() == 1
@@ -165,3 +165,58 @@ def test_results_expire_and_their_files_are_deleted() -> None:
         assert h.blobs.blobs == {}
         with pytest.raises(Gone):
             await h.api.files.result(task_id, task.result_token, task.results[0].name)
+
+
+DAY_S = 86_400
+
+
+def test_a_finished_tasks_record_is_pruned_after_the_record_retention() -> None:
+    @scenario(retention_days=1.0, record_retention_days=3.0,
+              callbacks_retry_schedule=str(4 * DAY_S))
+    async def _(h: Harness) -> None:
+        key = await h.key("1")
+        polled = await h.submit(key)
+        called = await h.submit(key, request_type="callback",
+                                callback_url="https://app.example/hook")
+        await h.work()
+        h.answer = lambda request: httpx.Response(500)
+        assert await h.deliver() == 1  # its callback stays pending, next try in 4 days
+        assert (await h.status(key, polled))["state"] == "success"  # now answered from memory
+        task = await h.task(polled)
+        h.clock.advance(DAY_S + 1)
+        assert await h.sweep() == (0, 2, 0)  # the results go first
+        with pytest.raises(Gone):
+            await h.api.files.result(polled, task.result_token, task.results[0].name)
+        assert (await h.status(key, polled))["state"] == "success"
+        h.clock.advance(2 * DAY_S)
+        assert (await h.sweep()).records == 1  # not the task whose callback is pending
+        for look in (lambda: h.status(key, polled),
+                     lambda: h.api.files.result(polled, task.result_token, task.results[0].name),
+                     lambda: h.api.webhooks.delivery_log(key, polled)):
+            with pytest.raises(NotFound):
+                await look()
+        assert (await h.status(key, called))["state"] == "success"
+        h.answer = lambda request: httpx.Response(200)
+        h.clock.advance(4 * DAY_S + 1)
+        assert await h.deliver() == 1
+        assert (await h.sweep()).records == 1
+        with pytest.raises(NotFound):
+            await h.status(key, called)
+        # The money history is whole.
+        assert await h.balance(key) == 1_000_000 - 2 * PRICE
+        for task_id in (polled, called):
+            lines = await h.store.task_ledger(task_id)
+            assert [line.kind for line in lines] == [LedgerKind.HOLD, LedgerKind.SETTLE]
+        ledger = await h.store.ledger(key.account_id)
+        assert sum(line.amount_micros for line in ledger) == await h.balance(key)
+
+
+def test_a_record_retention_of_0_keeps_records_forever() -> None:
+    @scenario(retention_days=1.0, record_retention_days=0.0)
+    async def _(h: Harness) -> None:
+        key = await h.key("1")
+        task_id = await h.submit(key)
+        await h.work()
+        h.clock.advance(10_000 * DAY_S)
+        assert await h.sweep() == (0, 1, 0)
+        assert (await h.status(key, task_id))["state"] == "success"

@@ -318,6 +318,20 @@ def test_non_finite_float_setting_is_refused(raw: str) -> None:
     assert "worker_lease_seconds" in config_error(env={"IMAGEGATE_WORKER_LEASE_SECONDS": raw})
 
 
+def test_record_retention_shorter_than_result_retention_names_both_settings() -> None:
+    message = config_error(env={"IMAGEGATE_RECORD_RETENTION_DAYS": "10"})
+    assert "record_retention_days (10)" in message and "retention_days (15)" in message
+    message = config_error(retention_days=120.0)  # past the default record retention
+    assert "record_retention_days (90)" in message and "retention_days (120)" in message
+    assert "must be 0 or more" in config_error(record_retention_days=-1.0)
+
+
+def test_record_retention_at_least_result_retention_or_0_for_forever() -> None:
+    assert load().record_retention_ms == 90 * 86_400_000
+    assert load(record_retention_days=15.0).record_retention_ms == 15 * 86_400_000
+    assert load(retention_days=120.0, record_retention_days=0.0).record_retention_ms is None
+
+
 def test_bad_demo_credit_names_the_setting() -> None:
     assert "demo_credit_usd" in config_error(env={"IMAGEGATE_DEMO_CREDIT_USD": "ten dollars"})
 

@@ -3,7 +3,9 @@ transaction, wake a worker), read one, and the balance that pays for them.
 
 A finished task never changes, so its status answer is rendered once, to the bytes of its JSON
 body, and kept (the most recent ``FINISHED_CACHE`` of them): polling a finished task reads no
-database and encodes nothing."""
+database and encodes nothing. Until its record retention ends: from then on the sweeper may
+delete the record, so the store is asked again, and a pruned task answers 404 like an unknown
+one."""
 
 from __future__ import annotations
 
@@ -43,8 +45,11 @@ class StatusAnswer:
 
 
 class Tasks:
+    """``record_retention_ms``: how long a finished task's record is kept (None: forever)."""
+
     def __init__(self, store: Store, routing: Routing, callbacks: CallbackPolicy, clock: Clock,
-                 events: TaskEvents, *, base_url: str, max_unfinished: int) -> None:
+                 events: TaskEvents, *, base_url: str, max_unfinished: int,
+                 record_retention_ms: int | None = None) -> None:
         self.store = store
         self.routing = routing
         self.callbacks = callbacks
@@ -52,8 +57,11 @@ class Tasks:
         self.events = events
         self.base_url = base_url
         self.max_unfinished = max_unfinished
-        # task id -> (account id, model, answer) of finished tasks, least recent first
-        self._finished: OrderedDict[str, tuple[str, str, StatusAnswer]] = OrderedDict()
+        self.record_retention_ms = record_retention_ms
+        # task id -> (account id, model, answer, kept until (ms; None: forever)) of finished
+        # tasks, least recent first
+        self._finished: OrderedDict[str, tuple[str, str, StatusAnswer, int | None]] = \
+            OrderedDict()
 
     async def submit(self, key: ApiKey, model_id: str, body: Any,
                      rate: RateRequest | None = None) -> str:
@@ -79,9 +87,8 @@ class Tasks:
     async def status(self, key: ApiKey, model_id: str, task_id: str) -> StatusAnswer:
         """The status answer of the key's task of ``model_id``; ``NotFound`` otherwise. The
         caller must not change it (a finished task's is shared)."""
-        found = self._finished.get(task_id)
+        found = self._cached(task_id)
         if found is not None:
-            self._finished.move_to_end(task_id)
             account_id, model, answer = found
         else:
             task = await self.store.get_task(task_id)
@@ -90,13 +97,29 @@ class Tasks:
             account_id, model = task.account_id, task.model
             answer = StatusAnswer(render_status(task, self.base_url))
             if task.state.terminal:
-                self._remember(task_id, (account_id, model, answer))
+                self._remember(task, answer)
         if account_id != key.account_id or model != model_id:
             raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
         return answer
 
-    def _remember(self, task_id: str, entry: tuple[str, str, StatusAnswer]) -> None:
-        self._finished[task_id] = entry
+    def _cached(self, task_id: str) -> tuple[str, str, StatusAnswer] | None:
+        """A finished task's answer kept in memory, unless its record retention has ended (the
+        record may be gone: the store says)."""
+        found = self._finished.get(task_id)
+        if found is None:
+            return None
+        account_id, model, answer, until_ms = found
+        if until_ms is not None and self.clock.now_ms() >= until_ms:
+            del self._finished[task_id]
+            return None
+        self._finished.move_to_end(task_id)
+        return account_id, model, answer
+
+    def _remember(self, task: Task, answer: StatusAnswer) -> None:
+        until = None
+        if self.record_retention_ms is not None:
+            until = (task.complete_ms or task.created_ms) + self.record_retention_ms
+        self._finished[task.id] = (task.account_id, task.model, answer, until)
         if len(self._finished) > FINISHED_CACHE:
             self._finished.popitem(last=False)
 

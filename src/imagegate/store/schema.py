@@ -149,6 +149,19 @@ CREATE INDEX tasks_running ON tasks (lease_until_ms) WHERE state = 'running';
 DROP INDEX tasks_key_state;
 DROP INDEX deliveries_due;
 """),
+    # Record retention: the sweeper deletes finished tasks whose results are gone once their
+    # records are old enough, oldest first, walking a partial index of exactly those tasks.
+    # The expiry sweep's index becomes partial too (finished tasks whose results are not yet
+    # deleted), so each sweep has one index to choose and a submit writes neither. No foreign
+    # key stands in the way of the delete: a task's deliveries and their attempts are deleted
+    # before it in the same transaction, and the ledger names a task by a plain id (no
+    # reference), so money history is never touched.
+    (8, """
+DROP INDEX tasks_expiry;
+CREATE INDEX tasks_expiring ON tasks (expire_ms)
+    WHERE results_deleted = 0 AND expire_ms IS NOT NULL;
+CREATE INDEX tasks_prunable ON tasks (complete_ms) WHERE results_deleted = 1;
+"""),
 )
 
 _SQLITE_LEDGER_ID = "CREATE TABLE ledger (\n    id                    INTEGER PRIMARY KEY,"

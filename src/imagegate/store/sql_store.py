@@ -122,6 +122,9 @@ class SqlStore:
     async def ledger(self, account_id: str) -> list[LedgerEntry]:
         return await self._read(lambda t: tx.ledger(t, account_id))
 
+    async def task_ledger(self, task_id: str) -> list[LedgerEntry]:
+        return await self._read(lambda t: tx.task_ledger(t, task_id))
+
     async def create_key(self, key: ApiKey, key_hash: str) -> None:
         await self._write(lambda t: tx.create_key(t, key, key_hash))
 
@@ -189,6 +192,9 @@ class SqlStore:
 
     async def mark_results_deleted(self, task_id: str) -> None:
         await self._write(lambda t: tx.mark_results_deleted(t, task_id))
+
+    async def prune_records(self, finished_before_ms: int, limit: int) -> int:
+        return await self._write(lambda t: tx.prune_records(t, finished_before_ms, limit))
 
     # Callback deliveries ----------------------------------------------------------------------
 

@@ -13,6 +13,15 @@ from types import MappingProxyType
 
 __all__ = ["POSTGRES", "SQLITE"]
 
+# Finished tasks whose results are deleted and which have no callback left to deliver, ended
+# before a time, oldest first, through the partial index of tasks with deleted results
+# (migration 8). A delivery never becomes pending again once it is not (DeliveryState), and a
+# finished task gets no new one, so what this finds stays prunable.
+_PRUNABLE = ("SELECT id FROM tasks WHERE results_deleted = 1 AND complete_ms < ? "
+             "AND state IN ('succeeded', 'failed', 'canceled') "
+             "AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.task_id = tasks.id "
+             "AND deliveries.state = 'pending') ORDER BY complete_ms LIMIT ?")
+
 _TASK_COLUMNS = ("id, account_id, key_id, model, input_json, request_type, callback_url, "
                  "provider, source, state, stage, created_ms, price_micros, charge_state, "
                  "result_token")
@@ -32,6 +41,10 @@ PORTABLE: dict[str, str] = {
     "insert_ledger": "INSERT INTO ledger (account_id, kind, amount_micros, balance_after_micros, "
                      "task_id, note, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "ledger": "SELECT * FROM ledger WHERE account_id = ? ORDER BY id",
+    # An operator's look-up of a task whose record may be pruned: it reads the whole ledger
+    # (no index on task_id, which every submit and finish would write), and runs only when
+    # the task itself is not found.
+    "task_ledger": "SELECT * FROM ledger WHERE task_id = ? ORDER BY id",
     # API keys
     "insert_key": "INSERT INTO api_keys (id, account_id, key_hash, name, prefix, created_ms, "
                   "submit_rate, submit_burst, max_concurrent_tasks, models) "
@@ -109,11 +122,19 @@ PORTABLE: dict[str, str] = {
     "ping": "SELECT 1 AS one",
 }
 
+
+def _pyformat(sql: str) -> str:
+    """A portable statement with psycopg's placeholders (no statement here holds a literal
+    ``?`` or ``%``)."""
+    assert "%" not in sql, sql
+    return sql.replace("?", "%s")
+
+
 # The claims take named parameters (the same names in every dialect): lease_until, worker,
 # now, models (every model when NULL; a JSON array in SQLite, a text[] in PostgreSQL), limit.
 # The lock_ statements read the rows a batch of submits changes, locked until the end of the
-# transaction (in SQLite the write transaction is the lock); they and tasks_by_ids take a list
-# of ids (``Tx.array``).
+# transaction (in SQLite the write transaction is the lock); they, tasks_by_ids and the prune_
+# statements take a list of ids (``Tx.array``).
 
 _SQLITE_OWN: dict[str, str] = {
     "lock_balances": "SELECT id, balance_micros FROM accounts "
@@ -138,6 +159,15 @@ _SQLITE_OWN: dict[str, str] = {
                         "WHERE state = 'pending' AND next_attempt_ms <= :now "
                         "AND (lease_until_ms IS NULL OR lease_until_ms < :now) "
                         "ORDER BY next_attempt_ms LIMIT :limit) RETURNING *",
+    # Record retention: a batch of prunable tasks (the write transaction holds them), then
+    # their rows children first, so no foreign key is in the way.
+    "prunable_tasks": _PRUNABLE,
+    "prune_delivery_attempts": "DELETE FROM delivery_attempts WHERE delivery_id IN "
+                               "(SELECT id FROM deliveries "
+                               "WHERE task_id IN (SELECT value FROM json_each(?)))",
+    "prune_deliveries": "DELETE FROM deliveries "
+                        "WHERE task_id IN (SELECT value FROM json_each(?))",
+    "prune_tasks": "DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(?))",
 }
 
 _POSTGRES_OWN: dict[str, str] = {
@@ -170,14 +200,14 @@ _POSTGRES_OWN: dict[str, str] = {
                         "AND (lease_until_ms IS NULL OR lease_until_ms < %(now)s) "
                         "ORDER BY next_attempt_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED)) "
                         "AND state = 'pending' RETURNING *",
+    # Record retention: the batch is locked until the transaction ends (two sweepers prune
+    # different batches), then its rows are deleted children first.
+    "prunable_tasks": _pyformat(_PRUNABLE) + " FOR UPDATE OF tasks SKIP LOCKED",
+    "prune_delivery_attempts": "DELETE FROM delivery_attempts WHERE delivery_id IN "
+                               "(SELECT id FROM deliveries WHERE task_id = ANY(%s::text[]))",
+    "prune_deliveries": "DELETE FROM deliveries WHERE task_id = ANY(%s::text[])",
+    "prune_tasks": "DELETE FROM tasks WHERE id = ANY(%s::text[])",
 }
-
-
-def _pyformat(sql: str) -> str:
-    """A portable statement with psycopg's placeholders (no statement here holds a literal
-    ``?`` or ``%``)."""
-    assert "%" not in sql, sql
-    return sql.replace("?", "%s")
 
 
 SQLITE = MappingProxyType({**PORTABLE, **_SQLITE_OWN})

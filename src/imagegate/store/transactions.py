@@ -103,6 +103,10 @@ def ledger(tx: Tx, account_id: str) -> list[LedgerEntry]:
     return [rows.ledger_entry(r) for r in tx.run("ledger", (account_id,)).all()]
 
 
+def task_ledger(tx: Tx, task_id: str) -> list[LedgerEntry]:
+    return [rows.ledger_entry(r) for r in tx.run("task_ledger", (task_id,)).all()]
+
+
 def create_key(tx: Tx, key: ApiKey, key_hash: str) -> None:
     tx.run("insert_key", (key.id, key.account_id, key_hash, key.name, key.prefix,
                           key.created_ms, key.submit_rate, key.submit_burst,
@@ -358,6 +362,20 @@ def expired_results(tx: Tx, now_ms: int, limit: int) -> list[Task]:
 
 def mark_results_deleted(tx: Tx, task_id: str) -> None:
     tx.run("results_deleted", (task_id,))
+
+
+def prune_records(tx: Tx, finished_before_ms: int, limit: int) -> int:
+    """Delete up to ``limit`` task records, oldest first, of tasks that finished before
+    ``finished_before_ms``, whose results are deleted and whose callbacks are no longer
+    pending, with their deliveries and delivery attempts; how many tasks. The ledger keeps
+    every line: a line names its task by id alone. Concurrent prunes take different tasks."""
+    found = tx.run("prunable_tasks", (finished_before_ms, limit)).all()
+    if not found:
+        return 0
+    ids = tx.array([str(r["id"]) for r in found])
+    tx.run("prune_delivery_attempts", (ids,))
+    tx.run("prune_deliveries", (ids,))
+    return tx.run("prune_tasks", (ids,)).rowcount
 
 
 # Callback deliveries ----------------------------------------------------------------------------
