@@ -63,3 +63,15 @@ def test_a_hot_statement_uses_its_index_and_never_sorts(conn: sqlite3.Connection
 def test_the_claim_finds_the_tasks_it_takes_by_primary_key(conn: sqlite3.Connection) -> None:
     assert plan(conn, "claim_tasks")[0].startswith(
         "SEARCH tasks USING INDEX sqlite_autoindex_tasks_1 (id=?)")
+
+
+def test_the_fleet_stats_read_only_the_partial_indexes_of_the_backlog(
+        conn: sqlite3.Connection) -> None:
+    """/metrics reads queued and running tasks and pending deliveries at every scrape: through
+    their partial indexes, never a scan of every task ever submitted."""
+    steps = plan(conn, "fleet_stats")
+    reads = [step for step in steps if step.startswith(("SCAN", "SEARCH"))]
+    assert len(reads) == 3, steps
+    for step, index in zip(reads, ("tasks_queued", "tasks_running", "deliveries_pending"),
+                           strict=True):
+        assert f"USING INDEX {index}" in step or f"USING COVERING INDEX {index}" in step, steps

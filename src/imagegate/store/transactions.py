@@ -23,6 +23,7 @@ from imagegate.store.base import (
     Delivery,
     DeliveryAttempt,
     Finish,
+    FleetStats,
     LedgerEntry,
     NewDelivery,
     RateRequest,
@@ -418,3 +419,27 @@ def rotate_webhook_secret(tx: Tx, account_id: str, secret: str, now_ms: int,
     tx.run("retire_secrets", (now_ms + overlap_ms, account_id, now_ms + overlap_ms))
     tx.run("insert_secret", (account_id, secret, now_ms))
     return live_secrets(tx, account_id, now_ms)
+
+
+# Metrics ----------------------------------------------------------------------------------------
+
+
+def fleet_stats(tx: Tx) -> FleetStats:
+    """The fleet's unfinished work (``FleetStats``), from one statement."""
+    queued: dict[str, int] = {}
+    oldest: dict[str, int] = {}
+    running: dict[str, int] = {}
+    held, pending, oldest_pending = 0, 0, None
+    for row in tx.run("fleet_stats").all():
+        kind, count = row["kind"], int(row["n"])
+        if kind == "delivery":
+            pending = count
+            oldest_pending = None if row["oldest_ms"] is None else int(row["oldest_ms"])
+            continue
+        held += int(row["held"] or 0)
+        if kind == "queued":
+            queued[row["model"]] = count
+            oldest[row["model"]] = int(row["oldest_ms"])
+        else:
+            running[row["model"]] = count
+    return FleetStats(queued, oldest, running, held, pending, oldest_pending)
