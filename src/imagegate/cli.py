@@ -417,7 +417,7 @@ def operator_view(task: Task, base_url: str) -> dict[str, Any]:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from imagegate.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     lock = serving.lock_data_dir(Path(settings.data_dir)) if settings.lock_data_dir else None
     try:
         serving.check_port_free(settings.host, settings.port)
@@ -432,7 +432,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from imagegate.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     serving.check_port_free(settings.host, settings.port)
     serving.run(settings, args.config, serving.API_APP)
     return 0
@@ -441,7 +441,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from imagegate.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(serving.run_loops(settings, "worker", work=True, sweep=False, deliver=False,
                                   models=args.models, route_names=args.routes,
                                   concurrency=args.concurrency))
@@ -451,7 +451,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sweeper(args: argparse.Namespace, settings: Settings) -> int:
     from imagegate.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(serving.run_loops(settings, "sweeper", work=False, sweep=True, deliver=True))
     return 0
 

@@ -15,6 +15,7 @@ from imagegate.clock import Clock
 from imagegate.config import Settings
 from imagegate.errors import TaskError
 from imagegate.events import TaskEvents
+from imagegate.logs import task_fields
 from imagegate.money import ChargeState
 from imagegate.store.base import Finish, NewDelivery, Store
 from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState, envelope, render_status
@@ -55,7 +56,7 @@ class Completion:
         done = await self.store.fail_queued(task.id, finish, self._delivery(task, finish))
         if done:
             log.info("task %s failed while queued (%s: %s)", task.id, error.fail_code,
-                     error.message)
+                     error.message, extra=task_fields(task))
             self.events.task_changed(task.id)
             self.events.delivery_queued()
         return done
@@ -67,7 +68,8 @@ class Completion:
         note = f"attempt {task.attempt}: {error.fail_code}: {error.message}"[:500]
         done = await self.store.retry_later(task.id, task.attempt, not_before, attempts, note)
         if done:
-            log.info("task %s retrying in %.1fs after %s", task.id, delay, error.fail_code)
+            log.info("task %s retrying in %.1fs after %s", task.id, delay, error.fail_code,
+                     extra=task_fields(task))
         return done
 
     def _expiry(self, now_ms: int) -> int:
@@ -89,7 +91,8 @@ class Completion:
         done = await self.store.finish_task(task.id, task.attempt, finish, delivery)
         if done:
             log.info("task %s %s%s", task.id, finish.state.value,
-                     f" ({finish.fail_code}: {finish.fail_msg})" if finish.fail_code else "")
+                     f" ({finish.fail_code}: {finish.fail_msg})" if finish.fail_code else "",
+                     extra=task_fields(task))
             self.events.task_changed(task.id)
             if delivery is not None:
                 self.events.delivery_queued()

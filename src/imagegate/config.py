@@ -109,11 +109,15 @@ SETTINGS: tuple[Setting, ...] = (
             "rotated, how long deliveries stay signed with the old one too."),
     Setting("demo_credit_usd", str, "10", "Credit of the demo key created on first start."),
     Setting("log_level", str, "info", "Log level: debug, info, warning, error."),
+    Setting("log_format", str, "text", "Log lines: text (one line for people) or json (one "
+            "JSON object per line, with task_id, route, model and delivery_id where known)."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 _MAY_BE_ZERO = {"sandbox_delay_seconds", "auth_cache_seconds", "worker_retry_backoff_seconds",
                 "callbacks_rotation_overlap_seconds"}
+_PORTS = ("port",)
+LOG_FORMATS = ("text", "json")
 _SECTIONS = {"auth", "limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
              "gemini", "vertex", "router"}
 
@@ -162,6 +166,7 @@ class Settings:
     vertex_location: str = "global"
     demo_credit_usd: str = "10"
     log_level: str = "info"
+    log_format: str = "text"
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
     routes: Mapping[str, RouteConfig] = field(default_factory=dict)
     config_file: str = ""
@@ -203,7 +208,7 @@ class Settings:
 
     def check(self) -> None:
         """Raise ``ConfigError`` naming the first setting that cannot work."""
-        numbers = [s.name for s in SETTINGS if s.kind in (int, float) and s.name != "port"]
+        numbers = [s.name for s in SETTINGS if s.kind in (int, float) and s.name not in _PORTS]
         for name in numbers:
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"setting {name} must be a finite number")
@@ -211,10 +216,14 @@ class Settings:
                 raise ConfigError(f"setting {name} must be 0 or more")
             if name not in _MAY_BE_ZERO and getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be greater than 0")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError("setting port must be 0 to 65535")
+        for name in _PORTS:
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"setting {name} must be 0 to 65535")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("setting log_level must be debug, info, warning or error")
+        if self.log_format.lower() not in LOG_FORMATS:
+            raise ConfigError(f"setting log_format must be text or json, got "
+                              f"{self.log_format!r}")
         _schedule(self.callbacks_retry_schedule)
         try:
             if usd_to_micros(self.demo_credit_usd) < 0:

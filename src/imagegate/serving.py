@@ -34,6 +34,7 @@ from imagegate.bootstrap import build_runtime, open_seams, prepare_database
 from imagegate.clock import SystemClock
 from imagegate.config import ENV_PREFIX, Settings
 from imagegate.errors import RequestError
+from imagegate.logs import granian_logging
 from imagegate.money import format_usd, usd_to_micros
 from imagegate.store.base import Store
 
@@ -59,7 +60,8 @@ def run(settings: Settings, config_file: str | None, app: str = SERVE_APP) -> No
         print(f"note: {note}", file=sys.stderr, flush=True)
     Granian(app, address=settings.host, port=settings.port, interface=Interfaces.ASGI,
             factory=True, workers=1,
-            log_level=settings.log_level.lower()).serve()  # type: ignore[arg-type]
+            log_level=settings.log_level.lower(),  # type: ignore[arg-type]
+            log_dictconfig=granian_logging(settings.log_format)).serve()
 
 
 async def run_loops(settings: Settings, name: str, **kinds: Any) -> None:

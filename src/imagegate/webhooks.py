@@ -184,12 +184,13 @@ class Dispatcher:
         attempt = DeliveryAttempt(delivery.id, attempt_no, started_ms,
                                   int((time.monotonic() - t0) * 1000), status, error)
         state, next_ms = self._next(delivery, attempt, manual)
+        fields = {"delivery_id": delivery.id, "task_id": delivery.task_id}
         if not await self.store.record_delivery_attempt(attempt, state, next_ms):
             log.warning("callback %s attempt %d was recorded by another dispatcher",
-                        delivery.id, attempt_no)
+                        delivery.id, attempt_no, extra=fields)
             return attempt
         log.info("callback %s for task %s attempt %d: %s", delivery.id, delivery.task_id,
-                 attempt_no, error or f"delivered ({status})")
+                 attempt_no, error or f"delivered ({status})", extra=fields)
         return attempt
 
     def _next(self, delivery: Delivery, attempt: DeliveryAttempt,

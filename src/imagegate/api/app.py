@@ -119,5 +119,5 @@ def _from_env(build: Callable[[Settings], Api]) -> Starlette:
     from imagegate.logs import configure_logging
 
     settings = Settings.load()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings, build=build)
