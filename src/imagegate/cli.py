@@ -2,8 +2,8 @@
 
     imagegate serve [--data-dir DIR] [--host H] [--port P] [--config FILE]
     imagegate api [--host H] [--port P]
-    imagegate worker [--models M,..] [--routes R,..] [--concurrency N]
-    imagegate sweeper
+    imagegate worker [--models M,..] [--routes R,..] [--concurrency N] [--metrics-port P]
+    imagegate sweeper [--metrics-port P]
     imagegate migrate
     imagegate keys create --credit USD [--name N] [--json]
     imagegate keys list [--json]
@@ -56,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = Settings.load(args.config, data_dir=args.data_dir,
-                                 host=getattr(args, "host", None), port=getattr(args, "port", None))
+                                 host=getattr(args, "host", None), port=getattr(args, "port", None),
+                                 metrics_port=getattr(args, "metrics_port", None))
         result: int = args.run(args, settings)
         return result
     except ConfigError as exc:
@@ -65,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RequestError, ImagegateError) as exc:
         print(f"imagegate: {exc}", file=sys.stderr)
         return 1
+
+
+METRICS_PORT_HELP = "serve /metrics on this port (default: metrics_port; 0: none)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: every route in use)")
     worker.add_argument("--concurrency", type=_count, help="tasks at once (default: "
                         "worker_concurrency)")
+    worker.add_argument("--metrics-port", type=_port, help=METRICS_PORT_HELP)
     worker.set_defaults(run=cmd_worker)
 
     sweeper = sub.add_parser("sweeper", parents=[common], help="requeue expired leases, fail "
                              "overdue queued tasks, delete expired results, deliver callbacks")
+    sweeper.add_argument("--metrics-port", type=_port, help=METRICS_PORT_HELP)
     sweeper.set_defaults(run=cmd_sweeper)
 
     migrate = sub.add_parser("migrate", parents=[common], help="create the data directory and "

@@ -111,15 +111,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", str, "info", "Log level: debug, info, warning, error."),
     Setting("log_format", str, "text", "Log lines: text (one line for people) or json (one "
             "JSON object per line, with task_id, route, model and delivery_id where known)."),
+    Setting("metrics_enabled", bool, True, "Serve Prometheus metrics at /metrics on the API "
+            "port of `imagegate serve` and `imagegate api`, without the API key: do not expose "
+            "it publicly. See docs/metrics.md."),
+    Setting("metrics_port", int, 0, "Port on which `imagegate worker` and `imagegate "
+            "sweeper` serve /metrics (on `host`); 0: none. Also --metrics-port."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 _MAY_BE_ZERO = {"sandbox_delay_seconds", "auth_cache_seconds", "worker_retry_backoff_seconds",
                 "callbacks_rotation_overlap_seconds"}
-_PORTS = ("port",)
+_PORTS = ("port", "metrics_port")
 LOG_FORMATS = ("text", "json")
 _SECTIONS = {"auth", "limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
-             "gemini", "vertex", "router"}
+             "gemini", "vertex", "router", "metrics"}
 
 @dataclass(frozen=True)
 class Settings:
@@ -167,6 +172,8 @@ class Settings:
     demo_credit_usd: str = "10"
     log_level: str = "info"
     log_format: str = "text"
+    metrics_enabled: bool = True
+    metrics_port: int = 0
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
     routes: Mapping[str, RouteConfig] = field(default_factory=dict)
     config_file: str = ""

@@ -201,7 +201,8 @@ def admit(submits: Sequence[Submit], keys: dict[str, KeyCounts],
         balance = balances.get(task.account_id, -1)
         if key[0] >= submit.max_unfinished:
             outcomes.append(TooManyRequests(
-                f"this API key already has {key[0]} unfinished tasks, the limit", retry_after=5))
+                f"this API key already has {key[0]} unfinished tasks, the limit", retry_after=5,
+                reason="unfinished_limit"))
         elif balance < task.price_micros:
             outcomes.append(PaymentRequired(
                 f"the balance cannot pay for this task (${task.price_micros / 1e6:.6f})"))
