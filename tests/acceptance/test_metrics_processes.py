@@ -5,6 +5,7 @@ fleet-wide values while each counts only its own submits."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,16 @@ def test_two_api_processes_on_one_database_report_the_same_queue(tmp_path: Path)
     assert [value(p, "imagegate_submits_total", outcome="accepted") for p in pages] == [2, 1]
     granian = [line for line in json_lines(apis[0].log_path) if line["logger"] == "_granian"]
     assert granian, apis[0].log_path.read_text()  # the ASGI server's own lines, as JSON too
+
+
+def test_a_metrics_port_that_cannot_be_served_stops_the_worker_with_its_name(
+        tmp_path: Path) -> None:
+    bad = cli(tmp_path / "d", "worker", "--metrics-port", "70000", check=False)
+    assert bad.returncode == 2 and "'70000' is not a port number" in bad.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = cli(tmp_path / "d", "worker", "--metrics-port", str(port), check=False)
+    assert busy.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1 port {port} (metrics_port)" in busy.stderr
