@@ -90,6 +90,7 @@ PATHS: list[tuple[str, str, Any]] = [
                                             "limit": 16}),
     ("deliveries of a task", "deliveries_of_task", ("tsk_12345",)),
     ("unfinished-task slot (submit)", "take_unfinished_slot", ("key_7", 100)),
+    ("fleet stats (each /metrics scrape)", "fleet_stats", ()),
 ]
 
 
@@ -121,7 +122,8 @@ def explain(conn: psycopg.Connection[Any], name: str, params: Any, generic: bool
             prepared, values = numbered(sql, params)
             conn.execute(f"PREPARE hot AS {prepared}".encode())
             args = psycopg.ClientCursor(conn).mogrify(", ".join(["%s"] * len(values)), values)
-            rows = conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE hot({args})".encode(),
+            call = f"hot({args})" if values else "hot"
+            rows = conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE {call}".encode(),
                                 ).fetchall()
             conn.execute("DEALLOCATE hot")
         else:
@@ -136,6 +138,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200_000)
     parser.add_argument("--pending", type=int, default=1000,
                         help="callback deliveries pending (of one per finished task)")
+    parser.add_argument("--only", help="comma-separated statement names (default: every hot "
+                        "path)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the plans")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     total = args.tasks
@@ -155,8 +160,9 @@ def main() -> None:
                                now=NOW, day=f"{DAY}::bigint")
             conn.execute(fill.encode())
             version = conn.execute("SHOW server_version").fetchone()
+            only = set(args.only.split(",")) if args.only else None
             for title, statement, params in PATHS:
-                if statement not in POSTGRES.statements:
+                if statement not in POSTGRES.statements or (only and statement not in only):
                     continue
                 for generic in (False, True):
                     plan = explain(conn, statement, params, generic)
@@ -171,8 +177,18 @@ def main() -> None:
         head = (f"# PostgreSQL plans of the hot statements\n\n{now} · PostgreSQL "
                 f"{version[0] if version else '?'} · {total:,} tasks ({queued:,} queued, "
                 f"{running:,} running), {done:,} deliveries ({args.pending:,} pending)\n\n"
-                "Command: `python bench/explain_postgres.py`\n\n")
-        RESULTS.write_text(head + "\n".join(sections))
+                f"Command: `python bench/explain_postgres.py{_flags(args)}`\n\n")
+        args.out.write_text(head + "\n".join(sections))
+
+
+def _flags(args: argparse.Namespace) -> str:
+    """The options of this run that change what it measures, as typed."""
+    flags = [f" --tasks {args.tasks}"] if args.tasks != 200_000 else []
+    if args.only:
+        flags.append(f" --only {args.only}")
+    if args.out != RESULTS:
+        flags.append(f" --out {args.out}")
+    return "".join(flags)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ async def ask(routes: Mapping[str, Route],
         except TimeoutError:
             return RouteCheck(None, f"no answer to the availability check within {timeout_s:g} s")
         except Exception as exc:  # a check must never stop a start; routes should not raise
-            log.exception("route %s: the availability check failed", name)
+            log.exception("route %s: the availability check failed", name,
+                          extra={"route": name})
             return RouteCheck(None, f"the availability check failed ({type(exc).__name__})")
 
     checks = await asyncio.gather(*(one(name, route) for name, route in routes.items()))
@@ -92,16 +93,18 @@ class RouteMonitor:
         was = self.health.unavailable(name)
         if check.available is True:
             if was:
-                log.warning("route %s is available again: %s", name, check.detail)
+                log.warning("route %s is available again: %s", name, check.detail,
+                            extra={"route": name})
             else:
-                log.info("route %s: %s", name, check.detail)
+                log.info("route %s: %s", name, check.detail, extra={"route": name})
             self.health.mark_available(name)
         elif check.available is False:
             self.health.mark_unavailable(name, check.detail)
             if not was:
-                log.error("%s", problem_line(self._config(name), check))
+                log.error("%s", problem_line(self._config(name), check), extra={"route": name})
         else:
-            log.warning("route %s: could not check its model: %s", name, check.detail)
+            log.warning("route %s: could not check its model: %s", name, check.detail,
+                        extra={"route": name})
 
     def _config(self, name: str) -> RouteConfig:
         return self.configs.get(name) or RouteConfig(name, "")

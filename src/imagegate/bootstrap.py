@@ -8,8 +8,8 @@
     sweeper  requeues expired leases, fails queued tasks past their deadline, deletes expired
              results and the records past their retention, and delivers callbacks
 
-``Seams`` are the outside world of a process (store, blobs, HTTP client, clock, events); ``Api``
-and ``Runtime`` are built over them. Tests pass fakes for any seam.
+``Seams`` are the outside world of a process (store, blobs, HTTP client, clock, events) and its
+metrics registry; ``Api`` and ``Runtime`` are built over them. Tests pass fakes for any seam.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from imagegate.events import TaskEvents
 from imagegate.fetch import FetchLimits, ReferenceFetcher
 from imagegate.health import HealthBook
 from imagegate.limits import InMemoryRateLimiter
+from imagegate.metrics import Metrics, Scrape
 from imagegate.router import Router
 from imagegate.routes.base import Route, RouteCheck
 from imagegate.routes.registry import build_route, declared_capabilities
@@ -49,7 +50,7 @@ from imagegate.worker import Worker
 
 __all__ = ["Api", "Runtime", "Seams", "build_api", "build_runtime", "check_routes", "fleet_api",
            "open_seams", "open_store", "prepare_database", "routes_in_use", "routing_of",
-           "serve_api"]
+           "scrape_of", "serve_api"]
 
 log = logging.getLogger("imagegate")
 
@@ -98,6 +99,7 @@ class Seams:
     events: TaskEvents
     routing: Routing
     callbacks: CallbackPolicy
+    metrics: Metrics = field(default_factory=Metrics)  # this process's own registry
 
     async def start(self) -> None:
         await self.events.start()
@@ -136,7 +138,12 @@ def open_events(settings: Settings) -> TaskEvents:
 
 def _dispatcher(seams: Seams) -> Dispatcher:
     return Dispatcher(seams.store, seams.client, seams.callbacks, seams.settings, seams.clock,
-                      seams.events)
+                      seams.events, metrics=seams.metrics)
+
+
+def scrape_of(seams: Seams) -> Scrape:
+    """The /metrics page of the process over ``seams``: its own metrics and the fleet's."""
+    return Scrape(seams.metrics, seams.store, seams.clock, seams.settings.models)
 
 
 # The runtime: workers, sweeper, dispatcher, route monitor ---------------------------------------
@@ -197,14 +204,17 @@ def build_runtime(seams: Seams, *, work: bool = True, sweep: bool = True, delive
     (within ``models`` when given)."""
     settings = seams.settings
     loops: dict[str, Loop] = {}
-    completion = Completion(seams.store, settings, seams.clock, seams.events)
+    completion = Completion(seams.store, settings, seams.clock, seams.events,
+                            metrics=seams.metrics)
     runtime = Runtime(seams, loops)
     if work:
         built = routes if routes is not None else _build_routes(seams, route_names)
         health = HealthBook(settings.router_failure_threshold, settings.router_cooldown_seconds)
         monitor = RouteMonitor(dict(built), settings.routes, health,
                                recheck_s=settings.router_recheck_seconds)
-        router = Router(seams.routing, built, health, on_unavailable=monitor.mark_unavailable)
+        router = Router(seams.routing, built, health, on_unavailable=monitor.mark_unavailable,
+                        metrics=seams.metrics)
+        seams.metrics.circuits.watch(health, built)
         fetcher = ReferenceFetcher(seams.client, FetchLimits(
             max_bytes=settings.fetch_max_image_bytes, max_pixels=settings.fetch_max_image_pixels,
             timeout_s=settings.fetch_timeout_seconds,
@@ -279,6 +289,7 @@ class Api:
     tasks: Tasks
     files: Files
     webhooks: Webhooks
+    scrape: Scrape
     runtime: Runtime | None = None
     migrate: bool = True  # apply every migration (serve); else only on an empty database
     draining: bool = False
@@ -327,7 +338,7 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
     webhooks = Webhooks(seams.store, tasks, _dispatcher(seams), seams.clock,
                         default_overlap_s=settings.callbacks_rotation_overlap_seconds)
     return Api(settings, seams, access, tasks, Files(seams.store, seams.blobs, seams.clock),
-               webhooks, runtime, migrate)
+               webhooks, scrape_of(seams), runtime, migrate)
 
 
 def serve_api(settings: Settings) -> Api:

@@ -2,8 +2,8 @@
 
     imagegate serve [--data-dir DIR] [--host H] [--port P] [--config FILE]
     imagegate api [--host H] [--port P]
-    imagegate worker [--models M,..] [--routes R,..] [--concurrency N]
-    imagegate sweeper
+    imagegate worker [--models M,..] [--routes R,..] [--concurrency N] [--metrics-port P]
+    imagegate sweeper [--metrics-port P]
     imagegate migrate
     imagegate keys create --credit USD [--name N] [--json]
     imagegate keys list [--json]
@@ -56,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = Settings.load(args.config, data_dir=args.data_dir,
-                                 host=getattr(args, "host", None), port=getattr(args, "port", None))
+                                 host=getattr(args, "host", None), port=getattr(args, "port", None),
+                                 metrics_port=getattr(args, "metrics_port", None))
         result: int = args.run(args, settings)
         return result
     except ConfigError as exc:
@@ -65,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RequestError, ImagegateError) as exc:
         print(f"imagegate: {exc}", file=sys.stderr)
         return 1
+
+
+METRICS_PORT_HELP = "serve /metrics on this port (default: metrics_port; 0: none)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,11 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: every route in use)")
     worker.add_argument("--concurrency", type=_count, help="tasks at once (default: "
                         "worker_concurrency)")
+    worker.add_argument("--metrics-port", type=_port, help=METRICS_PORT_HELP)
     worker.set_defaults(run=cmd_worker)
 
     sweeper = sub.add_parser("sweeper", parents=[common], help="requeue expired leases, fail "
                              "overdue queued tasks, delete expired results and old task "
                              "records, deliver callbacks")
+    sweeper.add_argument("--metrics-port", type=_port, help=METRICS_PORT_HELP)
     sweeper.set_defaults(run=cmd_sweeper)
 
     migrate = sub.add_parser("migrate", parents=[common], help="create the data directory and "
@@ -431,7 +437,7 @@ def operator_view(task: Task, base_url: str) -> dict[str, Any]:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from imagegate.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     lock = serving.lock_data_dir(Path(settings.data_dir)) if settings.lock_data_dir else None
     try:
         serving.check_port_free(settings.host, settings.port)
@@ -446,7 +452,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from imagegate.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     serving.check_port_free(settings.host, settings.port)
     serving.run(settings, args.config, serving.API_APP)
     return 0
@@ -455,7 +461,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from imagegate.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(serving.run_loops(settings, "worker", work=True, sweep=False, deliver=False,
                                   models=args.models, route_names=args.routes,
                                   concurrency=args.concurrency))
@@ -465,7 +471,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sweeper(args: argparse.Namespace, settings: Settings) -> int:
     from imagegate.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(serving.run_loops(settings, "sweeper", work=False, sweep=True, deliver=True))
     return 0
 

@@ -2,6 +2,7 @@
 
 Every method is fenced on the task's attempt: a call for an attempt that lost its lease changes
 nothing and returns False. Money moves inside the same transaction as the state (store rules).
+Each task ended is counted in the process's metrics, once: by the call that won the fence.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from imagegate.clock import Clock
 from imagegate.config import Settings
 from imagegate.errors import TaskError
 from imagegate.events import TaskEvents
+from imagegate.logs import task_fields
+from imagegate.metrics import Metrics
 from imagegate.money import ChargeState
 from imagegate.store.base import Finish, NewDelivery, Store
 from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState, envelope, render_status
@@ -23,11 +26,13 @@ log = logging.getLogger("imagegate.tasks")
 
 
 class Completion:
-    def __init__(self, store: Store, settings: Settings, clock: Clock, events: TaskEvents) -> None:
+    def __init__(self, store: Store, settings: Settings, clock: Clock, events: TaskEvents, *,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.events = events
+        self.metrics = metrics or Metrics()
 
     async def succeed(self, task: Task, results: tuple[ResultFile, ...],
                       attempts: tuple[RouteAttempt, ...], notes: tuple[str, ...] = ()) -> bool:
@@ -55,7 +60,8 @@ class Completion:
         done = await self.store.fail_queued(task.id, finish, self._delivery(task, finish))
         if done:
             log.info("task %s failed while queued (%s: %s)", task.id, error.fail_code,
-                     error.message)
+                     error.message, extra=task_fields(task))
+            self.metrics.task_finished(task.model, finish.state.value, finish.fail_code)
             self.events.task_changed(task.id)
             self.events.delivery_queued()
         return done
@@ -67,7 +73,8 @@ class Completion:
         note = f"attempt {task.attempt}: {error.fail_code}: {error.message}"[:500]
         done = await self.store.retry_later(task.id, task.attempt, not_before, attempts, note)
         if done:
-            log.info("task %s retrying in %.1fs after %s", task.id, delay, error.fail_code)
+            log.info("task %s retrying in %.1fs after %s", task.id, delay, error.fail_code,
+                     extra=task_fields(task))
         return done
 
     def _expiry(self, now_ms: int) -> int:
@@ -89,7 +96,9 @@ class Completion:
         done = await self.store.finish_task(task.id, task.attempt, finish, delivery)
         if done:
             log.info("task %s %s%s", task.id, finish.state.value,
-                     f" ({finish.fail_code}: {finish.fail_msg})" if finish.fail_code else "")
+                     f" ({finish.fail_code}: {finish.fail_msg})" if finish.fail_code else "",
+                     extra=task_fields(task))
+            self.metrics.task_finished(task.model, finish.state.value, finish.fail_code)
             self.events.task_changed(task.id)
             if delivery is not None:
                 self.events.delivery_queued()

@@ -113,13 +113,22 @@ SETTINGS: tuple[Setting, ...] = (
             "rotated, how long deliveries stay signed with the old one too."),
     Setting("demo_credit_usd", str, "10", "Credit of the demo key created on first start."),
     Setting("log_level", str, "info", "Log level: debug, info, warning, error."),
+    Setting("log_format", str, "text", "Log lines: text (one line for people) or json (one "
+            "JSON object per line, with task_id, route, model and delivery_id where known)."),
+    Setting("metrics_enabled", bool, True, "Serve Prometheus metrics at /metrics on the API "
+            "port of `imagegate serve` and `imagegate api`, without the API key: do not expose "
+            "it publicly. See docs/metrics.md."),
+    Setting("metrics_port", int, 0, "Port on which `imagegate worker` and `imagegate "
+            "sweeper` serve /metrics (on `host`); 0: none. Also --metrics-port."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 _MAY_BE_ZERO = {"sandbox_delay_seconds", "auth_cache_seconds", "worker_retry_backoff_seconds",
                 "callbacks_rotation_overlap_seconds", "record_retention_days"}
+_PORTS = ("port", "metrics_port")
+LOG_FORMATS = ("text", "json")
 _SECTIONS = {"auth", "limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
-             "gemini", "vertex", "router"}
+             "gemini", "vertex", "router", "metrics"}
 
 @dataclass(frozen=True)
 class Settings:
@@ -167,6 +176,9 @@ class Settings:
     vertex_location: str = "global"
     demo_credit_usd: str = "10"
     log_level: str = "info"
+    log_format: str = "text"
+    metrics_enabled: bool = True
+    metrics_port: int = 0
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
     routes: Mapping[str, RouteConfig] = field(default_factory=dict)
     config_file: str = ""
@@ -208,7 +220,7 @@ class Settings:
 
     def check(self) -> None:
         """Raise ``ConfigError`` naming the first setting that cannot work."""
-        numbers = [s.name for s in SETTINGS if s.kind in (int, float) and s.name != "port"]
+        numbers = [s.name for s in SETTINGS if s.kind in (int, float) and s.name not in _PORTS]
         for name in numbers:
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"setting {name} must be a finite number")
@@ -216,8 +228,9 @@ class Settings:
                 raise ConfigError(f"setting {name} must be 0 or more")
             if name not in _MAY_BE_ZERO and getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be greater than 0")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError("setting port must be 0 to 65535")
+        for name in _PORTS:
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"setting {name} must be 0 to 65535")
         if 0 < self.record_retention_days < self.retention_days:
             raise ConfigError(
                 f"setting record_retention_days ({self.record_retention_days:g}) must be at "
@@ -225,6 +238,9 @@ class Settings:
                 "a task's record outlives its result files")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("setting log_level must be debug, info, warning or error")
+        if self.log_format.lower() not in LOG_FORMATS:
+            raise ConfigError(f"setting log_format must be text or json, got "
+                              f"{self.log_format!r}")
         _schedule(self.callbacks_retry_schedule)
         try:
             if usd_to_micros(self.demo_credit_usd) < 0:

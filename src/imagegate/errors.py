@@ -87,10 +87,12 @@ class ImagegateError(Exception):
 
 
 class RequestError(ImagegateError):
-    """A request the service answers with a non-2xx status."""
+    """A request the service answers with a non-2xx status; ``reason`` names the refusal in
+    metrics (``imagegate_submits_total``)."""
 
     status = 400
     default_message = "Bad request"
+    reason = "bad_request"
 
     def __init__(self, error: str | None = None, *, field: str | None = None) -> None:
         self.error = error or self.default_message
@@ -101,55 +103,69 @@ class RequestError(ImagegateError):
 class InvalidRequest(RequestError):
     status = 400
     default_message = "Invalid request"
+    reason = "invalid_request"
 
 
 class Unauthorized(RequestError):
     status = 401
     default_message = "Missing or invalid API key"
+    reason = "unauthorized"
 
 
 class PaymentRequired(RequestError):
     status = 402
     default_message = "Insufficient balance"
+    reason = "payment_required"
 
 
 class Forbidden(RequestError):
     status = 403
     default_message = "This API key may not use this model"
+    reason = "forbidden"
 
 
 class NotFound(RequestError):
     status = 404
     default_message = "Not found"
+    reason = "not_found"
 
 
 class Gone(RequestError):
     status = 410
     default_message = "This result has expired"
+    reason = "gone"
 
 
 class PayloadTooLarge(RequestError):
     status = 413
     default_message = "Request body too large"
+    reason = "payload_too_large"
 
 
 class UnsupportedMedia(RequestError):
     status = 415
     default_message = "Content-Type must be application/json"
+    reason = "unsupported_media"
 
 
 class TooManyRequests(RequestError):
+    """Refused for a limit: ``reason`` says which (``rate_limited``: the submit rate;
+    ``unfinished_limit``: the key's unfinished tasks)."""
+
     status = 429
     default_message = "Too many requests"
 
-    def __init__(self, error: str | None = None, *, retry_after: float = 1.0) -> None:
+    def __init__(self, error: str | None = None, *, retry_after: float = 1.0,
+                 reason: str = "rate_limited") -> None:
         super().__init__(error)
         self.retry_after = retry_after
+        self.reason = reason
 
 
 class NotReady(RequestError):
     status = 503
     default_message = "Service not ready"
+    reason = "not_ready"
 
 
 class TaskError(ImagegateError):

@@ -102,6 +102,10 @@ class HealthBook:
             s.tripped = True
             s.open_until = max(s.open_until, self._now() + self.cooldown_s)
 
+    def failures(self, route: str) -> int:
+        """Health failures of the route since its last success."""
+        return self._state(route).failures
+
     def last_code(self, route: str) -> str:
         """The failCode of the route's last health failure ("" when none)."""
         return self._state(route).last_code

@@ -25,6 +25,7 @@ from imagegate.errors import (
     TaskError,
 )
 from imagegate.health import HealthBook
+from imagegate.metrics import Metrics
 from imagegate.routes.base import GeneratedImage, Job, Route
 from imagegate.routing import Routing
 from imagegate.tasks import RouteAttempt
@@ -43,15 +44,18 @@ class RouterOutcome:
 class Router:
     """Runs a task's candidates (``routing.Routing``) among the routes this process has.
     ``on_unavailable(route, reason)`` is told when a call finds a route's model gone (the route
-    monitor marks it and reports it); without one the router marks it itself."""
+    monitor marks it and reports it); without one the router marks it itself. Each call is
+    counted in ``metrics`` with its outcome and duration."""
 
     def __init__(self, routing: Routing, routes: Mapping[str, Route],
                  health: HealthBook | None = None,
-                 on_unavailable: Callable[[str, str], None] | None = None) -> None:
+                 on_unavailable: Callable[[str, str], None] | None = None, *,
+                 metrics: Metrics | None = None) -> None:
         self.routing = routing
         self.routes = routes
         self.health = health or HealthBook()
         self.on_unavailable = on_unavailable or self.health.mark_unavailable
+        self.metrics = metrics or Metrics()
 
     def model(self, model_id: str) -> ModelConfig:
         return self.routing.model(model_id)
@@ -79,7 +83,7 @@ class Router:
             except RouteUnavailable as exc:
                 self.health.release(route.name)
                 self.on_unavailable(route.name, exc.message)
-                attempts.append(_attempt(job, route, exc.fail_code, started, exc.message))
+                attempts.append(self._tried(job, route, exc.fail_code, started, exc.message))
                 gone.append(route.name)
                 continue
             except TaskError as exc:
@@ -87,7 +91,7 @@ class Router:
                     self.health.release(route.name)  # the client's test, not the route's health
                 else:
                     self.health.failed(route.name, exc)
-                attempts.append(_attempt(job, route, exc.fail_code, started, exc.message))
+                attempts.append(self._tried(job, route, exc.fail_code, started, exc.message))
                 if not exc.failover:
                     return RouterOutcome(tuple(attempts), error=exc)
                 last = exc
@@ -96,10 +100,18 @@ class Router:
                 self.health.release(route.name)
                 raise
             self.health.succeeded(route.name)
-            attempts.append(_attempt(job, route, "success", started, ""))
+            attempts.append(self._tried(job, route, "success", started, ""))
             return RouterOutcome(tuple(attempts), images=images, route=route.name)
         return RouterOutcome(tuple(attempts),
                              error=last or self._none_left(job.model, closed, gone))
+
+    def _tried(self, job: Job, route: Route, outcome: str, started: float,
+               detail: str) -> RouteAttempt:
+        """The record of one call of ``route``, counted in the metrics."""
+        seconds = time.monotonic() - started
+        self.metrics.route_called(route.name, outcome, seconds)
+        return RouteAttempt(job.attempt, route.name, outcome, int(seconds * 1000), detail[:500],
+                            route.upstream_model)
 
     def _none_left(self, model: str, closed: list[str], gone: list[str]) -> TaskError:
         """When no route was left to try: wait for a resting one, else say why every route is
@@ -122,8 +134,3 @@ class Router:
         return RouteError(code, f"every route is resting after failures ({names})",
                           retryable=True, failover=False, retry_after=max(wait, 0.1))
 
-
-def _attempt(job: Job, route: Route, outcome: str, started: float, detail: str) -> RouteAttempt:
-    duration = int((time.monotonic() - started) * 1000)
-    return RouteAttempt(job.attempt, route.name, outcome, duration, detail[:500],
-                        route.upstream_model)

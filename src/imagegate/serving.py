@@ -1,7 +1,8 @@
 """Starting processes: the all-in-one server (``imagegate serve``) and the API alone (``imagegate
 api``) under the ASGI server, and the loops of ``imagegate worker`` and ``imagegate sweeper``,
 which stop on SIGTERM or SIGINT: running attempts get ``worker_shutdown_grace_seconds`` to
-finish, then they are cancelled and their tasks handed back to the queue.
+finish, then they are cancelled and their tasks handed back to the queue. The loops serve their
+metrics on ``metrics_port`` when it is set (the API serves them on its own port).
 
 ``serve`` keeps one server per data directory and per port, creates the first start's demo
 key, and names the safety switches that are off.
@@ -30,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from imagegate import accounts
-from imagegate.bootstrap import build_runtime, open_seams, prepare_database
+from imagegate.bootstrap import build_runtime, open_seams, prepare_database, scrape_of
 from imagegate.clock import SystemClock
 from imagegate.config import ENV_PREFIX, Settings
 from imagegate.errors import RequestError
+from imagegate.logs import granian_logging
+from imagegate.metrics_listener import serve_metrics
 from imagegate.money import format_usd, usd_to_micros
 from imagegate.store.base import Store
 
@@ -59,17 +62,24 @@ def run(settings: Settings, config_file: str | None, app: str = SERVE_APP) -> No
         print(f"note: {note}", file=sys.stderr, flush=True)
     Granian(app, address=settings.host, port=settings.port, interface=Interfaces.ASGI,
             factory=True, workers=1,
-            log_level=settings.log_level.lower()).serve()  # type: ignore[arg-type]
+            log_level=settings.log_level.lower(),  # type: ignore[arg-type]
+            log_dictconfig=granian_logging(settings.log_format)).serve()
 
 
 async def run_loops(settings: Settings, name: str, **kinds: Any) -> None:
     """Run the runtime ``build_runtime(**kinds)`` makes until SIGTERM or SIGINT (or a loop
     fails), then stop it within the grace period."""
     seams = open_seams(settings)
+    listener: asyncio.Server | None = None
     try:
         runtime = build_runtime(seams, **kinds)
         await prepare_database(seams.store, upgrade=False)
         await seams.start()
+        if settings.metrics_port:
+            listener = await serve_metrics(settings.host, settings.metrics_port,
+                                           scrape_of(seams).page)
+            print(f"imagegate {name} metrics on http://{settings.host}:{settings.metrics_port}"
+                  "/metrics", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -85,6 +95,8 @@ async def run_loops(settings: Settings, name: str, **kinds: Any) -> None:
         for waiter in (stopped, ended):
             waiter.cancel()
     finally:
+        if listener is not None:
+            listener.close()
         await seams.close()
 
 

@@ -17,6 +17,7 @@ from imagegate.completion import Completion
 from imagegate.config import Settings
 from imagegate.errors import FailCode, TaskError
 from imagegate.events import TaskEvents
+from imagegate.logs import task_fields
 from imagegate.store.base import Store
 
 log = logging.getLogger("imagegate.sweeper")
@@ -93,7 +94,7 @@ class Sweeper:
                 f"attempt {task.attempt}: lease expired; requeued", lease_expired_before_ms=now)
             if requeued:
                 log.warning("task %s: lease of attempt %d expired; requeued",
-                            task.id, task.attempt)
+                            task.id, task.attempt, extra=task_fields(task))
         if expired:
             self.events.work_available()
         return len(expired)

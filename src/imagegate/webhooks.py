@@ -28,6 +28,7 @@ from imagegate.clock import Clock
 from imagegate.config import Settings
 from imagegate.errors import InvalidRequest
 from imagegate.events import TaskEvents
+from imagegate.metrics import Metrics
 from imagegate.net.download import open_pinned, transport_reason
 from imagegate.net.netguard import (
     AddressRefused,
@@ -128,11 +129,12 @@ class TestResult:
 
 
 class Dispatcher:
-    """Sends due deliveries; several at once, each at most once at a time (leased rows)."""
+    """Sends due deliveries; several at once, each at most once at a time (leased rows). Each
+    attempt it records is counted in ``metrics`` by outcome."""
 
     def __init__(self, store: Store, client: httpx.AsyncClient, policy: CallbackPolicy,
                  settings: Settings, clock: Clock, events: TaskEvents,
-                 concurrency: int = 16) -> None:
+                 concurrency: int = 16, *, metrics: Metrics | None = None) -> None:
         self.store = store
         self.client = client
         self.policy = policy
@@ -140,6 +142,7 @@ class Dispatcher:
         self.clock = clock
         self.events = events
         self.concurrency = concurrency
+        self.metrics = metrics or Metrics()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep up to ``concurrency`` attempts in flight; a slow receiver holds only its own
@@ -184,12 +187,14 @@ class Dispatcher:
         attempt = DeliveryAttempt(delivery.id, attempt_no, started_ms,
                                   int((time.monotonic() - t0) * 1000), status, error)
         state, next_ms = self._next(delivery, attempt, manual)
+        fields = {"delivery_id": delivery.id, "task_id": delivery.task_id}
         if not await self.store.record_delivery_attempt(attempt, state, next_ms):
             log.warning("callback %s attempt %d was recorded by another dispatcher",
-                        delivery.id, attempt_no)
+                        delivery.id, attempt_no, extra=fields)
             return attempt
         log.info("callback %s for task %s attempt %d: %s", delivery.id, delivery.task_id,
-                 attempt_no, error or f"delivered ({status})")
+                 attempt_no, error or f"delivered ({status})", extra=fields)
+        self.metrics.webhook_attempted(_outcome(error, state))
         return attempt
 
     def _next(self, delivery: Delivery, attempt: DeliveryAttempt,
@@ -257,6 +262,13 @@ class Dispatcher:
             return None, f"no answer within {timeout:g} s"
         except httpx.HTTPError as exc:
             return None, transport_reason(exc)[:300]
+
+
+def _outcome(error: str | None, state: DeliveryState) -> str:
+    """An attempt as ``imagegate_webhook_attempts_total`` counts it."""
+    if error is None:
+        return "delivered"
+    return "given_up" if state is DeliveryState.FAILED else "failed"
 
 
 def _judge(response: httpx.Response) -> str | None:

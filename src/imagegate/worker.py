@@ -23,6 +23,7 @@ from imagegate.errors import FailCode, RouteError, StorageFull, StoreUnavailable
 from imagegate.events import TaskEvents
 from imagegate.fetch import FetchedImage, ReferenceFetcher
 from imagegate.imaging import EncodedImage, normalise
+from imagegate.logs import task_fields
 from imagegate.router import Router
 from imagegate.routes.base import GeneratedImage, Job
 from imagegate.store.base import Store
@@ -78,7 +79,7 @@ class Worker:
                                              f"attempt {task.attempt}: released by a worker "
                                              "that stopped")
             except Exception:  # its lease will expire instead
-                log.exception("could not release task %s", task.id)
+                log.exception("could not release task %s", task.id, extra=task_fields(task))
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -125,7 +126,8 @@ class Worker:
         except asyncio.CancelledError:
             if not attempt.cancelled():
                 raise
-            log.warning("task %s attempt %d lost its lease; abandoned", task.id, task.attempt)
+            log.warning("task %s attempt %d lost its lease; abandoned", task.id, task.attempt,
+                        extra=task_fields(task))
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -142,10 +144,11 @@ class Worker:
                 kept = await self.store.renew_lease(task.id, task.attempt,
                                                     self.clock.now_ms() + int(lease_s * 1000))
             except StoreUnavailable as exc:
-                log.warning("heartbeat for task %s failed: %s", task.id, exc.message)
+                log.warning("heartbeat for task %s failed: %s", task.id, exc.message,
+                            extra=task_fields(task))
                 kept = time.monotonic() - renewed < lease_s
             except Exception:
-                log.exception("heartbeat for task %s failed", task.id)
+                log.exception("heartbeat for task %s failed", task.id, extra=task_fields(task))
                 kept = time.monotonic() - renewed < lease_s
             else:
                 renewed = time.monotonic() if kept else renewed
@@ -174,7 +177,8 @@ class Worker:
                              f"not be stored ({exc})")
             await self.completion.fail(task, full, tuple(record))
         except Exception as exc:
-            log.exception("task %s attempt %d crashed", task.id, task.attempt)
+            log.exception("task %s attempt %d crashed", task.id, task.attempt,
+                          extra=task_fields(task))
             crash = TaskError(FailCode.UNKNOWN, f"internal error: {type(exc).__name__}",
                               retryable=True)
             await self._failed(task, crash, tuple(record))

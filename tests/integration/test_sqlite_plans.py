@@ -75,3 +75,15 @@ def test_the_prune_checks_each_tasks_callbacks_by_its_index(conn: sqlite3.Connec
     steps = plan(conn, "prunable_tasks")
     assert steps[0] == "SEARCH tasks USING INDEX tasks_prunable (complete_ms<?)", steps
     assert "SEARCH deliveries USING INDEX deliveries_task (task_id=?)" in steps, steps
+
+
+def test_the_fleet_stats_read_only_the_partial_indexes_of_the_backlog(
+        conn: sqlite3.Connection) -> None:
+    """/metrics reads queued and running tasks and pending deliveries at every scrape: through
+    their partial indexes, never a scan of every task ever submitted."""
+    steps = plan(conn, "fleet_stats")
+    reads = [step for step in steps if step.startswith(("SCAN", "SEARCH"))]
+    assert len(reads) == 3, steps
+    for step, index in zip(reads, ("tasks_queued", "tasks_running", "deliveries_pending"),
+                           strict=True):
+        assert f"USING INDEX {index}" in step or f"USING COVERING INDEX {index}" in step, steps

@@ -28,6 +28,7 @@ from imagegate.store.base import (
     DeliveryAttempt,
     DeliveryState,
     Finish,
+    FleetStats,
     NewDelivery,
     RateRequest,
     Store,
@@ -1017,6 +1018,59 @@ def test_concurrent_prunes_delete_each_record_once(store: Store) -> None:
         await assert_ledger_explains_balance(store)
 
     run(scenario())
+
+
+# Fleet stats (metrics) --------------------------------------------------------------------------
+
+
+def test_fleet_stats_of_an_empty_database_are_zero(store: Store) -> None:
+    assert run(store.fleet_stats()) == FleetStats()
+
+
+def test_fleet_stats_count_the_unfinished_work_and_the_money_it_holds(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        done = make_task(created_ms=NOW, request_type="callback",
+                         callback_url="https://hooks.example.com/x")
+        running = make_task(created_ms=NOW + 1, model="nano-banana-pro", price=70_000)
+        failing = make_task(created_ms=NOW + 2, price=20_000)
+        queued = [make_task(created_ms=NOW + 10, price=30_000),
+                  make_task(created_ms=NOW + 20, price=40_000),
+                  make_task(created_ms=NOW + 30, model="nano-banana-pro", price=90_000)]
+        await submitted(store, done, running, failing)
+        claimed = await store.claim_tasks("w", NOW + 3, LEASE_MS, 3)
+        by_id = {t.id: t for t in claimed}
+        assert await store.finish_task(done.id, 1, succeeded(NOW + 4), new_delivery(
+            by_id[done.id], NOW + 4, "msg_pending"))
+        assert await store.finish_task(failing.id, 1, failed(NOW + 5), None)
+        await submitted(store, *queued)
+        stats = await store.fleet_stats()
+        assert stats == FleetStats(
+            queued={"nano-banana-2": 2, "nano-banana-pro": 1},
+            oldest_queued_ms={"nano-banana-2": NOW + 10, "nano-banana-pro": NOW + 30},
+            running={"nano-banana-pro": 1},
+            held_micros=30_000 + 40_000 + 90_000 + 70_000,  # settled and refunded ones not
+            pending_deliveries=1, oldest_pending_ms=NOW + 4)
+        await store.claim_deliveries(NOW + 5_000, 120_000, 10)
+        attempt = DeliveryAttempt("msg_pending", 1, NOW + 5_000, 5, 204, None)
+        assert await store.record_delivery_attempt(attempt, DeliveryState.DELIVERED, NOW)
+        after = await store.fleet_stats()
+        assert (after.pending_deliveries, after.oldest_pending_ms) == (0, None)
+
+    run(scenario())
+
+
+def test_fleet_stats_follow_a_retry_back_to_the_queue(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store, created_ms=NOW + 7)
+        assert (await store.fleet_stats()).running == {"nano-banana-2": 1}
+        assert await store.retry_later(task.id, 1, NOW + 60_000, (), "later")
+        stats = await store.fleet_stats()
+        assert (stats.queued, stats.oldest_queued_ms, stats.running, stats.held_micros) == (
+            {"nano-banana-2": 1}, {"nano-banana-2": NOW + 7}, {}, PRICE)
+
+    run(scenario())
+
 
 
 # Round trip -----------------------------------------------------------------------------------

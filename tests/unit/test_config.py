@@ -483,3 +483,15 @@ def test_with_returns_a_changed_copy() -> None:
     changed = settings.with_(port=1)
     assert changed.port == 1
     assert settings.port == 8000
+
+
+def test_metrics_settings_take_their_own_table_and_a_port_of_zero_means_none(
+        tmp_path: Path) -> None:
+    assert (Settings().metrics_enabled, Settings().metrics_port) == (True, 0)
+    settings = load(tmp_path, "[metrics]\nenabled = false\nport = 9102\n[log]\nformat = 'json'\n")
+    assert (settings.metrics_enabled, settings.metrics_port, settings.log_format) == (
+        False, 9102, "json")
+    assert "metrics_port must be 0 to 65535" in config_error(env={
+        "IMAGEGATE_METRICS_PORT": "70000"})
+    assert "IMAGEGATE_METRICS_ENABLED must be a bool" in config_error(env={
+        "IMAGEGATE_METRICS_ENABLED": "maybe"})

@@ -1,5 +1,6 @@
 """The ASGI application: a list of routes, a list of exception handlers, a lifespan that builds
-and stops the ``Api`` (in ``serve`` with the worker, sweeper and dispatcher in this process)."""
+and stops the ``Api`` (in ``serve`` with the worker, sweeper and dispatcher in this process).
+``/metrics`` is added unless ``metrics_enabled`` is off; like /healthz it takes no API key."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ ROUTES = [
     Route("/readyz", ep.readyz, methods=["GET"]),
     Route("/openapi.json", ep.openapi, methods=["GET"]),
 ]
+METRICS_ROUTE = Route("/metrics", ep.metrics, methods=["GET"])
 
 _HTTP_MESSAGES = {400: "Invalid request", 401: "Unauthorized", 402: "Payment Required",
                   403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 410: "Gone",
@@ -98,7 +100,7 @@ def create_app(settings: Settings, *,
             await api.stop()
 
     return Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, METRICS_ROUTE] if settings.metrics_enabled else ROUTES,
         exception_handlers={RequestError: on_request_error, HTTPException: on_http_error,
                             StoreUnavailable: on_store_unavailable, Exception: on_crash},
         lifespan=lifespan,
@@ -119,5 +121,5 @@ def _from_env(build: Callable[[Settings], Api]) -> Starlette:
     from imagegate.logs import configure_logging
 
     settings = Settings.load()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings, build=build)

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from imagegate.api.openapi import openapi_document
 from imagegate.bootstrap import Api
 from imagegate.errors import InvalidRequest, NotReady, PayloadTooLarge, UnsupportedMedia
+from imagegate.metrics import CONTENT_TYPE
 from imagegate.money import micros_to_usd
 from imagegate.tasks import envelope
 
@@ -37,6 +38,16 @@ def task_id_answer(task_id: str) -> Response:
 
 async def generate_task(request: Request) -> Response:
     api = api_of(request)
+    try:
+        task_id = await _submit(api, request)
+    except Exception as exc:
+        api.seams.metrics.submit_refused(exc)
+        raise
+    api.seams.metrics.submit_accepted()
+    return task_id_answer(task_id)
+
+
+async def _submit(api: Api, request: Request) -> str:
     if api.draining:
         raise NotReady("the service is shutting down; submit again in a moment")
     key = await api.access.authenticate(request.headers.get("authorization"))
@@ -44,7 +55,7 @@ async def generate_task(request: Request) -> Response:
     api.access.check_model(key, model_id)
     rate = await api.access.check_rate(key)
     body = await read_json(request, api.settings.limits_max_body_bytes)
-    return task_id_answer(await api.tasks.submit(key, model_id, body, rate))
+    return await api.tasks.submit(key, model_id, body, rate)
 
 
 async def status_task(request: Request) -> Response:
@@ -83,6 +94,11 @@ async def readyz(request: Request) -> Response:
     if await api.ready():
         return ok({"status": "ready", "routes": api.route_health()})
     return JSONResponse(envelope({"error": "not ready"}, 503, "Service Unavailable"), 503)
+
+
+async def metrics(request: Request) -> Response:
+    """The Prometheus metrics of this process and of the fleet (docs/metrics.md)."""
+    return Response(await api_of(request).scrape.page(), media_type=CONTENT_TYPE)
 
 
 async def openapi(request: Request) -> Response:

@@ -357,7 +357,7 @@ class GeminiRoute:
         route may serve the task, but trying this one again will not help."""
         message = self._scrub(f"gemini {self.model}: the route is not usable ({shown}); check "
                               "its credentials, options and Google project")
-        log.warning("route %s: %s", self.name, message)
+        log.warning("route %s: %s", self.name, message, extra={"route": self.name})
         return RouteError(FailCode.UNKNOWN, message, retryable=False, failover=True)
 
     def _gone(self, shown: str) -> RouteUnavailable:

@@ -202,7 +202,8 @@ class RelayRoute:
 
     async def _one(self, job: Job) -> GeneratedImage:
         task_id = await self._submit(job)
-        log.debug("%s: task %s is upstream task %s", self._who, job.task_id, task_id)
+        log.debug("%s: task %s is upstream task %s", self._who, job.task_id, task_id,
+                  extra={"task_id": job.task_id, "route": self.name})
         urls = await self._wait(task_id)
         image = await self._download(task_id, urls[0])
         return GeneratedImage(image, note=f"{self._who}: upstream task {task_id}")
@@ -315,7 +316,7 @@ class RelayRoute:
             f"task failed with failCode {their_code!r}")
         message = f"upstream: {self._scrub(text)}"
         log.info("%s: upstream task %s failed: %s (%s)", self._who, task_id,
-                 self._scrub(str(their_code)), message)
+                 self._scrub(str(their_code)), message, extra={"route": self.name})
         return RouteError.of(code, message)
 
     # Download ---------------------------------------------------------------------------------

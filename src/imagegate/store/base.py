@@ -19,8 +19,8 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -157,6 +157,21 @@ class WebhookSecret:
     expires_ms: int | None = None  # set while a rotation retires it
 
 
+@dataclass(frozen=True)
+class FleetStats:
+    """The unfinished work of the whole fleet, as the database holds it at one instant:
+    per model its queued tasks, the submit time of its oldest queued one and its running tasks
+    (models with none are absent); the money held for unfinished tasks; the callback
+    deliveries pending and the creation time of the oldest. Times in Unix ms."""
+
+    queued: Mapping[str, int] = field(default_factory=dict)
+    oldest_queued_ms: Mapping[str, int] = field(default_factory=dict)
+    running: Mapping[str, int] = field(default_factory=dict)
+    held_micros: int = 0
+    pending_deliveries: int = 0
+    oldest_pending_ms: int | None = None
+
+
 class Store(Protocol):
     async def migrate(self) -> None:
         """Apply the migrations the database lacks; ``ConfigError`` when it is newer."""
@@ -238,4 +253,11 @@ class Store(Protocol):
     async def rotate_webhook_secret(self, account_id: str, secret: str, now_ms: int,
                                     overlap_ms: int) -> list[WebhookSecret]:
         """Add ``secret``; live secrets without an end now end ``overlap_ms`` from now."""
+        ...
+
+    # Metrics
+    async def fleet_stats(self) -> FleetStats:
+        """The fleet's unfinished work, read in one statement (a consistent snapshot) through
+        the indexes of queued and running tasks and of pending deliveries: its cost follows
+        the backlog, never the history of finished tasks."""
         ...

@@ -26,6 +26,7 @@ from imagegate.store.base import (
     DeliveryAttempt,
     DeliveryState,
     Finish,
+    FleetStats,
     LedgerEntry,
     NewDelivery,
     RateRequest,
@@ -227,6 +228,11 @@ class SqlStore:
                                     overlap_ms: int) -> list[WebhookSecret]:
         return await self._write(
             lambda t: tx.rotate_webhook_secret(t, account_id, secret, now_ms, overlap_ms))
+
+    # Metrics ----------------------------------------------------------------------------------
+
+    async def fleet_stats(self) -> FleetStats:
+        return await self._read(tx.fleet_stats)
 
 
 def _unavailable(done: str, exc: Exception) -> StoreUnavailable:

@@ -112,6 +112,20 @@ PORTABLE: dict[str, str] = {
                      "VALUES (?, ?, ?, NULL)",
     "retire_secrets": "UPDATE webhook_secrets SET expires_ms = ? WHERE account_id = ? "
                       "AND (expires_ms IS NULL OR expires_ms > ?)",
+    # The fleet's unfinished work for /metrics, in one statement (one snapshot): each part
+    # reads one partial index (tasks_queued, tasks_running, deliveries_pending), so a scrape
+    # costs the backlog, never the history. Every held charge belongs to a queued or running
+    # task (each end settles or refunds in its own transaction), so the money held is summed
+    # there too.
+    "fleet_stats": "SELECT 'queued' AS kind, model, COUNT(*) AS n, "
+                   "MIN(created_ms) AS oldest_ms, "
+                   "SUM(CASE WHEN charge_state = 'held' THEN price_micros ELSE 0 END) AS held "
+                   "FROM tasks WHERE state = 'queued' GROUP BY model "
+                   "UNION ALL SELECT 'running', model, COUNT(*), MIN(created_ms), "
+                   "SUM(CASE WHEN charge_state = 'held' THEN price_micros ELSE 0 END) "
+                   "FROM tasks WHERE state = 'running' GROUP BY model "
+                   "UNION ALL SELECT 'delivery', NULL, COUNT(*), MIN(created_ms), 0 "
+                   "FROM deliveries WHERE state = 'pending'",
     # Schema versions and the readiness probe
     "create_versions": "CREATE TABLE IF NOT EXISTS schema_migrations "
                        "(version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",

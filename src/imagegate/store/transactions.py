@@ -23,6 +23,7 @@ from imagegate.store.base import (
     Delivery,
     DeliveryAttempt,
     Finish,
+    FleetStats,
     LedgerEntry,
     NewDelivery,
     RateRequest,
@@ -204,7 +205,8 @@ def admit(submits: Sequence[Submit], keys: dict[str, KeyCounts],
         balance = balances.get(task.account_id, -1)
         if key[0] >= submit.max_unfinished:
             outcomes.append(TooManyRequests(
-                f"this API key already has {key[0]} unfinished tasks, the limit", retry_after=5))
+                f"this API key already has {key[0]} unfinished tasks, the limit", retry_after=5,
+                reason="unfinished_limit"))
         elif balance < task.price_micros:
             outcomes.append(PaymentRequired(
                 f"the balance cannot pay for this task (${task.price_micros / 1e6:.6f})"))
@@ -436,3 +438,27 @@ def rotate_webhook_secret(tx: Tx, account_id: str, secret: str, now_ms: int,
     tx.run("retire_secrets", (now_ms + overlap_ms, account_id, now_ms + overlap_ms))
     tx.run("insert_secret", (account_id, secret, now_ms))
     return live_secrets(tx, account_id, now_ms)
+
+
+# Metrics ----------------------------------------------------------------------------------------
+
+
+def fleet_stats(tx: Tx) -> FleetStats:
+    """The fleet's unfinished work (``FleetStats``), from one statement."""
+    queued: dict[str, int] = {}
+    oldest: dict[str, int] = {}
+    running: dict[str, int] = {}
+    held, pending, oldest_pending = 0, 0, None
+    for row in tx.run("fleet_stats").all():
+        kind, count = row["kind"], int(row["n"])
+        if kind == "delivery":
+            pending = count
+            oldest_pending = None if row["oldest_ms"] is None else int(row["oldest_ms"])
+            continue
+        held += int(row["held"] or 0)
+        if kind == "queued":
+            queued[row["model"]] = count
+            oldest[row["model"]] = int(row["oldest_ms"])
+        else:
+            running[row["model"]] = count
+    return FleetStats(queued, oldest, running, held, pending, oldest_pending)
