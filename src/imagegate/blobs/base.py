@@ -1,6 +1,6 @@
 """The blob-storage seam for result files. Implementations: ``blobs.local.LocalBlobStore``
-(embedded default) and ``blobs.memory.MemoryBlobStore`` (tests); an S3-compatible store
-implements the same protocol.
+(embedded default), ``blobs.s3.S3BlobStore`` (any S3-compatible service) and
+``blobs.memory.MemoryBlobStore`` (tests).
 
 Keys are deterministic per task, attempt and image (``results/<task id>/<attempt>/<n>.<ext>``):
 a re-run overwrites its own files instead of leaking new ones, and an attempt that lost its lease
@@ -33,7 +33,8 @@ class OpenBlob:
 class BlobStore(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         """Store ``data`` under ``key``, replacing any blob there. Raises ``StorageFull`` when no
-        space is left (and keeps nothing of it)."""
+        space is left (and keeps nothing of it), ``StorageUnavailable`` when the storage cannot
+        be reached or refuses."""
         ...
 
     async def open(self, key: str, chunk_size: int = CHUNK_SIZE) -> OpenBlob | None:
