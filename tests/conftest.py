@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from s3server import MotoS3, moto_s3
 from serverproc import Server
 
 
@@ -22,3 +23,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def key(server: Server) -> str:
     return server.new_key("100")
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """moto's S3 server on loopback, one per test process; each test makes its own bucket."""
+    with moto_s3(tmp_path_factory.mktemp("moto")) as server:
+        yield server

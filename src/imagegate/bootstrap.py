@@ -49,8 +49,8 @@ from imagegate.webhooks import CallbackPolicy, Dispatcher
 from imagegate.worker import Worker
 
 __all__ = ["Api", "Runtime", "Seams", "build_api", "build_runtime", "check_routes", "fleet_api",
-           "open_seams", "open_store", "prepare_database", "routes_in_use", "routing_of",
-           "scrape_of", "serve_api"]
+           "open_blobs", "open_seams", "open_store", "prepare_database", "routes_in_use",
+           "routing_of", "scrape_of", "serve_api"]
 
 log = logging.getLogger("imagegate")
 
@@ -122,8 +122,25 @@ def open_seams(settings: Settings, *, store: Store | None = None, blobs: BlobSto
     policy = callbacks or CallbackPolicy(allow_http=settings.allow_http_callbacks,
                                          allow_private=settings.allow_private_networks)
     return Seams(settings, store or open_store(settings),
-                 blobs or LocalBlobStore(settings.results_dir), client, clock or SystemClock(),
+                 blobs or open_blobs(settings), client, clock or SystemClock(),
                  events or open_events(settings), routing_of(settings), policy)
+
+
+def open_blobs(settings: Settings,
+               transport: httpx.AsyncBaseTransport | None = None) -> BlobStore:
+    """Result files where ``settings`` put them: the S3 bucket ``s3_bucket`` names (its
+    credentials found now, ``ConfigError`` when there are none), else the local directory
+    ``results_dir``. ``transport`` carries the S3 requests (tests)."""
+    if not settings.s3_bucket:
+        return LocalBlobStore(settings.results_dir)
+    from imagegate.blobs.credentials import find_credentials
+    from imagegate.blobs.s3 import Addressing, S3BlobStore
+
+    credentials = find_credentials(settings.s3_access_key_id, settings.s3_secret_access_key)
+    style: Addressing = "path" if settings.s3_addressing_style == "path" else "virtual"
+    return S3BlobStore(settings.s3_bucket, credentials, prefix=settings.s3_key_prefix,
+                       endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                       addressing_style=style, transport=transport)
 
 
 def open_events(settings: Settings) -> TaskEvents:
@@ -337,8 +354,10 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
                   record_retention_ms=settings.record_retention_ms)
     webhooks = Webhooks(seams.store, tasks, _dispatcher(seams), seams.clock,
                         default_overlap_s=settings.callbacks_rotation_overlap_seconds)
-    return Api(settings, seams, access, tasks, Files(seams.store, seams.blobs, seams.clock),
-               webhooks, scrape_of(seams), runtime, migrate)
+    files = Files(seams.store, seams.blobs, seams.clock,
+                  redirect=settings.results_delivery == "redirect")
+    return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), runtime,
+               migrate)
 
 
 def serve_api(settings: Settings) -> Api:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from imagegate.catalogue import ModelConfig, RouteConfig, catalogue_from_toml
 from imagegate.errors import ConfigError
@@ -44,6 +46,26 @@ SETTINGS: tuple[Setting, ...] = (
             "?pool_size=N&pool_timeout=S of imagegate's own), or memory: (nothing kept). "
             "Empty: sqlite:///DATA_DIR/imagegate.db. See docs/fleet.md."),
     Setting("storage_dir", str, "", "Directory for result files. Empty: DATA_DIR/results."),
+    Setting("s3_bucket", str, "", "S3 bucket for result files (AWS, MinIO, R2...). Empty: result "
+            "files on local disk (storage_dir). See docs/storage.md."),
+    Setting("s3_prefix", str, "", "Folder in the bucket the result files go under (a trailing / "
+            "is added). Empty: the bucket's root."),
+    Setting("s3_endpoint_url", str, "", "S3 endpoint, http(s)://HOST[:PORT], for MinIO, R2 and "
+            "other S3-compatible services. Empty: AWS in s3_region."),
+    Setting("s3_region", str, "us-east-1", "Region requests are signed for (and the AWS "
+            "endpoint's, when s3_endpoint_url is empty)."),
+    Setting("s3_addressing_style", str, "virtual", "Where requests name the bucket: virtual "
+            "(its host name, BUCKET.HOST: AWS) or path (HOST/BUCKET: MinIO and most "
+            "self-hosted servers)."),
+    Setting("s3_access_key_id", str, "", "S3 access key. Empty (with s3_secret_access_key): the "
+            "standard AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
+            "AWS_SESSION_TOKEN), then ~/.aws/credentials (AWS_PROFILE), then, with "
+            "imagegate[aws], roles and SSO. See docs/storage.md."),
+    Setting("s3_secret_access_key", str, "", "S3 secret key, set together with "
+            "s3_access_key_id. Never logged."),
+    Setting("results_delivery", str, "proxy", "How result URLs answer: proxy (the API streams "
+            "the bytes) or redirect (307 to a presigned URL of the bucket, valid at most 5 "
+            "minutes and never past the result's expiry; needs s3_bucket)."),
     Setting("allow_private_networks", bool, False, "Fetch reference images from loopback, private "
             "and other non-public addresses. Off in production; tests turn it on."),
     Setting("allow_http_callbacks", bool, False, "Accept plain-http callback_url values."),
@@ -128,7 +150,11 @@ _MAY_BE_ZERO = {"sandbox_delay_seconds", "auth_cache_seconds", "worker_retry_bac
 _PORTS = ("port", "metrics_port")
 LOG_FORMATS = ("text", "json")
 _SECTIONS = {"auth", "limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
-             "gemini", "vertex", "router", "metrics"}
+             "gemini", "vertex", "router", "metrics", "s3", "results"}
+# Bucket names: what virtual-hosted addressing can put in a host name, and, path-style, the
+# wider set that older buckets and some S3-compatible servers allow.
+_DNS_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PATH_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 
 @dataclass(frozen=True)
 class Settings:
@@ -138,6 +164,14 @@ class Settings:
     public_url: str = ""
     database_url: str = ""
     storage_dir: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_addressing_style: str = "virtual"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = field(default="", repr=False)
+    results_delivery: str = "proxy"
     allow_private_networks: bool = False
     allow_http_callbacks: bool = False
     lock_data_dir: bool = True
@@ -242,6 +276,7 @@ class Settings:
             raise ConfigError(f"setting log_format must be text or json, got "
                               f"{self.log_format!r}")
         _schedule(self.callbacks_retry_schedule)
+        self._check_results()
         try:
             if usd_to_micros(self.demo_credit_usd) < 0:
                 raise ValueError("negative")
@@ -252,6 +287,37 @@ class Settings:
             for route in model.routes:
                 if route not in self.routes:
                     raise ConfigError(f"models.{model.id}.routes names unknown route {route!r}")
+
+    def _check_results(self) -> None:
+        if self.s3_addressing_style not in ("path", "virtual"):
+            raise ConfigError("setting s3_addressing_style must be path or virtual, got "
+                              f"{self.s3_addressing_style!r}")
+        if self.results_delivery not in ("proxy", "redirect"):
+            raise ConfigError("setting results_delivery must be proxy or redirect, got "
+                              f"{self.results_delivery!r}")
+        if not self.s3_bucket:
+            if self.results_delivery == "redirect":
+                raise ConfigError("setting results_delivery = redirect needs results in S3 "
+                                  "(s3_bucket): files on local disk are served by the API")
+            return
+        _check_bucket(self.s3_bucket, self.s3_addressing_style)
+        _check_endpoint(self.s3_endpoint_url)
+        if not re.fullmatch(r"[a-z0-9-]+", self.s3_region):
+            raise ConfigError("setting s3_region must be a region name such as us-east-1 (auto "
+                              f"for R2), got {self.s3_region!r}")
+        parts = self.s3_prefix.strip("/").split("/")
+        if self.s3_prefix.startswith("/") or {".", ".."} & set(parts) or "" in parts[:-1]:
+            raise ConfigError("setting s3_prefix must be a folder such as imagegate/results, "
+                              f"with no leading /, no empty, . or .. part; got "
+                              f"{self.s3_prefix!r}")
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            raise ConfigError("settings s3_access_key_id and s3_secret_access_key go together: "
+                              "set both, or neither to use the standard AWS chain")
+
+    @property
+    def s3_key_prefix(self) -> str:
+        """``s3_prefix`` as keys start with it: "" or a folder ending in ``/``."""
+        return self.s3_prefix.rstrip("/") + "/" if self.s3_prefix.strip("/") else ""
 
     @property
     def record_retention_ms(self) -> int | None:
@@ -266,6 +332,30 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+def _check_bucket(bucket: str, style: str) -> None:
+    if style == "virtual" and not (_DNS_BUCKET.fullmatch(bucket) and ".." not in bucket):
+        raise ConfigError(f"setting s3_bucket {bucket!r} cannot go in a host name "
+                          "(s3_addressing_style = virtual): 3 to 63 lowercase letters, digits, "
+                          "dots and hyphens; use path addressing for other names")
+    if not _PATH_BUCKET.fullmatch(bucket):
+        raise ConfigError(f"setting s3_bucket {bucket!r} is not a bucket name: letters, digits, "
+                          "dots, hyphens and underscores")
+
+
+def _check_endpoint(url: str) -> None:
+    if not url:
+        return
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/")
+            or parts.query or parts.fragment or parts.username or parts.password):
+        raise ConfigError("setting s3_endpoint_url must be http(s)://HOST[:PORT] with nothing "
+                          f"after it, got {url!r}")
 
 
 def google_platforms(values: Mapping[str, Any]) -> tuple[str, ...]:

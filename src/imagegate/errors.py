@@ -18,6 +18,7 @@
     │   └── ReferenceImageError a reference image could not be fetched or decoded
     ├── StoreUnavailable        the database cannot be written (or read) now: 503 to a client
     ├── StorageFull             no space left for result files
+    ├── StorageUnavailable      the result storage (an S3 bucket) cannot be reached or refuses
     └── ConfigError             bad settings, found at start
 
 Foreign exceptions are translated where they enter (``raise RouteError(...) from exc``).
@@ -42,6 +43,7 @@ __all__ = [
     "RouteError",
     "RouteUnavailable",
     "StorageFull",
+    "StorageUnavailable",
     "StoreUnavailable",
     "TaskError",
     "TooManyRequests",
@@ -234,6 +236,11 @@ class StoreUnavailable(ImagegateError):
 
 class StorageFull(ImagegateError):
     """No space is left where result files are stored; nothing was written."""
+
+
+class StorageUnavailable(ImagegateError):
+    """The result storage cannot be reached, or refused a request (a bucket that is gone,
+    credentials it does not accept): nothing was stored or read; trying later may work."""
 
 
 class ConfigError(ImagegateError):

@@ -55,6 +55,10 @@ def run(settings: Settings, config_file: str | None, app: str = SERVE_APP) -> No
     from granian import Granian
     from granian.constants import Interfaces
 
+    if settings.s3_bucket:  # missing credentials stop the start here, not in the server
+        from imagegate.blobs.credentials import find_credentials
+
+        find_credentials(settings.s3_access_key_id, settings.s3_secret_access_key)
     _export(settings, config_file)
     what = "API" if app == API_APP else "serving"
     print(f"imagegate {what} on {settings.base_url} (data in {settings.data_dir})", flush=True)

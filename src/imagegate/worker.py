@@ -19,7 +19,14 @@ from imagegate.clock import Clock
 from imagegate.completion import Completion
 from imagegate.config import Settings
 from imagegate.contract import ModelLimits, nearest_ratio, output_size
-from imagegate.errors import FailCode, RouteError, StorageFull, StoreUnavailable, TaskError
+from imagegate.errors import (
+    FailCode,
+    RouteError,
+    StorageFull,
+    StorageUnavailable,
+    StoreUnavailable,
+    TaskError,
+)
 from imagegate.events import TaskEvents
 from imagegate.fetch import FetchedImage, ReferenceFetcher
 from imagegate.imaging import EncodedImage, normalise
@@ -176,6 +183,12 @@ class Worker:
             full = TaskError(FailCode.UNKNOWN, f"storage full: the images were made but could "
                              f"not be stored ({exc})")
             await self.completion.fail(task, full, tuple(record))
+        except StorageUnavailable as exc:
+            log.warning("task %s attempt %d: %s", task.id, task.attempt, exc)
+            # The detail (bucket, key, S3's answer) is the operator's; the client gets the gist.
+            unstored = TaskError(FailCode.UNKNOWN, "the images were made but the result "
+                                 "storage could not be reached", retryable=True)
+            await self._failed(task, unstored, tuple(record))
         except Exception as exc:
             log.exception("task %s attempt %d crashed", task.id, task.attempt,
                           extra=task_fields(task))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,19 @@ def test_bad_environment_setting_is_named(tmp_path: Path) -> None:
                check=False)
     assert proc.returncode == 2
     assert "IMAGEGATE_WORKER_CONCURRENCY" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_results_in_s3_without_credentials_stop_the_start_saying_what_to_set(
+        data: Path, command: str) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    env.update({"IMAGEGATE_S3_BUCKET": "results", "IMAGEGATE_PORT": str(free_port()),
+                "HOME": str(data), "AWS_EC2_METADATA_DISABLED": "true"})  # no ~/.aws, no EC2
+    proc = subprocess.run([sys.executable, "-m", "imagegate.cli", command, "--data-dir",
+                           str(data)], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert "configuration error: results in S3 (s3_bucket) need credentials: set " \
+           "s3_access_key_id and s3_secret_access_key, or AWS_ACCESS_KEY_ID" in proc.stderr
 
 
 def test_first_start_creates_a_demo_key_and_prints_a_working_curl(tmp_path: Path) -> None:

@@ -1,7 +1,11 @@
 """A fleet on the real PostgreSQL: two API processes, three workers and a sweeper, 500 tasks
 submitted through both APIs (half with callbacks), one worker killed with SIGKILL and one API
 process restarted mid-run. Every task succeeds once, every result downloads, the ledger balances
-to the micro-dollar and every callback arrives once per webhook-id."""
+to the micro-dollar and every callback arrives once per webhook-id.
+
+A smaller fleet keeps its results in S3 (moto's server on loopback) instead of a shared
+directory: what it adds is storage shared across machines, so it skips the kills and restarts
+that the first test already covers (and the CI time they take)."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import psycopg
 import pytest
 from loopback import loopback_server
 from postgres_db import fresh_database
+from s3server import TEST_CREDENTIALS, MotoS3
 from serverproc import Loops, Server, cli, t2i
 
 SUBMIT = "/api/v1/generateTask/nano-banana-2"
@@ -170,3 +175,66 @@ def check_downloads(apis: list[Server], finished: dict[str, dict[str, Any]]) -> 
         r = httpx.get(f"{apis[i % 2].base_url}/files/{path}", timeout=30)
         count += r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
     return count
+
+
+S3_TASKS = 100
+
+
+def s3_env(moto: MotoS3, bucket: str) -> dict[str, str]:
+    return {"IMAGEGATE_S3_BUCKET": bucket, "IMAGEGATE_S3_ENDPOINT_URL": moto.endpoint,
+            "IMAGEGATE_S3_ADDRESSING_STYLE": "path", "IMAGEGATE_S3_PREFIX": "fleet",
+            "IMAGEGATE_S3_ACCESS_KEY_ID": TEST_CREDENTIALS.access_key_id,
+            "IMAGEGATE_S3_SECRET_ACCESS_KEY": TEST_CREDENTIALS.secret_access_key}
+
+
+def test_a_fleet_keeps_results_in_s3_and_serves_them_through_every_api(
+        tmp_path: Path, moto: MotoS3) -> None:
+    """Two API processes, one proxying result bytes and one redirecting to presigned URLs,
+    two workers and a sweeper, on one database and one bucket: every result downloads whole
+    through both APIs, and the bucket holds exactly the results' files."""
+    data, bucket = tmp_path / "shared", moto.new_bucket()
+    with fresh_database() as url:
+        env = {**fleet_env(url), **s3_env(moto, bucket)}
+        cli(data, "migrate", env=env)
+        key = cli(data, "keys", "create", "--credit", "100", env=env).stdout.split()[-1]
+        apis = [Server(data, env=env, command="api").start(),
+                Server(data, env={**env, "IMAGEGATE_RESULTS_DELIVERY": "redirect"},
+                       command="api").start()]
+        loops = [Loops(data, "worker", env=env).start(), Loops(data, "worker", env=env).start(),
+                 Loops(data, "sweeper", env=env).start()]
+        try:
+            ids = []
+            for i in range(S3_TASKS):
+                with apis[i % 2].client(key) as c:
+                    r = c.post(SUBMIT, json=t2i(f"fleet on s3 {i}"))
+                ids.append(r.json()["data"]["taskId"])
+            finished = wait_all(apis[0], key, ids)
+            proxied, redirected = download_through_each(apis, finished)
+        finally:
+            for process in loops:
+                process.stop()
+            for api in apis:
+                api.stop()
+    assert {d["state"] for d in finished.values()} == {"success"}
+    assert proxied == redirected  # the same bytes, whichever way they came
+    assert all(body[:8] == b"\x89PNG\r\n\x1a\n" for body in proxied.values())
+    assert len(proxied) == S3_TASKS
+    assert [k.split("/")[2] for k in moto.keys(bucket)] == sorted(ids)  # one file per task
+    assert all(k.startswith("fleet/results/") for k in moto.keys(bucket))
+    assert not (data / "results").exists()  # nothing went to local disk
+
+
+def download_through_each(apis: list[Server], finished: dict[str, dict[str, Any]],
+                          ) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """Every result through the proxying API and through the redirecting one (following its
+    307 to the bucket): task id -> bytes, for each."""
+    proxied, redirected = {}, {}
+    for task_id, d in finished.items():
+        path = json.loads(d["resultJson"])["resultUrls"][0].split("/files/", 1)[1]
+        direct = httpx.get(f"{apis[0].base_url}/files/{path}", timeout=30)
+        assert direct.status_code == 200, direct.text
+        moved = httpx.get(f"{apis[1].base_url}/files/{path}", timeout=30,
+                          follow_redirects=True)
+        assert [r.status_code for r in moved.history] == [307] and moved.status_code == 200
+        proxied[task_id], redirected[task_id] = direct.content, moved.content
+    return proxied, redirected

@@ -24,6 +24,7 @@ import httpx
 
 from imagegate import accounts
 from imagegate.api.app import create_app
+from imagegate.blobs.base import BlobStore
 from imagegate.blobs.memory import MemoryBlobStore
 from imagegate.bootstrap import Api, build_api, build_runtime, open_seams, prepare_database
 from imagegate.clock import FakeClock
@@ -48,14 +49,14 @@ class Harness:
     api: Api
     clock: FakeClock
     store: MemoryStore
-    blobs: MemoryBlobStore
+    blobs: BlobStore  # a MemoryBlobStore unless the test passed another
     callbacks: list[httpx.Request] = field(default_factory=list)
     answer: Answer = field(default=lambda request: httpx.Response(200))
 
     @classmethod
-    async def open(cls, **settings: Any) -> Harness:
+    async def open(cls, blobs: BlobStore | None = None, **settings: Any) -> Harness:
         config = Settings.load(env={}, **{"sandbox_delay_seconds": 0.0, **settings})
-        clock, store, blobs = FakeClock(), MemoryStore(), MemoryBlobStore()
+        clock, store, blobs = FakeClock(), MemoryStore(), blobs or MemoryBlobStore()
         holder: list[Harness] = []
         transport = httpx.MockTransport(lambda request: holder[0]._receive(request))
         policy = CallbackPolicy(allow_http=True, resolver=_any_public_address)

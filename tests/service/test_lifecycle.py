@@ -10,6 +10,7 @@ import httpx
 import pytest
 from harness import Harness, scenario
 
+from imagegate.app.files import ResultStream
 from imagegate.errors import Gone, NotFound, PaymentRequired, TooManyRequests
 from imagegate.money import ChargeState, LedgerKind
 from imagegate.signing import verify
@@ -32,7 +33,9 @@ def test_a_task_succeeds_is_charged_once_and_its_file_is_stored() -> None:
         task = await h.task(task_id)
         assert task.charge_state is ChargeState.SETTLED
         download = await h.api.files.result(task_id, task.result_token, task.results[0].name)
-        body = b"".join([chunk async for chunk in download.chunks])
+        assert isinstance(download, ResultStream)  # proxy: the default
+        body = b"".join([chunk async for chunk in download.blob.chunks])
+        assert len(body) == download.blob.size == task.results[0].size
         assert body[:8] == b"\x89PNG\r\n\x1a\n" and url.endswith(task.results[0].name)
         assert await h.balance(key) == 1_000_000 - PRICE
         assert await h.work() == 0

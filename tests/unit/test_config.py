@@ -495,3 +495,52 @@ def test_metrics_settings_take_their_own_table_and_a_port_of_zero_means_none(
         "IMAGEGATE_METRICS_PORT": "70000"})
     assert "IMAGEGATE_METRICS_ENABLED must be a bool" in config_error(env={
         "IMAGEGATE_METRICS_ENABLED": "maybe"})
+
+
+# Results in S3 --------------------------------------------------------------------------------
+
+
+def test_s3_settings_come_from_a_toml_section_and_the_environment(tmp_path: Path) -> None:
+    text = '[s3]\nbucket = "results"\naddressing_style = "path"\n[results]\ndelivery = "redirect"\n'
+    settings = load(tmp_path, text, env={"IMAGEGATE_S3_ENDPOINT_URL": "http://minio:9000",
+                                         "IMAGEGATE_S3_PREFIX": "imagegate/results"})
+    assert (settings.s3_bucket, settings.s3_addressing_style, settings.results_delivery) == \
+        ("results", "path", "redirect")
+    assert settings.s3_endpoint_url == "http://minio:9000"
+    assert settings.s3_key_prefix == "imagegate/results/"
+    assert load(s3_bucket="b" * 3).s3_key_prefix == ""
+
+
+def test_the_s3_secret_is_never_shown() -> None:
+    settings = load(s3_bucket="bucket", s3_access_key_id="AKIDSHOWN",
+                    s3_secret_access_key="very-secret")
+    assert "AKIDSHOWN" in repr(settings) and "very-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"s3_addressing_style": "host"}, "setting s3_addressing_style must be path or virtual"),
+    ({"results_delivery": "cdn"}, "setting results_delivery must be proxy or redirect"),
+    ({"results_delivery": "redirect"}, "results_delivery = redirect needs results in S3 "
+                                       "(s3_bucket)"),
+    ({"s3_bucket": "My_Bucket"}, "setting s3_bucket 'My_Bucket' cannot go in a host name"),
+    ({"s3_bucket": "a/b", "s3_addressing_style": "path"}, "'a/b' is not a bucket name"),
+    ({"s3_bucket": "ok-bucket", "s3_endpoint_url": "minio:9000"}, "setting s3_endpoint_url "
+                                                                  "must be http(s)://HOST"),
+    ({"s3_bucket": "ok-bucket", "s3_endpoint_url": "https://r2.example/bucket"},
+     "s3_endpoint_url must be"),
+    ({"s3_bucket": "ok-bucket", "s3_endpoint_url": "http://minio:port"},
+     "s3_endpoint_url must be"),
+    ({"s3_bucket": "ok-bucket", "s3_region": "US East"}, "setting s3_region must be"),
+    ({"s3_bucket": "ok-bucket", "s3_prefix": "/abs"}, "setting s3_prefix must be a folder"),
+    ({"s3_bucket": "ok-bucket", "s3_prefix": "a/../b"}, "setting s3_prefix must be a folder"),
+    ({"s3_bucket": "ok-bucket", "s3_access_key_id": "AKID"}, "s3_access_key_id and "
+                                                             "s3_secret_access_key go together"),
+])
+def test_bad_s3_settings_are_refused_naming_the_setting(overrides: dict[str, Any],
+                                                        message: str) -> None:
+    assert message in config_error(**overrides)
+
+
+def test_path_addressing_takes_bucket_names_a_host_name_cannot() -> None:
+    assert load(s3_bucket="Legacy_Bucket", s3_addressing_style="path").s3_bucket == \
+        "Legacy_Bucket"

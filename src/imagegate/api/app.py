@@ -20,7 +20,7 @@ from imagegate.api import endpoints as ep
 from imagegate.api import webhook_endpoints as wh
 from imagegate.bootstrap import Api
 from imagegate.config import Settings
-from imagegate.errors import RequestError, StoreUnavailable, TooManyRequests
+from imagegate.errors import RequestError, StorageUnavailable, StoreUnavailable, TooManyRequests
 from imagegate.tasks import envelope
 
 log = logging.getLogger("imagegate.api")
@@ -73,6 +73,13 @@ async def on_store_unavailable(request: Request, exc: Exception) -> Response:
                           headers={"retry-after": str(max(1, round(exc.retry_after)))})
 
 
+async def on_storage_unavailable(request: Request, exc: Exception) -> Response:
+    """The result storage cannot be reached now: 503 with Retry-After, never 500."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "the result storage cannot be reached right now; try again "
+                          "shortly", headers={"retry-after": "5"})
+
+
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return error_response(exc.status_code, exc.detail or _HTTP_MESSAGES.get(exc.status_code, ""),
@@ -102,7 +109,8 @@ def create_app(settings: Settings, *,
     return Starlette(
         routes=[*ROUTES, METRICS_ROUTE] if settings.metrics_enabled else ROUTES,
         exception_handlers={RequestError: on_request_error, HTTPException: on_http_error,
-                            StoreUnavailable: on_store_unavailable, Exception: on_crash},
+                            StoreUnavailable: on_store_unavailable,
+                            StorageUnavailable: on_storage_unavailable, Exception: on_crash},
         lifespan=lifespan,
     )
 

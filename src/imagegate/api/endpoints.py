@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from imagegate.api.openapi import openapi_document
+from imagegate.app.files import ResultRedirect
 from imagegate.bootstrap import Api
 from imagegate.errors import InvalidRequest, NotReady, PayloadTooLarge, UnsupportedMedia
 from imagegate.metrics import CONTENT_TYPE
@@ -77,10 +79,14 @@ async def current_balance(request: Request) -> Response:
 async def result_file(request: Request) -> Response:
     p = request.path_params
     download = await api_of(request).files.result(p["task_id"], p["token"], p["name"])
-    headers = {"content-length": str(download.file.size),
+    if isinstance(download, ResultRedirect):
+        # The presigned URL changes on every answer and expires: no cache may keep it.
+        return RedirectResponse(download.url, 307, headers={"cache-control": "no-store"})
+    blob = download.blob
+    headers = {"content-length": str(blob.size),
                "cache-control": "public, max-age=86400, immutable"}
-    return StreamingResponse(download.chunks, media_type=download.file.content_type,
-                             headers=headers)
+    return StreamingResponse(blob.chunks, media_type=download.file.content_type,
+                             headers=headers, background=BackgroundTask(blob.close))
 
 
 async def healthz(request: Request) -> Response:

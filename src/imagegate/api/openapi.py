@@ -266,6 +266,11 @@ def _file_operation() -> Json:
                                            "output_format.")],
         "responses": {
             "200": _image_response(),
+            "307": {"description": "Where results_delivery is redirect: the image is at "
+                                   "Location, a presigned URL of the result storage that "
+                                   "works for a few minutes and never past expireTime.",
+                    "headers": {"Location": {"description": "The presigned URL.",
+                                             "schema": {"type": "string"}}}},
             "404": _error(404, "No such task, token or file, or the task did not succeed."),
             "405": _ref("responses", "MethodNotAllowed"),
             "410": _error(410, "The result expired and its bytes were deleted."),

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from imagegate.blobs.base import CHUNK_SIZE, OpenBlob
 from imagegate.errors import StorageFull
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -49,19 +50,29 @@ class LocalBlobStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    async def size(self, key: str) -> int | None:
+    async def open(self, key: str, chunk_size: int = CHUNK_SIZE) -> OpenBlob | None:
         try:
-            return (await asyncio.to_thread(self._path(key).stat)).st_size
+            f = await asyncio.to_thread(open, self._path(key), "rb")
         except FileNotFoundError:
             return None
+        # The size of the file opened, not of the path: a put that replaces it meanwhile
+        # leaves this reader on the old bytes, whole.
+        size = os.fstat(f.fileno()).st_size
 
-    async def stream(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
-        f = await asyncio.to_thread(open, self._path(key), "rb")
-        try:
-            while chunk := await asyncio.to_thread(f.read, chunk_size):
-                yield chunk
-        finally:
+        async def close() -> None:
             f.close()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                while chunk := await asyncio.to_thread(f.read, chunk_size):
+                    yield chunk
+            finally:
+                f.close()
+
+        return OpenBlob(size, chunks(), close)
+
+    async def presigned_url(self, key: str, expires_s: int) -> str | None:
+        return None
 
     async def delete_prefix(self, prefix: str) -> int:
         return await asyncio.to_thread(self._delete_prefix, prefix)

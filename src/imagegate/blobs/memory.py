@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from imagegate.blobs.base import CHUNK_SIZE, OpenBlob
+
 __all__ = ["MemoryBlobStore"]
 
 
@@ -17,14 +19,23 @@ class MemoryBlobStore:
             raise ValueError(f"blob key {key!r} escapes the storage")
         self.blobs[key] = (bytes(data), content_type)
 
-    async def size(self, key: str) -> int | None:
+    async def open(self, key: str, chunk_size: int = CHUNK_SIZE) -> OpenBlob | None:
         found = self.blobs.get(key)
-        return None if found is None else len(found[0])
+        if found is None:
+            return None
+        data = found[0]
 
-    async def stream(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
-        data = self.blobs[key][0]
-        for start in range(0, len(data), chunk_size):
-            yield data[start:start + chunk_size]
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), chunk_size):
+                yield data[start:start + chunk_size]
+
+        async def close() -> None:
+            return None
+
+        return OpenBlob(len(data), chunks(), close)
+
+    async def presigned_url(self, key: str, expires_s: int) -> str | None:
+        return None
 
     async def delete_prefix(self, prefix: str) -> int:
         doomed = [key for key in self.blobs if key.startswith(prefix)]
