@@ -3,9 +3,9 @@ submitted through both APIs (half with callbacks), one worker killed with SIGKIL
 process restarted mid-run. Every task succeeds once, every result downloads, the ledger balances
 to the micro-dollar and every callback arrives once per webhook-id.
 
-A smaller fleet keeps its results in S3 (moto's server on loopback) instead of a shared
-directory: what it adds is storage shared across machines, so it skips the kills and restarts
-that the first test already covers (and the CI time they take)."""
+The same fleet runs twice: with its results in the shared data directory, and in S3 (moto's
+server on loopback). A smaller fleet in S3 has one API process proxying result bytes and the
+other redirecting to presigned URLs, and downloads every result through both."""
 
 from __future__ import annotations
 
@@ -101,10 +101,14 @@ def wait_all(api: Server, key: str, ids: list[str], timeout: float = 240.0,
     return done
 
 
-def test_a_fleet_loses_nothing_and_charges_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("results", ["local disk", "s3"])
+def test_a_fleet_loses_nothing_and_charges_once(tmp_path: Path, request: pytest.FixtureRequest,
+                                                results: str) -> None:
     data = tmp_path / "shared"
+    moto: MotoS3 | None = request.getfixturevalue("moto") if results == "s3" else None
+    bucket = moto.new_bucket() if moto else ""
     with fresh_database() as url, loopback_server() as receiver:
-        env = fleet_env(url)
+        env = {**fleet_env(url), **(s3_env(moto, bucket) if moto else {})}
         cli(data, "migrate", env=env)
         key = cli(data, "keys", "create", "--credit", "100", env=env).stdout.split()[-1]
         apis = [Server(data, env=env, command="api").start() for _ in range(2)]
@@ -148,6 +152,9 @@ def test_a_fleet_loses_nothing_and_charges_once(tmp_path: Path) -> None:
     assert all(v["charge"] == "settled" for v in views)
     assert len(hooks) == TASKS // 2 and set(hooks.values()) == {1}  # once per webhook-id
     assert bodies == {task_id for task_id, callback in submitted if callback}
+    if moto:  # every task's result in the bucket, none on the shared disk
+        assert {k.split("/")[2] for k in moto.keys(bucket)} == set(ids)
+        assert not (data / "results").exists()
 
 
 def ledger_check(url: str) -> dict[str, int]:
