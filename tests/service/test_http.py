@@ -12,17 +12,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from harness import Harness, scenario
+from harness import Harness, scenario, t2i
 
 from imagegate.money import LedgerKind
 
 SUBMIT = "/api/v1/generateTask/nano-banana-2"
 BALANCE = "/api/v1/apikeys/current-balance"
-
-
-def t2i(prompt: str = "a fox") -> dict[str, Any]:
-    return {"input": {"mode": "text-to-image", "prompt": prompt, "aspect_ratio": "1:1",
-                      "resolution": "1k"}}
 
 
 async def status(c: httpx.AsyncClient, task_id: str) -> dict[str, Any]:

@@ -4,36 +4,16 @@ wait for their callback, with a clock that moves only when the test moves it."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from harness import Harness
+from harness import Harness, scenario, t2i
 from prometheus_client.parser import text_string_to_metric_families
 
 from imagegate.errors import FailCode, RouteError
 
 SUBMIT = "/api/v1/generateTask/nano-banana-2"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scenario(**settings: Any) -> Callable[[Callable[[Harness], Awaitable[None]]], None]:
-    def run(body: Callable[[Harness], Awaitable[None]]) -> None:
-        async def go() -> None:
-            h = await Harness.open(**settings)
-            try:
-                await body(h)
-            finally:
-                await h.close()
-
-        asyncio.run(go())
-    return run
-
-
-def t2i(prompt: str = "a fox", **fields: Any) -> dict[str, Any]:
-    return {"input": {"mode": "text-to-image", "prompt": prompt, "aspect_ratio": "1:1",
-                      "resolution": "1k"}, **fields}
 
 
 def parse(text: str) -> Samples:
