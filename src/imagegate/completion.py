@@ -89,10 +89,13 @@ class Completion:
             self.events.task_changed(task.id)
         return outcome
 
-    async def end_canceled(self, task: Task, attempts: tuple[RouteAttempt, ...]) -> bool:
+    async def end_canceled(self, task: Task, attempts: tuple[RouteAttempt, ...], *,
+                           lease_expired_before_ms: int | None = None) -> bool:
         """End the running ``task`` canceled at its client's request, refunded (fenced: False
         when the attempt has already ended)."""
-        return await self._finish(task, self._canceled(task, attempts))
+        finish = dataclasses.replace(self._canceled(task, attempts),
+                                     lease_expired_before_ms=lease_expired_before_ms)
+        return await self._finish(task, finish)
 
     def _canceled(self, task: Task, attempts: tuple[RouteAttempt, ...] = ()) -> Finish:
         now = self.clock.now_ms()

@@ -103,7 +103,7 @@ def test_a_running_task_is_abandoned_by_its_worker_and_refunded() -> None:
         assert await refunds(h, made.account.id) == [(PRICE, task_id)]
 
 
-def test_a_task_whose_worker_died_after_a_cancel_ends_canceled_when_run_again() -> None:
+def test_a_task_whose_worker_died_after_a_cancel_is_ended_canceled_by_the_sweeper() -> None:
     @scenario(worker_lease_seconds=30.0)
     async def _(h: Harness) -> None:
         made = await h.new_key("1")
@@ -112,8 +112,29 @@ def test_a_task_whose_worker_died_after_a_cancel_ends_canceled_when_run_again() 
         assert taken.id == task_id
         async with h.http(made.plain) as c:
             assert (await cancel(c, task_id)).json()["data"]["state"] == "cancelling"
-        h.clock.advance(31)
-        assert (await h.sweep())[0] == 1  # the lease ran out: back to the queue
+        h.clock.advance(29)
+        await h.sweep()
+        assert (await h.task(task_id)).state is TaskState.RUNNING  # the lease still holds
+        h.clock.advance(2)
+        await h.sweep()  # the lease ran out: canceled, not run again
+        task = await h.task(task_id)
+        assert (task.state, task.charge_state, task.fail_code) == (
+            TaskState.CANCELED, ChargeState.REFUNDED, "Canceled")
+        assert await h.work() == 0
+        assert await h.balance(made.key) == CREDIT
+        assert await refunds(h, made.account.id) == [(PRICE, task_id)]
+
+
+def test_a_task_requeued_after_a_cancel_ends_canceled_when_claimed() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        made = await h.new_key("1")
+        task_id = await h.submit(made.key)
+        [taken] = await h.store.claim_tasks("w", h.clock.now_ms(), 30_000, 10)
+        async with h.http(made.plain) as c:
+            assert (await cancel(c, task_id)).json()["data"]["state"] == "cancelling"
+        # the attempt failed retryably before its worker heard of the cancel
+        assert await h.store.retry_later(task_id, taken.attempt, h.clock.now_ms(), (), "again")
         assert await h.work() == 1  # claimed with the cancel already asked: ended at once
         task = await h.task(task_id)
         assert (task.state, task.charge_state, task.fail_code) == (
