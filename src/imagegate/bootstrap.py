@@ -349,8 +349,11 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
                     shared_rates=shared_rates, cache_s=settings.auth_cache_seconds,
                     default_rate=settings.limits_submit_rate,
                     default_burst=settings.limits_submit_burst)
+    completion = Completion(seams.store, settings, seams.clock, seams.events,
+                            metrics=seams.metrics)
     tasks = Tasks(seams.store, seams.routing, seams.callbacks, seams.clock, seams.events,
-                  base_url=settings.base_url, max_unfinished=settings.limits_max_concurrent_tasks,
+                  completion, base_url=settings.base_url,
+                  max_unfinished=settings.limits_max_concurrent_tasks,
                   record_retention_ms=settings.record_retention_ms)
     webhooks = Webhooks(seams.store, tasks, _dispatcher(seams), seams.clock,
                         default_overlap_s=settings.callbacks_rotation_overlap_seconds)

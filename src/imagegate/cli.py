@@ -429,6 +429,8 @@ def operator_view(task: Task, base_url: str) -> dict[str, Any]:
             "key": task.key_id, "price": format_usd(task.price_micros),
             "charge": task.charge_state, "created": _iso(task.created_ms),
             "completed": _iso(task.complete_ms) if task.complete_ms else None,
+            "cancelRequested": (_iso(task.cancel_requested_ms)
+                                if task.cancel_requested_ms is not None else None),
             "failCode": task.fail_code, "failMsg": task.fail_msg, "resultUrls": urls,
             "routeAttempts": [a.to_json() for a in task.route_attempts],
             "notes": list(task.notes)}

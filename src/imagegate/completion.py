@@ -14,13 +14,21 @@ import secrets
 
 from imagegate.clock import Clock
 from imagegate.config import Settings
-from imagegate.errors import TaskError
+from imagegate.errors import FailCode, TaskError
 from imagegate.events import TaskEvents
 from imagegate.logs import task_fields
 from imagegate.metrics import Metrics
 from imagegate.money import ChargeState
-from imagegate.store.base import Finish, NewDelivery, Store
-from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState, envelope, render_status
+from imagegate.store.base import CancelOutcome, Finish, NewDelivery, Store
+from imagegate.tasks import (
+    CANCELED_MESSAGE,
+    ResultFile,
+    RouteAttempt,
+    Task,
+    TaskState,
+    envelope,
+    render_status,
+)
 
 log = logging.getLogger("imagegate.tasks")
 
@@ -65,6 +73,36 @@ class Completion:
             self.events.task_changed(task.id)
             self.events.delivery_queued()
         return done
+
+    async def cancel(self, task: Task) -> CancelOutcome:
+        """A client's cancel of ``task`` (``Store.cancel_task``). Every process hears of it
+        (``task_changed``): a waiter of a task canceled here, the worker of one that runs."""
+        finish = self._canceled(task)
+        outcome = await self.store.cancel_task(task.id, finish, self._delivery(task, finish))
+        if outcome is CancelOutcome.CANCELED:
+            log.info("task %s canceled while queued", task.id, extra=task_fields(task))
+            self.metrics.task_finished(task.model, finish.state.value, finish.fail_code)
+            self.events.delivery_queued()
+        elif outcome is CancelOutcome.REQUESTED:
+            log.info("task %s: cancel requested while it runs", task.id, extra=task_fields(task))
+        if outcome in (CancelOutcome.CANCELED, CancelOutcome.REQUESTED):
+            self.events.task_changed(task.id)
+        return outcome
+
+    async def end_canceled(self, task: Task, attempts: tuple[RouteAttempt, ...], *,
+                           lease_expired_before_ms: int | None = None) -> bool:
+        """End the running ``task`` canceled at its client's request, refunded (fenced: False
+        when the attempt has already ended)."""
+        finish = dataclasses.replace(self._canceled(task, attempts),
+                                     lease_expired_before_ms=lease_expired_before_ms)
+        return await self._finish(task, finish)
+
+    def _canceled(self, task: Task, attempts: tuple[RouteAttempt, ...] = ()) -> Finish:
+        now = self.clock.now_ms()
+        # As for a failure: an abandoned attempt may have stored files the sweeper deletes.
+        return Finish(TaskState.CANCELED, now, fail_code=FailCode.CANCELED,
+                      fail_msg=CANCELED_MESSAGE, route_attempts=attempts or task.route_attempts,
+                      notes=task.notes, expire_ms=self._expiry(now))
 
     async def retry_later(self, task: Task, error: TaskError,
                           attempts: tuple[RouteAttempt, ...]) -> bool:

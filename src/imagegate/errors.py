@@ -7,6 +7,7 @@
     │   ├── PaymentRequired     402
     │   ├── Forbidden           403
     │   ├── NotFound            404
+    │   ├── Conflict            409, the task's state refuses the request
     │   ├── Gone                410
     │   ├── PayloadTooLarge     413
     │   ├── UnsupportedMedia    415
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "Conflict",
     "FailCode",
     "Forbidden",
     "Gone",
@@ -130,6 +132,12 @@ class NotFound(RequestError):
     status = 404
     default_message = "Not found"
     reason = "not_found"
+
+
+class Conflict(RequestError):
+    status = 409
+    default_message = "The task's state does not allow this"
+    reason = "conflict"
 
 
 class Gone(RequestError):

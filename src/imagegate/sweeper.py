@@ -77,12 +77,17 @@ class Sweeper:
         return failed
 
     async def recover_leases(self) -> int:
-        """Requeue (or, attempts used up, fail and refund) running tasks whose lease expired.
-        Each change is fenced on the lease still being expired: a worker whose heartbeat came
-        late keeps its task."""
+        """Requeue (or, attempts used up, fail and refund) running tasks whose lease expired;
+        one its client asked to cancel ends canceled and refunded instead. Each change is
+        fenced on the lease still being expired: a worker whose heartbeat came late keeps its
+        task."""
         now = self.clock.now_ms()
         expired = await self.store.expired_leases(now, BATCH)
         for task in expired:
+            if task.cancel_requested_ms is not None:
+                await self.completion.end_canceled(task, task.route_attempts,
+                                                   lease_expired_before_ms=now)
+                continue
             if task.attempt >= self.settings.worker_max_attempts:
                 error = TaskError(FailCode.UNKNOWN, f"the worker running this task stopped "
                                   f"responding, {task.attempt} times")

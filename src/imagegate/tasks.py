@@ -49,6 +49,9 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
+CANCELED_MESSAGE = "the task was cancelled by the client (cancelTask)"
+
+
 def can_transition(old: TaskState, new: TaskState) -> bool:
     return old.can_become(new)
 
@@ -116,6 +119,9 @@ class Task:
     results: tuple[ResultFile, ...] = ()
     route_attempts: tuple[RouteAttempt, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Unix ms when the client asked to cancel the task while it ran (cancelTask); its worker
+    # abandons the attempt and ends it canceled, unless the attempt finishes first.
+    cancel_requested_ms: int | None = None
 
 
 def result_url(base_url: str, task: Task, result: ResultFile) -> str:

@@ -34,7 +34,7 @@ from imagegate.logs import task_fields
 from imagegate.router import Router
 from imagegate.routes.base import GeneratedImage, Job
 from imagegate.store.base import Store
-from imagegate.tasks import ResultFile, RouteAttempt, Task
+from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState
 
 log = logging.getLogger("imagegate.worker")
 
@@ -125,7 +125,12 @@ class Worker:
         await self.events.work.wait(self.settings.worker_poll_seconds, stop)
 
     async def run_task(self, task: Task) -> None:
-        """One attempt of one task, with a heartbeat that keeps its lease."""
+        """One attempt of one task, with a heartbeat that keeps its lease and watches for its
+        client's cancel. A task claimed with a cancel already asked for (its earlier attempt
+        was cut off) ends canceled at once."""
+        if task.cancel_requested_ms is not None:
+            await self.completion.end_canceled(task, task.route_attempts)
+            return
         attempt = asyncio.create_task(self._attempt(task))
         beat = asyncio.create_task(self._heartbeat(task, attempt))
         try:
@@ -133,20 +138,41 @@ class Worker:
         except asyncio.CancelledError:
             if not attempt.cancelled():
                 raise
-            log.warning("task %s attempt %d lost its lease; abandoned", task.id, task.attempt,
-                        extra=task_fields(task))
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
+        if not beat.cancelled() and beat.result():
+            await self._canceled(task)
+        elif attempt.cancelled():
+            log.warning("task %s attempt %d lost its lease; abandoned", task.id, task.attempt,
+                        extra=task_fields(task))
 
-    async def _heartbeat(self, task: Task, attempt: asyncio.Task[None]) -> None:
-        """Renew the lease every third of it. When the lease is lost (another attempt owns the
-        task) or could not be renewed for a whole lease, the attempt is cancelled."""
+    async def _canceled(self, task: Task) -> None:
+        """End an attempt abandoned for its client's cancel; the fence keeps the result of an
+        attempt that finished first."""
+        if not await self.completion.end_canceled(task, task.route_attempts):
+            log.info("task %s attempt %d ended before its cancel", task.id, task.attempt,
+                     extra=task_fields(task))
+
+    async def _heartbeat(self, task: Task, attempt: asyncio.Task[None]) -> bool:
+        """Renew the lease every third of it, and meanwhile watch for the client's cancel:
+        on the task's change event (from any process), and at each beat should an event be
+        lost. The attempt is cancelled when the client cancels (True), or when the lease is
+        lost (another attempt owns the task) or could not be renewed for a whole lease."""
         lease_s = self.settings.worker_lease_seconds
         renewed = time.monotonic()
-        while True:
-            await asyncio.sleep(lease_s / 3)
+        due = renewed + lease_s / 3
+        while not attempt.done():
+            await self.events.wait_for_change(task.id, max(0.0, due - time.monotonic()))
+            if attempt.done():  # it ended (the change heard may be its own finish)
+                break
+            if await self._cancel_requested(task):
+                attempt.cancel()
+                return True
+            if time.monotonic() < due:
+                continue
+            due = time.monotonic() + lease_s / 3
             try:
                 kept = await self.store.renew_lease(task.id, task.attempt,
                                                     self.clock.now_ms() + int(lease_s * 1000))
@@ -161,7 +187,20 @@ class Worker:
                 renewed = time.monotonic() if kept else renewed
             if not kept:
                 attempt.cancel()
-                return
+                break
+        return False
+
+    async def _cancel_requested(self, task: Task) -> bool:
+        """Whether the client asked to cancel this attempt's task (False when that cannot be
+        read now: the next beat asks again)."""
+        try:
+            current = await self.store.get_task(task.id)
+        except Exception:
+            log.exception("reading task %s for a cancel failed", task.id,
+                          extra=task_fields(task))
+            return False
+        return (current is not None and current.cancel_requested_ms is not None
+                and current.state is TaskState.RUNNING and current.attempt == task.attempt)
 
     async def _attempt(self, task: Task) -> None:
         record = list(task.route_attempts)  # the router appends each route it tries

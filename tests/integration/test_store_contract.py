@@ -25,6 +25,7 @@ from imagegate.errors import PaymentRequired, TooManyRequests, Unauthorized
 from imagegate.money import MAX_BALANCE_MICROS, ChargeState, LedgerKind
 from imagegate.store.base import (
     ApiKey,
+    CancelOutcome,
     DeliveryAttempt,
     DeliveryState,
     Finish,
@@ -1186,5 +1187,127 @@ def test_the_sweeper_fence_spares_a_task_whose_lease_was_renewed(store: Store) -
         later = sweep_at + 2 * LEASE_MS
         assert await store.retry_later(claimed.id, claimed.attempt, later, (), "x",
                                        lease_expired_before_ms=later)
+
+    run(scenario())
+
+
+# A client's cancel --------------------------------------------------------------------------
+
+
+def canceled(now_ms: int = NOW + 5_000) -> Finish:
+    return Finish(TaskState.CANCELED, now_ms, fail_code="Canceled",
+                  fail_msg="cancelled by the client", expire_ms=now_ms + 86_400_000)
+
+
+def refunds(ledger: list[Any]) -> list[tuple[int, str | None, str]]:
+    return [(e.amount_micros, e.task_id, e.note) for e in ledger if e.kind == LedgerKind.REFUND]
+
+
+def test_cancel_of_a_queued_task_refunds_it_once_and_frees_its_slot(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        task = make_task()
+        await store.insert_task(task, 1)
+        outcome = await store.cancel_task(task.id, canceled(), new_delivery(task))
+        assert outcome is CancelOutcome.CANCELED
+        after = await store.get_task(task.id)
+        assert after is not None
+        assert (after.state, after.charge_state, after.stage, after.complete_ms) == (
+            TaskState.CANCELED, ChargeState.REFUNDED, "done", NOW + 5_000)
+        assert (after.fail_code, after.fail_msg) == ("Canceled", "cancelled by the client")
+        assert await balance(store) == LOTS
+        assert refunds(await store.ledger(ACCOUNT)) == [(PRICE, task.id, "Canceled")]
+        assert [d.id for d in await store.deliveries_for_task(task.id)] == ["msg_1"]
+        again = await store.cancel_task(task.id, canceled(NOW + 6_000), new_delivery(task))
+        assert again is CancelOutcome.FINISHED
+        assert await store.get_task(task.id) == after
+        assert len(refunds(await store.ledger(ACCOUNT))) == 1
+        assert len(await store.deliveries_for_task(task.id)) == 1
+        assert await store.claim_tasks("w", NOW, LEASE_MS, 10) == []
+        await store.insert_task(make_task(), 1)  # its unfinished-task slot is free
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_cancel_of_a_running_task_is_recorded_and_moves_no_money(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store)
+        assert await store.cancel_task(task.id, canceled(), None) is CancelOutcome.REQUESTED
+        assert await store.cancel_task(task.id, canceled(NOW + 9_000), None) is \
+            CancelOutcome.REQUESTED
+        after = await store.get_task(task.id)
+        assert after is not None
+        assert (after.state, after.charge_state, after.cancel_requested_ms) == (
+            TaskState.RUNNING, ChargeState.HELD, NOW + 5_000)  # the first request's time
+        assert await balance(store) == LOTS - PRICE
+        # its worker ends it canceled through the fenced finish, refunded once
+        assert await store.finish_task(task.id, 1, canceled(NOW + 7_000), None)
+        assert not await store.finish_task(task.id, 1, canceled(NOW + 8_000), None)
+        ended = await store.get_task(task.id)
+        assert ended is not None
+        assert (ended.state, ended.charge_state) == (TaskState.CANCELED, ChargeState.REFUNDED)
+        assert await balance(store) == LOTS
+        assert refunds(await store.ledger(ACCOUNT)) == [(PRICE, task.id, "Canceled")]
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_an_attempt_that_finishes_first_keeps_its_result_over_a_cancel(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store)
+        assert await store.cancel_task(task.id, canceled(), None) is CancelOutcome.REQUESTED
+        assert await store.finish_task(task.id, 1, succeeded(), None)
+        assert not await store.finish_task(task.id, 1, canceled(), None)
+        after = await store.get_task(task.id)
+        assert after is not None
+        assert (after.state, after.charge_state) == (TaskState.SUCCEEDED, ChargeState.SETTLED)
+        assert await balance(store) == LOTS - PRICE
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_cancel_of_a_finished_or_unknown_task_changes_nothing(store: Store) -> None:
+    async def scenario() -> None:
+        task = await running_task(store)
+        assert await store.finish_task(task.id, 1, failed(), None)
+        before = (await store.get_task(task.id), await store.ledger(ACCOUNT))
+        assert await store.cancel_task(task.id, canceled(), new_delivery(task)) is \
+            CancelOutcome.FINISHED
+        assert (await store.get_task(task.id), await store.ledger(ACCOUNT)) == before
+        assert await store.deliveries_for_task(task.id) == []
+        assert await store.cancel_task("no-such-task", canceled(), None) is \
+            CancelOutcome.MISSING
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_cancels_racing_claims_each_task_goes_exactly_one_way(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        tasks = [make_task(created_ms=NOW + i) for i in range(12)]
+        await submitted(store, *tasks)
+        answers = await asyncio.gather(
+            *(store.claim_tasks(f"w{i}", NOW, LEASE_MS, 2) for i in range(6)),
+            *(store.cancel_task(t.id, canceled(), None) for t in tasks))
+        claimed = {t.id for batch in answers[:6] for t in batch}  # type: ignore[union-attr]
+        outcomes = dict(zip([t.id for t in tasks], answers[6:], strict=True))
+        for task in tasks:
+            after = await store.get_task(task.id)
+            assert after is not None
+            if task.id in claimed:
+                assert outcomes[task.id] is CancelOutcome.REQUESTED
+                assert (after.state, after.charge_state) == (TaskState.RUNNING, ChargeState.HELD)
+                assert after.cancel_requested_ms is not None
+            else:
+                assert outcomes[task.id] is CancelOutcome.CANCELED
+                assert (after.state, after.charge_state) == (
+                    TaskState.CANCELED, ChargeState.REFUNDED)
+        assert await balance(store) == LOTS - PRICE * len(claimed)
+        assert len(refunds(await store.ledger(ACCOUNT))) == len(tasks) - len(claimed)
+        await assert_ledger_explains_balance(store)
 
     run(scenario())

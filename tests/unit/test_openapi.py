@@ -209,3 +209,17 @@ def test_schema_rejects_what_the_server_rejects(doc: dict[str, Any], body: Any) 
     assert not schema_validator(doc, "SubmitRequest").is_valid(body)
     with pytest.raises(InvalidRequest):
         parse_submit(body, ModelLimits())
+
+
+def test_cancel_is_documented_with_its_answers_and_409(doc: dict[str, Any]) -> None:
+    op = doc["paths"]["/api/v1/cancelTask/{model}"]["post"]
+    assert op["operationId"] == "cancelTask"
+    assert {"200", "400", "401", "404", "409"} <= set(op["responses"])
+    for example in op["responses"]["200"]["content"]["application/json"]["examples"].values():
+        schema_validator(doc, "CancelResponse").validate(example["value"])
+    validator = schema_validator(doc, "CancelResponse")
+    assert not validator.is_valid({"code": 200, "message": "success",
+                                   "data": {"taskId": "x", "state": "failed",
+                                            "refunded": True}})
+    assert FailCode.CANCELED in doc["components"]["schemas"]["Task"]["properties"][
+        "failCode"]["examples"]

@@ -28,6 +28,7 @@ log = logging.getLogger("imagegate.api")
 ROUTES = [
     Route("/api/v1/generateTask/{model}", ep.generate_task, methods=["POST"]),
     Route("/api/v1/statusTask/{model}", ep.status_task, methods=["GET"]),
+    Route("/api/v1/cancelTask/{model}", ep.cancel_task, methods=["POST"]),
     Route("/api/v1/apikeys/current-balance", ep.current_balance, methods=["GET"]),
     Route("/api/v1/webhooks/deliveries", wh.delivery_log, methods=["GET"]),
     Route("/api/v1/webhooks/redeliver", wh.redeliver, methods=["POST"]),
@@ -42,7 +43,8 @@ ROUTES = [
 METRICS_ROUTE = Route("/metrics", ep.metrics, methods=["GET"])
 
 _HTTP_MESSAGES = {400: "Invalid request", 401: "Unauthorized", 402: "Payment Required",
-                  403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 410: "Gone",
+                  403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+                  410: "Gone",
                   413: "Payload Too Large", 415: "Unsupported Media Type",
                   429: "Too Many Requests", 500: "Internal Server Error",
                   503: "Service Unavailable"}

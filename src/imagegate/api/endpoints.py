@@ -70,6 +70,15 @@ async def status_task(request: Request) -> Response:
     return Response(answer.body, media_type="application/json")
 
 
+async def cancel_task(request: Request) -> Response:
+    api = api_of(request)
+    key = await api.access.authenticate(request.headers.get("authorization"))
+    task_id = request.query_params.get("taskId", "")
+    if not task_id:
+        raise InvalidRequest("taskId query parameter is required", field="taskId")
+    return ok(await api.tasks.cancel(key, request.path_params["model"], task_id))
+
+
 async def current_balance(request: Request) -> Response:
     api = api_of(request)
     key = await api.access.authenticate(request.headers.get("authorization"))

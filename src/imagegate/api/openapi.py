@@ -129,6 +129,8 @@ def _fail_code_table() -> str:
     for code in FailCode.ALL:
         retried = "yes" if code in FailCode.RETRYABLE else "no"
         lines.append(f"| `{code}` | {_FAIL_MEANINGS.get(code, '')} | {retried} |")
+    lines.append(f"| `{FailCode.CANCELED}` | extension: the client cancelled the task "
+                 "(cancelTask); it is refunded | no |")
     return "\n".join(lines)
 
 
@@ -150,6 +152,7 @@ def _paths() -> Json:
     return {
         "/api/v1/generateTask/{model}": {"post": _generate_operation()},
         "/api/v1/statusTask/{model}": {"get": _status_operation()},
+        "/api/v1/cancelTask/{model}": {"post": _cancel_operation()},
         "/api/v1/apikeys/current-balance": {"get": _balance_operation()},
         "/files/{task_id}/{token}/{name}": {"get": _file_operation()},
         "/healthz": {"get": _healthz_operation()},
@@ -227,6 +230,36 @@ def _status_operation() -> Json:
                                "does not match the task. Never reveals that a task of another "
                                "account exists."),
             "405": _ref("responses", "MethodNotAllowed"),
+            "500": _ref("responses", "InternalError"),
+            "503": _ref("responses", "NotReady"),
+        },
+    }
+
+
+def _cancel_operation() -> Json:
+    return {
+        "operationId": "cancelTask",
+        "tags": ["tasks"],
+        "summary": "Cancel a task (extension)",
+        "description": "Extension. A queued task is cancelled and refunded at once (state "
+                       "`canceled`, `refunded` true). A running one is cancelled best effort "
+                       "(state `cancelling`, `refunded` false): its worker abandons the route "
+                       "call and the task ends cancelled and refunded, unless its attempt "
+                       "finishes first and keeps its result; poll statusTask for the end. A "
+                       f"cancelled task reads as state failed, failCode `{FailCode.CANCELED}`. "
+                       "No body is read.",
+        "security": _BEARER,
+        "parameters": [_ref("parameters", "model"), _ref("parameters", "taskId")],
+        "responses": {
+            "200": _ok("The task is cancelled, or its cancel is under way.", "CancelResponse",
+                       examples=_cancel_examples()),
+            "400": _error(400, "The taskId query parameter is missing or empty."),
+            "401": _ref("responses", "Unauthorized"),
+            "404": _error(404, "Unknown taskId, a task of another account, or a {model} that "
+                               "does not match the task, as statusTask."),
+            "405": _ref("responses", "MethodNotAllowed"),
+            "409": _error(409, "The task has already ended; the error names its state "
+                               "(succeeded, failed or canceled). Nothing changes."),
             "500": _ref("responses", "InternalError"),
             "503": _ref("responses", "NotReady"),
         },
@@ -450,6 +483,7 @@ def _schemas() -> Json:
             "Submit answer: data.taskId."),
         "Task": _task_schema(),
         "StatusResponse": _success(_ref("schemas", "Task"), "Status answer: data is the task."),
+        "CancelResponse": _success(_cancel_data_schema(), "Cancel answer (extension)."),
         "BalanceResponse": _success(
             {"type": "number", "description": "USD available now, holds deducted (up to 6 "
                                               "decimal places).", "examples": [9.95]},
@@ -472,6 +506,23 @@ def _schemas() -> Json:
                 "reason": {"type": "string",
                            "description": "Why the route is unavailable."},
             },
+        },
+    }
+
+
+def _cancel_data_schema() -> Json:
+    return {
+        "type": "object",
+        "required": ["taskId", "state", "refunded"],
+        "properties": {
+            "taskId": {"type": "string"},
+            "state": {"type": "string", "enum": ["canceled", "cancelling"],
+                      "description": "canceled: the task was queued and is cancelled now; "
+                                     "cancelling: it runs, and its worker is told to stop."},
+            "refunded": {"type": "boolean",
+                         "description": "Whether the price is back in the balance now: true "
+                                        "with canceled, false with cancelling (the refund "
+                                        "comes when the task ends cancelled)."},
         },
     }
 
@@ -663,9 +714,11 @@ def _task_core_properties() -> Json:
                          "description": f"{ms}. Present when state is success or failed."},
         "costTime": {"type": "integer", "description": "Milliseconds, completeTime - "
                      "createTime. Present only when state is success."},
-        "failCode": {"type": "string", "examples": list(FailCode.ALL),
+        "failCode": {"type": "string", "examples": [*FailCode.ALL, FailCode.CANCELED],
                      "description": "Present only when state is failed. An open string; "
-                                    f"imagegate emits {_codes_text()}."},
+                                    f"imagegate emits {_codes_text()}, and "
+                                    f"`{FailCode.CANCELED}` for a task its client cancelled "
+                                    "(extension: cancelTask)."},
         "failMsg": {"type": "string", "description": "For a person. Present only when state "
                                                     "is failed."},
     }
@@ -741,6 +794,16 @@ def _status_examples() -> Json:
                                         "failCode": FailCode.SENSITIVE_CONTENT,
                                         "failMsg": "the output violated the safety policy",
                                         "stage": "done"})},
+    }
+
+
+def _cancel_examples() -> Json:
+    task_id = "0f8e4c1b2a3d4e5f60718293a4b5c6d7"
+    return {
+        "queued": {"value": _enveloped({"taskId": task_id, "state": "canceled",
+                                        "refunded": True})},
+        "running": {"value": _enveloped({"taskId": task_id, "state": "cancelling",
+                                         "refunded": False})},
     }
 
 

@@ -1,5 +1,5 @@
 """Tasks as a client sees them: submit (validate, price, store with the hold in one
-transaction, wake a worker), read one, and the balance that pays for them.
+transaction, wake a worker), read one, cancel one, and the balance that pays for them.
 
 A finished task never changes, so its status answer is rendered once, to the bytes of its JSON
 body, and kept (the most recent ``FINISHED_CACHE`` of them): polling a finished task reads no
@@ -15,12 +15,13 @@ from collections import OrderedDict
 from typing import Any
 
 from imagegate.clock import Clock
+from imagegate.completion import Completion
 from imagegate.contract import parse_submit
-from imagegate.errors import NotFound, Unauthorized, quoted
+from imagegate.errors import Conflict, NotFound, Unauthorized, quoted
 from imagegate.events import TaskEvents
 from imagegate.money import ChargeState, task_price
 from imagegate.routing import Routing
-from imagegate.store.base import ApiKey, RateRequest, Store
+from imagegate.store.base import ApiKey, CancelOutcome, RateRequest, Store
 from imagegate.tasks import Task, TaskState, envelope, new_task_id, render_status
 from imagegate.webhooks import CallbackPolicy
 
@@ -48,9 +49,10 @@ class Tasks:
     """``record_retention_ms``: how long a finished task's record is kept (None: forever)."""
 
     def __init__(self, store: Store, routing: Routing, callbacks: CallbackPolicy, clock: Clock,
-                 events: TaskEvents, *, base_url: str, max_unfinished: int,
-                 record_retention_ms: int | None = None) -> None:
+                 events: TaskEvents, completion: Completion, *, base_url: str,
+                 max_unfinished: int, record_retention_ms: int | None = None) -> None:
         self.store = store
+        self.completion = completion
         self.routing = routing
         self.callbacks = callbacks
         self.clock = clock
@@ -101,6 +103,26 @@ class Tasks:
         if account_id != key.account_id or model != model_id:
             raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
         return answer
+
+    async def cancel(self, key: ApiKey, model_id: str, task_id: str) -> dict[str, Any]:
+        """Cancel the key's task of ``model_id`` (docs/contract.md, Extension: cancelTask): the
+        answer's ``data``, ``state`` "canceled" (it was queued: canceled and refunded now) or
+        "cancelling" (it runs: its worker abandons it, unless it finishes first).
+        ``NotFound`` as for a status read; ``Conflict`` naming the state of a finished task."""
+        task = await self.store.get_task(task_id)
+        if task is None or task.account_id != key.account_id or task.model != model_id:
+            raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
+        if not task.state.terminal:
+            outcome = await self.completion.cancel(task)
+            if outcome is CancelOutcome.CANCELED:
+                return {"taskId": task.id, "state": "canceled", "refunded": True}
+            if outcome is CancelOutcome.REQUESTED:
+                return {"taskId": task.id, "state": "cancelling", "refunded": False}
+            task = await self.store.get_task(task_id)  # it ended meanwhile
+            if task is None:
+                raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
+        raise Conflict(f"task {quoted(task_id)} has already ended ({task.state.value}); only "
+                       "a queued or running task can be cancelled")
 
     def _cached(self, task_id: str) -> tuple[str, str, StatusAnswer] | None:
         """A finished task's answer kept in memory, unless its record retention has ended (the

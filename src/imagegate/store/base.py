@@ -12,6 +12,8 @@ Rules every implementation keeps:
   sweeper on the lease still being expired; a call that loses the fence changes nothing and
   returns False.
 - Settle and refund are conditional on ``charge_state='held'``, so each happens at most once.
+- ``cancel_task`` cancels a queued task (refunded) guarded on ``state='queued'``, so it races a
+  claim safely: exactly one of them changes the task; a running task is only marked.
 - ``get_task`` takes no lock and writes nothing.
 - ``prune_records`` deletes only finished tasks whose results are deleted and whose callbacks
   are delivered or given up; every ledger line stays.
@@ -79,7 +81,7 @@ class LedgerEntry:
 class Finish:
     """A terminal outcome for a running task."""
 
-    state: TaskState  # SUCCEEDED or FAILED
+    state: TaskState  # SUCCEEDED, FAILED or CANCELED
     now_ms: int
     results: tuple[ResultFile, ...] = ()
     expire_ms: int | None = None
@@ -90,6 +92,17 @@ class Finish:
     # Set by the sweeper: finish only if the lease is still expired at this time (a late
     # heartbeat means the attempt is alive after all).
     lease_expired_before_ms: int | None = None
+
+
+class CancelOutcome(StrEnum):
+    """What a client's cancel did to a task: ``canceled`` (it was queued: now canceled and
+    refunded), ``requested`` (it runs: the request is recorded for its worker), ``finished``
+    (it had already ended: nothing changed), ``missing`` (no such task)."""
+
+    CANCELED = "canceled"
+    REQUESTED = "requested"
+    FINISHED = "finished"
+    MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,13 @@ class Store(Protocol):
                           delivery: NewDelivery | None) -> bool:
         """Fail a task still queued (refunded, with its callback row); False, changing
         nothing, when it is no longer queued."""
+        ...
+
+    async def cancel_task(self, task_id: str, finish: Finish,
+                          delivery: NewDelivery | None) -> CancelOutcome:
+        """A client's cancel, in one transaction: a queued task ends as ``finish`` says
+        (CANCELED, refunded, with its callback row); a running one gets
+        ``cancel_requested_ms`` (the first request's time stays); any other changes nothing."""
         ...
 
     async def expired_leases(self, now_ms: int, limit: int) -> list[Task]: ...

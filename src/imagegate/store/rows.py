@@ -61,6 +61,7 @@ def task(row: Row) -> Task:
         results=tuple(ResultFile(**r) for r in json.loads(row["results_json"])),
         route_attempts=tuple(RouteAttempt(**a) for a in json.loads(row["attempts_json"])),
         notes=tuple(json.loads(row["notes_json"])),
+        cancel_requested_ms=row["cancel_requested_ms"],
     )
 
 

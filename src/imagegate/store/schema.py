@@ -162,6 +162,11 @@ CREATE INDEX tasks_expiring ON tasks (expire_ms)
     WHERE results_deleted = 0 AND expire_ms IS NOT NULL;
 CREATE INDEX tasks_prunable ON tasks (complete_ms) WHERE results_deleted = 1;
 """),
+    # A client's request to cancel a running task (cancelTask): its worker reads it and ends
+    # the attempt canceled. A queued task is canceled at once and needs no mark.
+    (9, """
+ALTER TABLE tasks ADD COLUMN cancel_requested_ms BIGINT;
+"""),
 )
 
 _SQLITE_LEDGER_ID = "CREATE TABLE ledger (\n    id                    INTEGER PRIMARY KEY,"

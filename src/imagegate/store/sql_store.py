@@ -22,6 +22,7 @@ from imagegate.store import transactions as tx
 from imagegate.store.base import (
     Account,
     ApiKey,
+    CancelOutcome,
     Delivery,
     DeliveryAttempt,
     DeliveryState,
@@ -184,6 +185,10 @@ class SqlStore:
     async def fail_queued(self, task_id: str, finish: Finish,
                           delivery: NewDelivery | None) -> bool:
         return await self._write(lambda t: tx.fail_queued(t, task_id, finish, delivery))
+
+    async def cancel_task(self, task_id: str, finish: Finish,
+                          delivery: NewDelivery | None) -> CancelOutcome:
+        return await self._write(lambda t: tx.cancel_task(t, task_id, finish, delivery))
 
     async def expired_leases(self, now_ms: int, limit: int) -> list[Task]:
         return await self._read(lambda t: tx.expired_leases(t, now_ms, limit))

@@ -82,6 +82,15 @@ PORTABLE: dict[str, str] = {
                    "expire_ms = ?, fail_code = ?, fail_msg = ?, notes_json = ?, "
                    "not_before_ms = 0 WHERE id = ? AND state = 'queued' "
                    "RETURNING key_id, account_id, price_micros",
+    # A client's cancel: a queued task ends canceled where it waits (the state guard makes it
+    # race a claim safely: one of the two changes the row); a running one is only marked, for
+    # its worker to end through the fenced finish.
+    "cancel_queued": "UPDATE tasks SET state = 'canceled', stage = 'done', complete_ms = ?, "
+                     "expire_ms = ?, fail_code = ?, fail_msg = ?, cancel_requested_ms = ?, "
+                     "not_before_ms = 0 WHERE id = ? AND state = 'queued' "
+                     "RETURNING key_id, account_id, price_micros",
+    "request_cancel": "UPDATE tasks SET cancel_requested_ms = COALESCE(cancel_requested_ms, ?) "
+                      "WHERE id = ? AND state = 'running'",
     "overdue_queued": "SELECT * FROM tasks WHERE state = 'queued' AND created_ms < ? "
                       "ORDER BY created_ms LIMIT ?",
     "change_charge": "UPDATE tasks SET charge_state = ? WHERE id = ? AND charge_state = ?",

@@ -20,6 +20,7 @@ from imagegate.store import rows
 from imagegate.store.base import (
     Account,
     ApiKey,
+    CancelOutcome,
     Delivery,
     DeliveryAttempt,
     Finish,
@@ -315,6 +316,23 @@ def fail_queued(tx: Tx, task_id: str, finish: Finish, delivery: NewDelivery | No
         return False
     _ended(tx, task_id, row, finish, delivery)
     return True
+
+
+def cancel_task(tx: Tx, task_id: str, finish: Finish,
+                delivery: NewDelivery | None) -> CancelOutcome:
+    """A client's cancel (``Store.cancel_task``). Each step is guarded on the state it
+    changes: against a claim committed meanwhile, the queued step changes nothing and the
+    running step marks the task the claim took."""
+    assert finish.state is TaskState.CANCELED and TaskState.QUEUED.can_become(finish.state)
+    row = tx.run("cancel_queued", (finish.now_ms, finish.expire_ms, finish.fail_code,
+                                   finish.fail_msg, finish.now_ms, task_id)).one()
+    if row is not None:
+        _ended(tx, task_id, row, finish, delivery)
+        return CancelOutcome.CANCELED
+    if tx.run("request_cancel", (finish.now_ms, task_id)).rowcount == 1:
+        return CancelOutcome.REQUESTED
+    found = tx.run("task", (task_id,)).one()
+    return CancelOutcome.MISSING if found is None else CancelOutcome.FINISHED
 
 
 def _ended(tx: Tx, task_id: str, row: Row, finish: Finish, delivery: NewDelivery | None) -> None:
