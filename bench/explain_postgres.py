@@ -76,6 +76,10 @@ ANALYZE;
 PRUNED = [f"tsk_{g}" for g in range(1, 101)]
 # The hot paths: (title, statement name, its parameters).
 CLAIM = {"lease_until": NOW + 30_000, "worker": "worker-1", "now": NOW, "limit": 8}
+# A page of GET /api/v1/tasks (20 asked, one more read): key_7 has 2,000 of the tasks.
+PAGE = {"key": "key_7", "before_ms": 2**63 - 1, "before_id": "", "after_ms": 0,
+        "states": ["queued", "running", "succeeded", "failed", "canceled"], "model": None,
+        "limit": 21}
 PATHS: list[tuple[str, str, Any]] = [
     ("status read", "task", ("tsk_12345",)),
     ("claim, any model", "claim_tasks", {**CLAIM, "models": None}),
@@ -91,6 +95,11 @@ PATHS: list[tuple[str, str, Any]] = [
     ("deliveries of a task", "deliveries_of_task", ("tsk_12345",)),
     ("unfinished-task slot (submit)", "take_unfinished_slot", ("key_7", 100)),
     ("fleet stats (each /metrics scrape)", "fleet_stats", ()),
+    ("task list, first page", "tasks_of_key", PAGE),
+    ("task list, a page 15 days back", "tasks_of_key",
+     {**PAGE, "before_ms": NOW - 15 * DAY, "before_id": "tsk_9"}),
+    ("task list, a filter none of the key's 2,000 tasks matches", "tasks_of_key",
+     {**PAGE, "states": ["failed", "canceled"], "model": "nano-banana-pro"}),
 ]
 
 

@@ -279,6 +279,72 @@ def test_every_statement_is_valid_against_the_migrated_schema(store: PostgresSto
             conn.execute(b"DEALLOCATE check_statement")
 
 
+# Plans ------------------------------------------------------------------------------------------
+
+# 20,000 tasks of 50 keys over a day, mostly finished, enough that a scan would cost.
+_HISTORY = """
+INSERT INTO accounts (id, name, balance_micros, created_ms) VALUES ('acct', 'Ada', 0, 0);
+INSERT INTO api_keys (id, account_id, key_hash, name, prefix, created_ms)
+    SELECT 'key_' || k, 'acct', md5(k::text), 'k', 'k', 0 FROM generate_series(1, 50) AS k;
+INSERT INTO tasks (id, account_id, key_id, model, input_json, request_type, provider, state,
+    stage, created_ms, price_micros, charge_state, result_token)
+SELECT md5(g::text), 'acct', 'key_' || (g % 50 + 1),
+    (ARRAY['nano-banana-2', 'nano-banana-pro'])[g % 2 + 1], '{}', 'async', 'auto',
+    CASE WHEN g % 97 = 0 THEN 'queued' WHEN g % 13 = 0 THEN 'failed' ELSE 'succeeded' END,
+    'done', 1700000000000 + g * 4000, 50000, 'settled', 'token'
+FROM generate_series(1, 20000) AS g;
+ANALYZE;
+"""
+_PAGE = {"key": "key_7", "before_ms": 2**63 - 1, "before_id": "", "after_ms": 0,
+         "states": ["queued", "running", "succeeded", "failed", "canceled"], "model": None,
+         "limit": 21}
+_PAGES = {
+    "first page": _PAGE,
+    "a later page": {**_PAGE, "before_ms": 1700000000000 + 10_000 * 4000, "before_id": "9"},
+    "filtered": {**_PAGE, "states": ["failed"], "model": "nano-banana-2",
+                 "after_ms": 1700000000000 + 2_000 * 4000},
+}
+
+
+def _plan(conn: psycopg.Connection[Any], params: dict[str, Any], generic: bool) -> str:
+    statement = POSTGRES.statement("tasks_of_key")
+    with conn.transaction(force_rollback=True):
+        if not generic:
+            found = conn.execute(f"EXPLAIN (COSTS OFF) {statement}".encode(), params)
+            return "\n".join(str(row[0]) for row in found.fetchall())
+        conn.execute(b"SET LOCAL plan_cache_mode = force_generic_plan")
+        names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
+        conn.execute(f"PREPARE listing AS {numbered(statement)}".encode())
+        values = psycopg.ClientCursor(conn).mogrify(", ".join(["%s"] * len(names)),
+                                                    [params[n] for n in names])
+        found = conn.execute(f"EXPLAIN (COSTS OFF) EXECUTE listing({values})".encode())
+        plan = "\n".join(str(row[0]) for row in found.fetchall())
+        conn.execute(b"DEALLOCATE listing")  # a session's, not the transaction's
+        return plan
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+@pytest.mark.parametrize("page", sorted(_PAGES))
+def test_a_page_of_the_task_list_walks_the_keys_index_backwards(
+        store: PostgresStore, url: str, page: str, generic: bool) -> None:
+    """GET /api/v1/tasks on PostgreSQL: the key's range of tasks_key_created below the cursor
+    (never a scan of the table), with the values bound and in the generic plan a prepared
+    statement may switch to. A page walks the range backwards in the index's order and stops
+    at its size; only for a filter it expects to keep a few rows may the planner rather
+    collect the range's matches and sort those."""
+    sql(url, _HISTORY)
+    with psycopg.connect(url, autocommit=True) as conn:
+        plan = _plan(conn, _PAGES[page], generic)
+    assert "Seq Scan" not in plan, plan
+    key_range = r"Index Cond: \(\(key_id = .*\) AND \(ROW\(created_ms, id\) < ROW\("
+    assert re.search(key_range, plan), plan
+    if page != "filtered":
+        assert "Index Scan Backward using tasks_key_created on tasks" in plan, plan
+        assert "Sort" not in plan, plan
+    else:
+        assert "tasks_key_created" in plan, plan
+
+
 # The ledger ------------------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ HOT = {
     "tasks_by_ids": "sqlite_autoindex_tasks_1",
     "lock_keys": "sqlite_autoindex_api_keys_1",
     "lock_balances": "sqlite_autoindex_accounts_1",
+    "tasks_of_key": "tasks_key_created",
 }
 
 
@@ -75,6 +76,15 @@ def test_the_prune_checks_each_tasks_callbacks_by_its_index(conn: sqlite3.Connec
     steps = plan(conn, "prunable_tasks")
     assert steps[0] == "SEARCH tasks USING INDEX tasks_prunable (complete_ms<?)", steps
     assert "SEARCH deliveries USING INDEX deliveries_task (task_id=?)" in steps, steps
+
+
+def test_the_task_list_reads_one_keys_range_of_its_index(conn: sqlite3.Connection) -> None:
+    """A page of GET /api/v1/tasks: the key's tasks between the time window and the cursor,
+    walked newest first in the index's own order (no sort), filters checked on each row."""
+    steps = plan(conn, "tasks_of_key")
+    assert steps[0] == ("SEARCH tasks USING INDEX tasks_key_created "
+                        "(key_id=? AND created_ms>? AND (created_ms,id)<(?,?))"), steps
+    assert len([s for s in steps if s.startswith(("SCAN", "SEARCH"))]) == 2, steps  # + states
 
 
 def test_the_fleet_stats_read_only_the_partial_indexes_of_the_backlog(

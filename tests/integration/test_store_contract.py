@@ -37,6 +37,7 @@ from imagegate.store.base import (
 from imagegate.store.memory import MemoryStore
 from imagegate.store.postgres import PostgresStore
 from imagegate.store.sqlite import SqliteStore
+from imagegate.task_list import WIRE_STATES, TaskQuery
 from imagegate.tasks import (
     ResultFile,
     RouteAttempt,
@@ -1132,6 +1133,126 @@ def test_get_task_round_trips_a_failed_task(store: Store) -> None:
 
 def test_get_task_of_an_unknown_id_is_none(store: Store) -> None:
     assert run(store.get_task("0" * 32)) is None
+
+
+# Listing a key's tasks ----------------------------------------------------------------------------
+
+
+async def listed(store: Store, key_id: str = KEY, **query: Any) -> list[str]:
+    return [t.id for t in await store.list_tasks(TaskQuery(key_id, **query))]
+
+
+def newest_first(tasks: list[Task]) -> list[str]:
+    return [t.id for t in sorted(tasks, key=lambda t: (t.created_ms, t.id), reverse=True)]
+
+
+def test_list_tasks_gives_the_keys_own_tasks_newest_first(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        await open_account(store, LOTS, "acct_2", keys=("key_3",))
+        mine = [make_task(created_ms=NOW + i // 2) for i in range(7)]  # pairs share a ms
+        same_account = make_task(key_id="key_2", created_ms=NOW + 1)
+        other_account = make_task(account_id="acct_2", key_id="key_3", created_ms=NOW + 1)
+        await submitted(store, *mine, same_account, other_account)
+        order = newest_first(mine)
+        assert await listed(store) == order  # ties broken by id, descending
+        assert await listed(store, limit=3) == order[:3]
+        assert await listed(store, "key_2") == [same_account.id]
+        assert await listed(store, "key_3") == [other_account.id]
+        assert await listed(store, "no-such-key") == []
+        # Each is the whole record, as get_task reads it.
+        for task in await store.list_tasks(TaskQuery(KEY, limit=2)):
+            assert task == await store.get_task(task.id)
+
+    run(scenario())
+
+
+def test_list_tasks_pages_neither_repeat_nor_skip_while_tasks_arrive(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        first = [make_task(created_ms=NOW + i // 3) for i in range(20)]  # threes share a ms
+        await submitted(store, *first)
+        pages: list[list[str]] = []
+        cursor = None
+        newer: list[Task] = []
+        while True:
+            page = await store.list_tasks(TaskQuery(KEY, limit=6, cursor=cursor))
+            pages.append([t.id for t in page])
+            if len(page) < 6:
+                break
+            cursor = (page[-1].created_ms, page[-1].id)
+            # Submits between two pages: newer tasks, one at the page's own last ms.
+            arriving = [make_task(created_ms=NOW + 100 + len(newer)),
+                        make_task(created_ms=cursor[0])]
+            await submitted(store, *arriving)
+            newer += arriving
+        seen = [task_id for page in pages for task_id in page]
+        assert len(seen) == len(set(seen))  # no task twice
+        assert [i for i in seen if i not in {t.id for t in newer}] == newest_first(first)
+        # A task that arrived newer than a page's end is on a fresh first page, not later ones.
+        above = [t for t in newer if t.created_ms >= NOW + 100]
+        assert not {t.id for t in above} & set(seen)
+        assert await listed(store, limit=len(above)) == newest_first(above)
+
+    run(scenario())
+
+
+def test_list_tasks_filters_by_wire_state(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        ok = await ended(store, succeeded(), results_deleted=False)
+        refused = await ended(store, failed())
+        running = make_task(created_ms=NOW + 1)
+        await submitted(store, running)
+        await claim_one(store)
+        queued = make_task(created_ms=NOW + 2)
+        await submitted(store, queued)
+        processing = [queued.id, running.id]
+        assert await listed(store, states=WIRE_STATES["processing"]) == processing
+        assert await listed(store, states=WIRE_STATES["success"]) == [ok.id]
+        assert await listed(store, states=WIRE_STATES["failed"]) == [refused.id]
+        both = (*WIRE_STATES["success"], *WIRE_STATES["failed"])
+        assert set(await listed(store, states=both)) == {ok.id, refused.id}
+        assert len(await listed(store)) == 4
+
+    run(scenario())
+
+
+def test_list_tasks_filters_by_model_and_creation_time(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        tasks = [make_task(created_ms=NOW + i, model=("nano-banana-2", "nano-banana-pro")[i % 2])
+                 for i in range(6)]
+        await submitted(store, *tasks)
+        ids = [t.id for t in tasks]
+        assert await listed(store, model="nano-banana-pro") == [ids[5], ids[3], ids[1]]
+        assert await listed(store, model="not-a-model") == []
+        # createdAfter is inclusive, createdBefore exclusive: windows tile.
+        window = await listed(store, created_after_ms=NOW + 1, created_before_ms=NOW + 4)
+        assert window == [ids[3], ids[2], ids[1]]
+        assert await listed(store, created_after_ms=NOW + 4) == [ids[5], ids[4]]
+        assert await listed(store, created_before_ms=NOW + 1) == [ids[0]]
+        assert await listed(store, model="nano-banana-2", created_after_ms=NOW + 1,
+                            created_before_ms=NOW + 4) == [ids[2]]
+        # With a cursor, whichever of it and createdBefore is lower bounds the page.
+        at_4 = (NOW + 4, ids[4])
+        assert await listed(store, cursor=at_4, created_before_ms=NOW + 3) == ids[2::-1]
+        assert await listed(store, cursor=at_4, created_before_ms=NOW + 5) == ids[3::-1]
+        assert await listed(store, cursor=(NOW + 2, ids[2]), model="nano-banana-pro") == [ids[1]]
+
+    run(scenario())
+
+
+def test_list_tasks_leaves_out_pruned_records(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        old = await ended(store, succeeded(NOW + 5_000))
+        kept = await ended(store, failed(NOW + 2 * DAY_MS), results_deleted=False)
+        assert set(await listed(store)) == {old.id, kept.id}
+        assert await store.prune_records(NOW + DAY_MS, 10) == 1
+        assert await listed(store) == [kept.id]
+
+    run(scenario())
 
 
 

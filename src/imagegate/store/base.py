@@ -14,7 +14,7 @@ Rules every implementation keeps:
 - Settle and refund are conditional on ``charge_state='held'``, so each happens at most once.
 - ``cancel_task`` cancels a queued task (refunded) guarded on ``state='queued'``, so it races a
   claim safely: exactly one of them changes the task; a running task is only marked.
-- ``get_task`` takes no lock and writes nothing.
+- ``get_task`` and ``list_tasks`` take no lock and write nothing.
 - ``prune_records`` deletes only finished tasks whose results are deleted and whose callbacks
   are delivered or given up; every ledger line stays.
 """
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from imagegate.task_list import TaskQuery
 from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState
 
 
@@ -217,6 +218,14 @@ class Store(Protocol):
     async def insert_task(self, task: Task, max_unfinished: int,
                           rate: RateRequest | None = None) -> None: ...
     async def get_task(self, task_id: str) -> Task | None: ...
+    async def list_tasks(self, query: TaskQuery) -> list[Task]:
+        """At most ``query.limit`` tasks of ``query.key_id`` that match its filters, newest
+        first: by (created_ms, id) descending, below ``query.upper_bound``. Read through an
+        index of the key's tasks in that order, from the bound down: a page costs its size
+        (and the key's tasks its filters pass over), never the table. A pruned task is simply
+        not there."""
+        ...
+
     async def claim_tasks(self, worker_id: str, now_ms: int, lease_ms: int, limit: int,
                           models: Sequence[str] | None = None) -> list[Task]: ...
     async def renew_lease(self, task_id: str, attempt: int, lease_until_ms: int,

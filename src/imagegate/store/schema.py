@@ -167,6 +167,14 @@ CREATE INDEX tasks_prunable ON tasks (complete_ms) WHERE results_deleted = 1;
     (9, """
 ALTER TABLE tasks ADD COLUMN cancel_requested_ms BIGINT;
 """),
+    # The list of a key's own tasks (GET /api/v1/tasks), newest first with a cursor: one key's
+    # tasks walked backwards in (created_ms, id) order from the cursor, stopping at the page's
+    # size. Every submit writes it. IF NOT EXISTS: on a large PostgreSQL database an operator
+    # may build it beforehand with CREATE INDEX CONCURRENTLY (docs/fleet.md), which a migration,
+    # run in a transaction, cannot.
+    (10, """
+CREATE INDEX IF NOT EXISTS tasks_key_created ON tasks (key_id, created_ms, id);
+"""),
 )
 
 _SQLITE_LEDGER_ID = "CREATE TABLE ledger (\n    id                    INTEGER PRIMARY KEY,"

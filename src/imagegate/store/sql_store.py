@@ -35,6 +35,7 @@ from imagegate.store.base import (
 )
 from imagegate.store.batching import Batcher
 from imagegate.store.sql import Tx
+from imagegate.task_list import TaskQuery
 from imagegate.tasks import RouteAttempt, Task
 
 T = TypeVar("T")
@@ -158,6 +159,9 @@ class SqlStore:
         if len(task_ids) == 1:  # the common case when idle: by primary key, no list
             return [await self._read(lambda t: tx.get_task(t, task_ids[0]))]
         return await self._read(lambda t: tx.get_tasks(t, task_ids))
+
+    async def list_tasks(self, query: TaskQuery) -> list[Task]:
+        return await self._read(lambda t: tx.list_tasks(t, query))
 
     async def claim_tasks(self, worker_id: str, now_ms: int, lease_ms: int, limit: int,
                           models: Sequence[str] | None = None) -> list[Task]:

@@ -155,6 +155,9 @@ def _pyformat(sql: str) -> str:
 
 # The claims take named parameters (the same names in every dialect): lease_until, worker,
 # now, models (every model when NULL; a JSON array in SQLite, a text[] in PostgreSQL), limit.
+# So does the list of a key's tasks: key, before_ms and before_id (the exclusive upper bound
+# of (created_ms, id): the cursor or createdBefore), after_ms (createdAfter, inclusive), states
+# (a list of internal states), model (any when NULL), limit.
 # The lock_ statements read the rows a batch of submits changes, locked until the end of the
 # transaction (in SQLite the write transaction is the lock); they, tasks_by_ids and the prune_
 # statements take a list of ids (``Tx.array``).
@@ -166,6 +169,15 @@ _SQLITE_OWN: dict[str, str] = {
                  "WHERE id IN (SELECT value FROM json_each(?))",
     "tasks_by_ids": "SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?))",
     "lock_migrations": "SELECT 1 AS locked",  # the write transaction is the lock
+    # A key's tasks newest first: tasks_key_created walked backwards from the bound (a row
+    # value, which SQLite takes as the range of the index), filters checked on each row, up
+    # to the limit.
+    "tasks_of_key": "SELECT * FROM tasks WHERE key_id = :key "
+                    "AND (created_ms, id) < (:before_ms, :before_id) "
+                    "AND created_ms >= :after_ms "
+                    "AND state IN (SELECT value FROM json_each(:states)) "
+                    "AND (:model IS NULL OR model = :model) "
+                    "ORDER BY created_ms DESC, id DESC LIMIT :limit",
     "has_versions": "SELECT COUNT(*) AS n FROM sqlite_master "
                     "WHERE type = 'table' AND name = 'schema_migrations'",
     # Oldest first among the ready ones, through the partial index of queued tasks; the UPDATE
@@ -202,6 +214,15 @@ _POSTGRES_OWN: dict[str, str] = {
     "lock_keys": "SELECT id, unfinished_tasks, rate_tokens, rate_updated_ms FROM api_keys "
                  "WHERE id = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE",
     "tasks_by_ids": "SELECT * FROM tasks WHERE id = ANY(%s::text[])",
+    # A key's tasks newest first: an index scan of tasks_key_created backwards, from the row
+    # comparison (an index condition) down, filters checked on each row, up to the limit. The
+    # casts give a prepared statement's generic plan the column types, so it keeps the index.
+    "tasks_of_key": "SELECT * FROM tasks WHERE key_id = %(key)s "
+                    "AND (created_ms, id) < (%(before_ms)s::bigint, %(before_id)s::text) "
+                    "AND created_ms >= %(after_ms)s::bigint "
+                    "AND state = ANY(%(states)s::text[]) "
+                    "AND (%(model)s::text IS NULL OR model = %(model)s::text) "
+                    "ORDER BY created_ms DESC, id DESC LIMIT %(limit)s",
     # Processes starting together migrate one at a time (released at commit).
     "lock_migrations": "SELECT pg_advisory_xact_lock(7361094528) AS locked",
     "has_versions": "SELECT COUNT(*) AS n FROM information_schema.tables "

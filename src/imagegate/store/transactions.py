@@ -31,6 +31,7 @@ from imagegate.store.base import (
     WebhookSecret,
 )
 from imagegate.store.sql import Row, Tx
+from imagegate.task_list import TaskQuery
 from imagegate.tasks import RouteAttempt, Task, TaskState
 
 PROBE_BYTES = 16 * 1024  # more than a page: a probe needs room to grow, as a submit does
@@ -266,6 +267,16 @@ def get_tasks(tx: Tx, task_ids: Sequence[str]) -> list[Task | None]:
     """The tasks of ``task_ids``, in their order (None for an id no task has)."""
     found = {r["id"]: r for r in tx.run("tasks_by_ids", (tx.array(sorted(set(task_ids))),)).all()}
     return [rows.task(found[i]) if i in found else None for i in task_ids]
+
+
+def list_tasks(tx: Tx, query: TaskQuery) -> list[Task]:
+    """The key's tasks that ``query`` selects, newest first (``Store.list_tasks``)."""
+    before_ms, before_id = query.upper_bound
+    found = tx.run("tasks_of_key", {
+        "key": query.key_id, "before_ms": before_ms, "before_id": before_id,
+        "after_ms": query.created_after_ms, "states": tx.array([s.value for s in query.states]),
+        "model": query.model, "limit": query.limit}).all()
+    return [rows.task(r) for r in found]
 
 
 def claim_tasks(tx: Tx, worker_id: str, now_ms: int, lease_ms: int, limit: int,
