@@ -25,6 +25,7 @@ import httpx
 
 from imagegate.app.access import Access
 from imagegate.app.files import Files
+from imagegate.app.models import Models
 from imagegate.app.tasks import Tasks
 from imagegate.app.webhooks import Webhooks
 from imagegate.availability import RouteMonitor, ask
@@ -307,6 +308,7 @@ class Api:
     files: Files
     webhooks: Webhooks
     scrape: Scrape
+    models: Models
     runtime: Runtime | None = None
     migrate: bool = True  # apply every migration (serve); else only on an empty database
     draining: bool = False
@@ -359,8 +361,10 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
                         default_overlap_s=settings.callbacks_rotation_overlap_seconds)
     files = Files(seams.store, seams.blobs, seams.clock,
                   redirect=settings.results_delivery == "redirect")
-    return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), runtime,
-               migrate)
+    models = Models(seams.routing, [name for name, cfg in settings.routes.items()
+                                    if cfg.type == "sandbox"])
+    return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), models,
+               runtime, migrate)
 
 
 def serve_api(settings: Settings) -> Api:

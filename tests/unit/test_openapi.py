@@ -21,6 +21,7 @@ from imagegate.contract import (
     parse_submit,
 )
 from imagegate.errors import FailCode, InvalidRequest
+from imagegate.task_list import DEFAULT_LIMIT, MAX_LIMIT, MAX_MS
 
 BASE_URL = "https://imagegate.example"
 IMPLICIT = {"HEAD"}  # Starlette adds HEAD to every GET route
@@ -223,3 +224,34 @@ def test_cancel_is_documented_with_its_answers_and_409(doc: dict[str, Any]) -> N
                                             "refunded": True}})
     assert FailCode.CANCELED in doc["components"]["schemas"]["Task"]["properties"][
         "failCode"]["examples"]
+
+
+def test_the_list_and_models_examples_match_their_schemas(doc: dict[str, Any]) -> None:
+    for path, schema in (("/api/v1/tasks", "TaskListResponse"),
+                         ("/api/v1/models", "ModelsResponse")):
+        ok = doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+        assert ok["schema"] == {"$ref": f"#/components/schemas/{schema}"}
+        for example in ok["examples"].values():
+            schema_validator(doc, schema).validate(example["value"])
+
+
+def test_the_list_parameters_are_the_parsers_limits(doc: dict[str, Any]) -> None:
+    op = doc["paths"]["/api/v1/tasks"]["get"]
+    params = {p["name"]: p for p in op["parameters"]}
+    assert set(params) == {"limit", "cursor", "state", "model", "createdAfter", "createdBefore"}
+    assert not any(p["required"] for p in params.values())
+    limit = params["limit"]["schema"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (
+        1, MAX_LIMIT, DEFAULT_LIMIT)
+    assert params["state"]["schema"]["items"]["enum"] == ["processing", "success", "failed"]
+    assert (params["state"]["style"], params["state"]["explode"]) == ("form", False)
+    assert params["createdAfter"]["schema"]["maximum"] == MAX_MS
+    assert "400" in op["responses"]
+
+
+def test_a_list_item_is_the_task_with_its_source(doc: dict[str, Any]) -> None:
+    item = {"taskId": "t", "state": "success", "createTime": 1, "resultJson": "{}",
+            "source": "app"}
+    schema_validator(doc, "TaskListItem").validate(item)
+    assert not schema_validator(doc, "TaskListItem").is_valid({**item, "source": 5})
+    assert not schema_validator(doc, "TaskListItem").is_valid({"taskId": "t"})

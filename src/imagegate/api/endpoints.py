@@ -15,6 +15,7 @@ from imagegate.bootstrap import Api
 from imagegate.errors import InvalidRequest, NotReady, PayloadTooLarge, UnsupportedMedia
 from imagegate.metrics import CONTENT_TYPE
 from imagegate.money import micros_to_usd
+from imagegate.task_list import parse_task_query
 from imagegate.tasks import envelope
 
 # Far more than any body of this API needs; past it a body is refused the same way on every
@@ -83,6 +84,22 @@ async def current_balance(request: Request) -> Response:
     api = api_of(request)
     key = await api.access.authenticate(request.headers.get("authorization"))
     return ok(micros_to_usd(await api.tasks.balance_micros(key)))
+
+
+async def list_tasks(request: Request) -> Response:
+    """The key's own tasks, newest first, a page at a time (docs/contract.md §5)."""
+    api = api_of(request)
+    key = await api.access.authenticate(request.headers.get("authorization"))
+    params = request.query_params
+    query = parse_task_query(key.id, {name: params.getlist(name) for name in params})
+    return ok(await api.tasks.page(query))
+
+
+async def list_models(request: Request) -> Response:
+    """The models the key may use, with their limits and prices (docs/contract.md §9)."""
+    api = api_of(request)
+    key = await api.access.authenticate(request.headers.get("authorization"))
+    return ok({"models": api.models.for_key(key)})
 
 
 async def result_file(request: Request) -> Response:

@@ -23,6 +23,7 @@ from imagegate.errors import FailCode
 
 __all__ = ["openapi_document"]
 
+from imagegate.api.openapi_listing import listing_paths, listing_schemas
 from imagegate.api.openapi_webhooks import webhook_paths
 
 Json = dict[str, Any]
@@ -138,6 +139,8 @@ def _tags() -> list[Json]:
     return [
         {"name": "tasks", "description": "Submit and read image-generation tasks."},
         {"name": "account", "description": "The API key's account."},
+        {"name": "models", "description": "The models the API key may use, with their limits "
+                                          "and prices."},
         {"name": "results", "description": "Result downloads (the URLs in resultJson)."},
         {"name": "webhooks", "description": "Callback delivery log, redelivery, test events "
                                             "and signing secrets."},
@@ -154,6 +157,7 @@ def _paths() -> Json:
         "/api/v1/statusTask/{model}": {"get": _status_operation()},
         "/api/v1/cancelTask/{model}": {"post": _cancel_operation()},
         "/api/v1/apikeys/current-balance": {"get": _balance_operation()},
+        **listing_paths(),
         "/files/{task_id}/{token}/{name}": {"get": _file_operation()},
         "/healthz": {"get": _healthz_operation()},
         "/readyz": {"get": _readyz_operation()},
@@ -484,6 +488,7 @@ def _schemas() -> Json:
         "Task": _task_schema(),
         "StatusResponse": _success(_ref("schemas", "Task"), "Status answer: data is the task."),
         "CancelResponse": _success(_cancel_data_schema(), "Cancel answer (extension)."),
+        **listing_schemas(),
         "BalanceResponse": _success(
             {"type": "number", "description": "USD available now, holds deducted (up to 6 "
                                               "decimal places).", "examples": [9.95]},

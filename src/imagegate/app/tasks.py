@@ -1,5 +1,6 @@
 """Tasks as a client sees them: submit (validate, price, store with the hold in one
-transaction, wake a worker), read one, cancel one, and the balance that pays for them.
+transaction, wake a worker), read one, list the key's own, cancel one, and the balance that
+pays for them.
 
 A finished task never changes, so its status answer is rendered once, to the bytes of its JSON
 body, and kept (the most recent ``FINISHED_CACHE`` of them): polling a finished task reads no
@@ -9,6 +10,7 @@ one."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from collections import OrderedDict
@@ -22,6 +24,7 @@ from imagegate.events import TaskEvents
 from imagegate.money import ChargeState, task_price
 from imagegate.routing import Routing
 from imagegate.store.base import ApiKey, CancelOutcome, RateRequest, Store
+from imagegate.task_list import TaskQuery, render_page
 from imagegate.tasks import Task, TaskState, envelope, new_task_id, render_status
 from imagegate.webhooks import CallbackPolicy
 
@@ -144,6 +147,13 @@ class Tasks:
         self._finished[task.id] = (task.account_id, task.model, answer, until)
         if len(self._finished) > FINISHED_CACHE:
             self._finished.popitem(last=False)
+
+    async def page(self, query: TaskQuery) -> dict[str, Any]:
+        """The ``data`` of a page of the list of ``query.key_id``'s tasks (``task_list.py``),
+        read from the store (a finished task's kept answer is not used: one read serves the
+        page). One task more than the page is read, to know whether another page follows."""
+        found = await self.store.list_tasks(dataclasses.replace(query, limit=query.limit + 1))
+        return render_page(found, query.limit, self.base_url)
 
     async def owned(self, key: ApiKey, task_id: str) -> Task:
         """The key's account's task; ``NotFound`` for any other."""
