@@ -161,6 +161,11 @@ def test_the_list_filters_by_state_model_and_creation_time() -> None:
             assert await ids(createdBefore=middle) == {ok, refused}
             assert await ids(createdAfter=start, createdBefore=middle + 1) == {ok, refused, pro}
             assert await ids(state="processing", model="nano-banana-2") == {waiting}
+            # A cancelled task reads as failed, in the list as in its status.
+            r = await c.post("/api/v1/cancelTask/nano-banana-2", params={"taskId": waiting})
+            assert r.json()["data"]["state"] == "canceled"
+            assert await ids(state="failed") == {refused, waiting}
+            assert await ids(state="processing") == {pro}
 
     return None
 
