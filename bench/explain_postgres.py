@@ -123,9 +123,17 @@ def numbered(sql: str, params: Any) -> tuple[str, list[Any]]:
     return re.sub(r"%s", lambda _: f"${next(counter)}", sql), list(params)
 
 
+# What the prune transaction runs before a statement, in the same (rolled back) transaction:
+# EXPLAIN ANALYZE executes the delete, which the rows' foreign keys refuse until their children
+# are gone.
+RUN_BEFORE = {"prune_deliveries": ("prune_delivery_attempts",)}
+
+
 def explain(conn: psycopg.Connection[Any], name: str, params: Any, generic: bool) -> str:
     sql = POSTGRES.statement(name)
     with conn.transaction(force_rollback=True):
+        for before in RUN_BEFORE.get(name, ()):
+            conn.execute(POSTGRES.statement(before).encode(), params)
         if generic:
             conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             prepared, values = numbered(sql, params)
