@@ -361,6 +361,7 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
                         default_overlap_s=settings.callbacks_rotation_overlap_seconds)
     files = Files(seams.store, seams.blobs, seams.clock,
                   redirect=settings.results_delivery == "redirect")
+    seams.metrics.watch_waiters(seams.events)
     return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), runtime,
                migrate)
 
