@@ -4,6 +4,8 @@ the wait runs out; a client that goes away leaves no waiter behind; bad values a
 
 Each waiting request runs beside the harness's worker in one event loop: the test lets the
 request subscribe (``events.watching``), then works the task, so the order is always the same.
+A request asks to wait 60 s and is given ``WOKEN_S`` to answer: one that answers in time was
+woken by its task's end, not by its own wait running out (which would read the end too).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from imagegate.api.app import create_app
 SUBMIT = "/api/v1/generateTask/nano-banana-2"
 STATUS = "/api/v1/statusTask/nano-banana-2"
 T = TypeVar("T")
+WOKEN_S = 30.0
 
 
 def t2i(prompt: str = "a fox") -> dict[str, Any]:
@@ -35,7 +38,16 @@ async def subscribed(h: Harness, request: Awaitable[T], waiters: int = 1) -> asy
             break
         await asyncio.sleep(0)
     assert h.api.seams.events.watching == waiters, "the request never started waiting"
+    # A waiter subscribes before its first read: let that read end too (nothing else runs in
+    # this loop, so the request is then parked on its subscription).
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert not started.done()
     return started
+
+
+async def woken(waiting: Awaitable[T]) -> T:
+    return await asyncio.wait_for(waiting, WOKEN_S)
 
 
 def test_a_status_read_with_wait_answers_when_the_worker_finishes_the_task() -> None:
@@ -47,7 +59,7 @@ def test_a_status_read_with_wait_answers_when_the_worker_finishes_the_task() -> 
             waiting = await subscribed(h, c.get(STATUS, params={"taskId": task_id,
                                                                 "wait": "60"}))
             assert await h.work() == 1
-            r = await waiting
+            r = await woken(waiting)
         assert r.status_code == 200, r.text
         assert r.json()["data"]["state"] == "success"
         assert r.json() == {"code": 200, "message": "success",
@@ -65,7 +77,7 @@ def test_a_status_read_with_wait_answers_a_failed_task_too() -> None:
             waiting = await subscribed(h, c.get(STATUS, params={"taskId": task_id,
                                                                 "wait": "60"}))
             await h.work()
-            data = (await waiting).json()["data"]
+            data = (await woken(waiting)).json()["data"]
         assert (data["state"], data["failCode"]) == ("failed", "SensitiveContent")
 
 
@@ -100,7 +112,7 @@ def test_a_submit_preferring_to_wait_answers_the_finished_task() -> None:
             waiting = await subscribed(h, c.post(SUBMIT, json=t2i(),
                                                  headers={"prefer": "wait=30"}))
             await h.work()
-            r = await waiting
+            r = await woken(waiting)
         assert r.status_code == 200, r.text
         assert r.headers["preference-applied"] == "wait=30"
         data = r.json()["data"]
@@ -202,7 +214,7 @@ def test_many_clients_waiting_on_one_task_all_get_its_end() -> None:
                 c.get(STATUS, params={"taskId": task_id, "wait": "60"}) for _ in range(20))),
                 waiters=20)
             await h.work()
-            answers = await waiting
+            answers = await woken(waiting)
         assert {r.json()["data"]["state"] for r in answers} == {"success"}
         assert h.api.seams.events.watching == 0
 
@@ -215,3 +227,17 @@ def test_an_unknown_task_is_a_404_at_once_with_wait() -> None:
             r = await c.get(STATUS, params={"taskId": "0" * 32, "wait": "60"})
         assert r.status_code == 404
         assert h.api.seams.events.watching == 0
+
+
+def test_a_waiter_wakes_when_the_sweeper_fails_a_task_no_worker_took() -> None:
+    @scenario(worker_task_deadline_seconds=60)
+    async def _(h: Harness) -> None:
+        new = await h.new_key()
+        task_id = await h.submit(new.key)
+        async with h.http(new.plain) as c:
+            waiting = await subscribed(h, c.get(STATUS, params={"taskId": task_id,
+                                                                "wait": "60"}))
+            h.clock.advance(61)
+            await h.sweep()
+            data = (await woken(waiting)).json()["data"]
+        assert (data["state"], data["failCode"]) == ("failed", "Timeout")
