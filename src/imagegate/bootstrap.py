@@ -56,6 +56,7 @@ __all__ = ["Api", "Runtime", "Seams", "build_api", "build_runtime", "check_route
 log = logging.getLogger("imagegate")
 
 Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+SHARED_FILE_RECHECK_S = 2.0
 
 
 # Seams ------------------------------------------------------------------------------------------
@@ -146,12 +147,16 @@ def open_blobs(settings: Settings,
 
 def open_events(settings: Settings) -> TaskEvents:
     """Events shared by every process of the database (PostgreSQL's LISTEN/NOTIFY), or of this
-    process alone (SQLite, memory: other processes find work by polling)."""
+    process alone (SQLite, memory: other processes find work by polling, and a client waiting
+    on a task reads it again every ``SHARED_FILE_RECHECK_S``, since processes on one host may
+    share a SQLite file and SQLite tells none of them about the others' changes)."""
     if settings.database.startswith(("postgresql:", "postgres:")):
         from imagegate.events_postgres import PostgresEvents
 
         return PostgresEvents.from_url(settings.database)
-    return TaskEvents()
+    if settings.database == "memory:":
+        return TaskEvents()
+    return TaskEvents(recheck_s=SHARED_FILE_RECHECK_S)
 
 
 def _dispatcher(seams: Seams) -> Dispatcher:
@@ -363,6 +368,7 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
                   redirect=settings.results_delivery == "redirect")
     models = Models(seams.routing, [name for name, cfg in settings.routes.items()
                                     if cfg.type == "sandbox"])
+    seams.metrics.watch_waiters(seams.events)
     return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), models,
                runtime, migrate)
 

@@ -1,6 +1,9 @@
 """In-process task events: wake idle workers when work arrives, and let waiters observe a task
 reach a terminal state without polling the database in a tight loop.
 
+A waiter subscribes (``watch``) *before* it reads the task, then waits on its subscription: a
+change that lands between the read and the wait has already set it, so none is missed.
+
 This is the single-process implementation; a fleet on PostgreSQL uses ``PostgresEvents``
 (``events_postgres.py``), the database's own notification channel behind the same methods, and
 workers keep a slow poll as a fallback.
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class Signal:
@@ -34,14 +39,50 @@ class Signal:
         self._event.clear()
 
 
-class TaskEvents:
-    """Wake-ups within one process. ``start`` and ``close`` do nothing here; they are there so
-    a process starts and closes whichever events it was given the same way."""
+class Watch:
+    """A subscription to one task's changes (``TaskEvents.watch``)."""
+
+    __slots__ = ("_changed",)
 
     def __init__(self) -> None:
+        self._changed = asyncio.Event()
+
+    def set(self) -> None:
+        self._changed.set()
+
+    async def wait(self, within_s: float) -> bool:
+        """True when the task changed since the watch began or the last ``wait`` that returned
+        True; False after ``within_s`` seconds without a change."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), within_s)
+        except TimeoutError:
+            return False
+        self._changed.clear()
+        return True
+
+
+class TaskEvents:
+    """Wake-ups within one process. ``start`` and ``close`` do nothing here; they are there so
+    a process starts and closes whichever events it was given the same way.
+
+    ``recheck_s``: how often a waiter should read its task again in case another process
+    changed it without an event reaching this one (processes sharing one SQLite file); None
+    when every change arrives as an event (one process alone, or a database that notifies)."""
+
+    def __init__(self, *, recheck_s: float | None = None) -> None:
         self.work = Signal()  # a task may be ready to claim
         self.deliveries = Signal()  # a callback delivery was queued
-        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: defaultdict[str, set[Watch]] = defaultdict(set)
+        self._recheck_s = recheck_s
+
+    @property
+    def recheck_s(self) -> float | None:
+        return self._recheck_s
+
+    @property
+    def watching(self) -> int:
+        """How many subscriptions are open now (every waiting client holds one)."""
+        return sum(len(watches) for watches in self._waiters.values())
 
     async def start(self) -> None:
         """Begin receiving other processes' events (none here)."""
@@ -56,21 +97,25 @@ class TaskEvents:
         self.deliveries.set()
 
     def task_changed(self, task_id: str) -> None:
-        for event in self._waiters.pop(task_id, ()):
-            event.set()
+        for watch in self._waiters.get(task_id, ()):
+            watch.set()
+
+    @contextmanager
+    def watch(self, task_id: str) -> Iterator[Watch]:
+        """Subscribe to the task's changes for the ``with`` block (however it ends: a waiter
+        cancelled because its client went away leaves nothing behind)."""
+        watch = Watch()
+        self._waiters[task_id].add(watch)
+        try:
+            yield watch
+        finally:
+            watches = self._waiters.get(task_id)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._waiters[task_id]
 
     async def wait_for_change(self, task_id: str, within_s: float) -> bool:
         """True when the task changed within ``within_s`` seconds."""
-        event = asyncio.Event()
-        self._waiters[task_id].add(event)
-        try:
-            await asyncio.wait_for(event.wait(), within_s)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            waiters = self._waiters.get(task_id)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[task_id]
+        with self.watch(task_id) as watch:
+            return await watch.wait(within_s)

@@ -16,8 +16,9 @@ backend pid and skipped) into the local signals and waiters.
 Everything here is best effort, a shortcut and never the only path: a notification that cannot
 be sent is kept and sent after a reconnect, and when the listening connection drops it
 reconnects with exponential backoff, meanwhile workers and dispatchers keep finding their work
-through their slow poll. Once listening again it wakes every local signal and waiter, since a
-change may have been missed while it was down (a waiter that wakes reads the task again).
+through their slow poll and waiters read their task again every ``RECHECK_S``. Once listening
+again it wakes every local signal and waiter, since a change may have been missed while it was
+down (a waiter that wakes reads the task again).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ WORK, DELIVERIES, TASK = "imagegate_work", "imagegate_deliveries", "imagegate_ta
 CHANNELS = (WORK, DELIVERIES, TASK)
 HEALTH_CHECK_S = 30.0  # an idle listening connection is checked this often
 CLOSE_FLUSH_S = 1.0  # close() sends what is pending for at most this long
+RECHECK_S = 2.0  # while not listening, waiters read their task again this often
 NOTIFY = ("SELECT pg_notify(channel, payload) "
           "FROM unnest(%s::text[], %s::text[]) AS n(channel, payload)")
 
@@ -76,6 +78,10 @@ class PostgresEvents(TaskEvents):
     def listening(self) -> bool:
         """Whether other processes' notifications reach this one now."""
         return self._listening
+
+    @property
+    def recheck_s(self) -> float | None:
+        return None if self._listening else RECHECK_S
 
     async def start(self) -> None:
         self._loops = [asyncio.create_task(self._listen_forever(), name="events-listen"),

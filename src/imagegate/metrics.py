@@ -20,12 +20,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from imagegate.clock import Clock
 from imagegate.errors import RequestError, StoreUnavailable
+from imagegate.events import TaskEvents
 from imagegate.health import Circuit, HealthBook
 from imagegate.store.base import FleetStats, Store
 
@@ -73,6 +74,9 @@ class Metrics:
         self.webhook_attempts = Counter(
             "imagegate_webhook_attempts", "Callback delivery attempts: delivered, failed (to "
             "be retried) or given_up (the last one failed).", ["outcome"], registry=r)
+        self.waiting = Gauge(
+            "imagegate_waiting_clients", "Clients of this process waiting for a task to end "
+            "(Prefer: wait, statusTask's wait).", registry=r)
         self.circuits = Circuits()
         r.register(self.circuits)
         self._accepted = self.submits.labels("accepted")  # the hot path: one increment
@@ -92,6 +96,10 @@ class Metrics:
 
     def webhook_attempted(self, outcome: str) -> None:
         self.webhook_attempts.labels(outcome).inc()
+
+    def watch_waiters(self, events: TaskEvents) -> None:
+        """Report the clients waiting on ``events`` at each scrape."""
+        self.waiting.set_function(lambda: events.watching)
 
 
 class Circuits(Collector):

@@ -29,6 +29,7 @@ from imagegate.blobs.memory import MemoryBlobStore
 from imagegate.bootstrap import Api, build_api, build_runtime, open_seams, prepare_database
 from imagegate.clock import FakeClock
 from imagegate.config import Settings
+from imagegate.events import TaskEvents
 from imagegate.money import usd_to_micros
 from imagegate.store.base import ApiKey
 from imagegate.store.memory import MemoryStore
@@ -60,8 +61,9 @@ class Harness:
         holder: list[Harness] = []
         transport = httpx.MockTransport(lambda request: holder[0]._receive(request))
         policy = CallbackPolicy(allow_http=True, resolver=_any_public_address)
+        # One process, one memory store: every change arrives as an event, none is re-read.
         seams = open_seams(config, store=store, blobs=blobs, clock=clock, transport=transport,
-                           callbacks=policy)
+                           callbacks=policy, events=TaskEvents())
         harness = cls(build_api(seams, build_runtime(seams)), clock, store, blobs)
         holder.append(harness)
         await prepare_database(store, upgrade=True)

@@ -10,6 +10,7 @@ from openapi_spec_validator import validate
 
 from imagegate.api.app import ROUTES
 from imagegate.api.openapi import openapi_document
+from imagegate.api.waiting import MAX_WAIT_S, MIN_WAIT_S
 from imagegate.contract import (
     MODES,
     OUTPUT_FORMATS,
@@ -255,3 +256,28 @@ def test_a_list_item_is_the_task_with_its_source(doc: dict[str, Any]) -> None:
     schema_validator(doc, "TaskListItem").validate(item)
     assert not schema_validator(doc, "TaskListItem").is_valid({**item, "source": 5})
     assert not schema_validator(doc, "TaskListItem").is_valid({"taskId": "t"})
+
+
+def test_status_documents_the_wait_parameter_with_its_range(doc: dict[str, Any]) -> None:
+    op = doc["paths"]["/api/v1/statusTask/{model}"]["get"]
+    assert {"$ref": "#/components/parameters/wait"} in op["parameters"]
+    wait = doc["components"]["parameters"]["wait"]
+    assert (wait["in"], wait["required"]) == ("query", False)
+    assert wait["schema"] == {"type": "integer", "minimum": MIN_WAIT_S, "maximum": MAX_WAIT_S}
+    assert "field wait" in op["responses"]["400"]["description"]
+
+
+def test_submit_documents_prefer_and_both_of_its_answers(doc: dict[str, Any]) -> None:
+    op = doc["paths"]["/api/v1/generateTask/{model}"]["post"]
+    assert {"$ref": "#/components/parameters/Prefer"} in op["parameters"]
+    assert doc["components"]["parameters"]["Prefer"]["in"] == "header"
+    assert "field Prefer" in op["responses"]["400"]["description"]
+    ok = op["responses"]["200"]
+    assert "Preference-Applied" in ok["headers"]
+    schema = {**ok["content"]["application/json"]["schema"], "components": doc["components"]}
+    validator = OAS31Validator(schema)
+    validator.validate({"code": 200, "message": "success", "data": {"taskId": "0" * 32}})
+    status = doc["paths"]["/api/v1/statusTask/{model}"]["get"]["responses"]["200"]
+    for example in status["content"]["application/json"]["examples"].values():
+        validator.validate(example["value"])
+    assert not validator.is_valid({"code": 200, "message": "success", "data": {}})

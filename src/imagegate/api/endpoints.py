@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -10,17 +11,24 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from imagegate.api.openapi import openapi_document
+from imagegate.api.waiting import prefer_wait, query_wait, unless_disconnected
 from imagegate.app.files import ResultRedirect
 from imagegate.bootstrap import Api
 from imagegate.errors import InvalidRequest, NotReady, PayloadTooLarge, UnsupportedMedia
 from imagegate.metrics import CONTENT_TYPE
 from imagegate.money import micros_to_usd
+from imagegate.store.base import ApiKey
 from imagegate.task_list import parse_task_query
 from imagegate.tasks import envelope
+
+log = logging.getLogger("imagegate.api")
 
 # Far more than any body of this API needs; past it a body is refused the same way on every
 # Python, whatever its recursion limit lets the JSON decoder reach.
 MAX_JSON_DEPTH = 64
+# The status of an answer to a client that went away while it waited: nobody reads it (the
+# convention of nginx's logs, "client closed request").
+CLIENT_GONE = 499
 
 
 def api_of(request: Request) -> Api:
@@ -42,23 +50,40 @@ def task_id_answer(task_id: str) -> Response:
 async def generate_task(request: Request) -> Response:
     api = api_of(request)
     try:
-        task_id = await _submit(api, request)
+        key, task_id, wait_s = await _submit(api, request)
     except Exception as exc:
         api.seams.metrics.submit_refused(exc)
         raise
     api.seams.metrics.submit_accepted()
-    return task_id_answer(task_id)
+    if wait_s is None:
+        return task_id_answer(task_id)
+    applied = {"preference-applied": f"wait={wait_s}"}
+    model_id = request.path_params["model"]
+    try:
+        waited = await unless_disconnected(
+            request, api.tasks.wait_status(key, model_id, task_id, wait_s))
+    except Exception:
+        # The task is stored: whatever happens while waiting, the client gets its id.
+        log.warning("waiting for task %s failed; answering its id", task_id, exc_info=True)
+        waited = None
+    if waited is None or not waited[0].finished:
+        answer = task_id_answer(task_id)
+        answer.headers.update(applied)
+        return answer
+    return Response(waited[0].body, media_type="application/json", headers=applied)
 
 
-async def _submit(api: Api, request: Request) -> str:
+async def _submit(api: Api, request: Request) -> tuple[ApiKey, str, int | None]:
+    """The key, the stored task's id, and the seconds the client prefers to wait for it."""
     if api.draining:
         raise NotReady("the service is shutting down; submit again in a moment")
     key = await api.access.authenticate(request.headers.get("authorization"))
     model_id = request.path_params["model"]
     api.access.check_model(key, model_id)
+    wait_s = prefer_wait(request)
     rate = await api.access.check_rate(key)
     body = await read_json(request, api.settings.limits_max_body_bytes)
-    return await api.tasks.submit(key, model_id, body, rate)
+    return key, await api.tasks.submit(key, model_id, body, rate), wait_s
 
 
 async def status_task(request: Request) -> Response:
@@ -67,7 +92,16 @@ async def status_task(request: Request) -> Response:
     task_id = request.query_params.get("taskId", "")
     if not task_id:
         raise InvalidRequest("taskId query parameter is required", field="taskId")
-    answer = await api.tasks.status(key, request.path_params["model"], task_id)
+    model_id = request.path_params["model"]
+    wait_s = query_wait(request)
+    if wait_s is None:
+        answer = await api.tasks.status(key, model_id, task_id)
+    else:
+        waited = await unless_disconnected(
+            request, api.tasks.wait_status(key, model_id, task_id, wait_s))
+        if waited is None:
+            return Response(status_code=CLIENT_GONE)
+        answer = waited[0]
     return Response(answer.body, media_type="application/json")
 
 

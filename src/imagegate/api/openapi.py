@@ -2,7 +2,7 @@
 
 Built as plain data by small functions and served at ``/openapi.json``. Enumerations and limits
 come from ``imagegate.contract`` and failCodes from ``imagegate.errors``, so the document cannot
-drift from the validation it describes (docs/contract.md §3 to §8 and §13).
+drift from the validation it describes (docs/contract.md §3 to §8, §13 and §15).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = ["openapi_document"]
 
 from imagegate.api.openapi_listing import listing_paths, listing_schemas
 from imagegate.api.openapi_webhooks import webhook_paths
+from imagegate.api.waiting import MAX_WAIT_S, MIN_WAIT_S
 
 Json = dict[str, Any]
 
@@ -90,8 +91,9 @@ def _intro_text() -> str:
         'status and `message` is `"success"` on success. A request error has the real non-2xx '
         'HTTP status and `data` `{"error": "...", "field": "..."}`. A task that failed is not '
         "a request error: its status read is HTTP 200 with `state` `failed`.\n\n"
-        "Poll 10-20 s after submitting, then every 10 s. Result URLs need no authentication "
-        "and answer 410 Gone once they expire."
+        "Poll 10-20 s after submitting, then every 10 s, or (extension) let the server "
+        "wait: `Prefer: wait=N` on a submit, `wait=N` on a status read. Result URLs need no "
+        "authentication and answer 410 Gone once they expire."
     )
 
 
@@ -173,9 +175,10 @@ def _generate_operation() -> Json:
         "summary": "Submit a task",
         "description": "Validates the body, reserves the price from the key's balance and stores "
                        "the task durably before answering. Any broken rule answers 400 and "
-                       "nothing is stored or charged.",
+                       "nothing is stored or charged. Extension: with `Prefer: wait=N` the "
+                       "answer waits up to N seconds for the task to finish.",
         "security": _BEARER,
-        "parameters": [_ref("parameters", "model")],
+        "parameters": [_ref("parameters", "model"), _ref("parameters", "Prefer")],
         "requestBody": {
             "required": True,
             "content": {"application/json": {
@@ -189,12 +192,15 @@ def _generate_operation() -> Json:
 
 def _generate_responses() -> Json:
     return {
-        "200": _ok("The task is stored; poll statusTask with data.taskId.", "SubmitResponse"),
+        "200": _submit_ok(),
         "400": _error(400, "The body breaks a submit rule (the error names the field), is not "
                            "valid UTF-8 JSON, or no configured route of the model can serve it: "
                            "google_search true when none can ground on Google Search (field "
                            "input.google_search), a provider none matches (field provider), or a "
-                           "callback_url that is not https or not public (field callback_url).",
+                           "callback_url that is not https or not public (field callback_url). "
+                           f"Also a Prefer header whose wait is not a whole number of seconds "
+                           f"from {MIN_WAIT_S} to {MAX_WAIT_S} (field Prefer); nothing is "
+                           "stored.",
                       examples=_submit_error_examples()),
         "401": _ref("responses", "Unauthorized"),
         "402": _error(402, "The key's balance cannot pay for the task; nothing is stored."),
@@ -206,6 +212,22 @@ def _generate_responses() -> Json:
         "429": _too_many_requests(),
         "500": _ref("responses", "InternalError"),
         "503": _ref("responses", "NotReady"),
+    }
+
+
+def _submit_ok() -> Json:
+    return {
+        "description": "The task is stored. Without `Prefer: wait`, or when the task has not "
+                       "finished within the wait: data.taskId alone (poll statusTask with "
+                       "it). Extension: with `Prefer: wait=N`, when the task finished within "
+                       "N seconds, the answer statusTask would give (data is the finished "
+                       "task, state success or failed). Preference-Applied is sent whenever "
+                       "the server waited.",
+        "headers": {"Preference-Applied": _ref("headers", "Preference-Applied")},
+        "content": {"application/json": {
+            "schema": {"anyOf": [_ref("schemas", "SubmitResponse"),
+                                 _ref("schemas", "StatusResponse")]},
+        }},
     }
 
 
@@ -223,12 +245,18 @@ def _status_operation() -> Json:
         "operationId": "statusTask",
         "tags": ["tasks"],
         "summary": "Read a task",
-        "description": "Cheap (no write, no lock); poll every 10 s. A failed task is HTTP 200.",
+        "description": "Cheap (no write, no lock); poll every 10 s. A failed task is HTTP 200. "
+                       "Extension: with wait=N the answer comes as soon as the task has "
+                       "finished (at once if it has), else after N seconds with the task as "
+                       "it is then.",
         "security": _BEARER,
-        "parameters": [_ref("parameters", "model"), _ref("parameters", "taskId")],
+        "parameters": [_ref("parameters", "model"), _ref("parameters", "taskId"),
+                       _ref("parameters", "wait")],
         "responses": {
             "200": _ok("The task.", "StatusResponse", examples=_status_examples()),
-            "400": _error(400, "The taskId query parameter is missing or empty."),
+            "400": _error(400, "The taskId query parameter is missing or empty (field "
+                               "taskId), or wait is not a whole number of seconds from "
+                               f"{MIN_WAIT_S} to {MAX_WAIT_S} (field wait)."),
             "401": _ref("responses", "Unauthorized"),
             "404": _error(404, "Unknown taskId, a task of another account, or a {model} that "
                                "does not match the task. Never reveals that a task of another "
@@ -449,6 +477,17 @@ def _parameters() -> Json:
                    "description": "The taskId returned by generateTask; missing: 400.",
                    "schema": {"type": "string", "minLength": 1},
                    "example": "0f8e4c1b2a3d4e5f60718293a4b5c6d7"},
+        "wait": {"name": "wait", "in": "query", "required": False,
+                 "description": "Extension: wait up to this many seconds for the task to "
+                                "finish before answering; anything else than a whole number "
+                                f"from {MIN_WAIT_S} to {MAX_WAIT_S}: 400.",
+                 "schema": {"type": "integer", "minimum": MIN_WAIT_S, "maximum": MAX_WAIT_S}},
+        "Prefer": {"name": "Prefer", "in": "header", "required": False,
+                   "description": "Extension (RFC 7240): `wait=N` answers with the finished "
+                                  "task when it ends within N seconds; N a whole number from "
+                                  f"{MIN_WAIT_S} to {MAX_WAIT_S}, else 400. Other preferences "
+                                  "are ignored.",
+                   "schema": {"type": "string"}},
     }
 
 
@@ -458,6 +497,10 @@ def _headers() -> Json:
                         "schema": {"type": "integer", "minimum": 1}},
         "Allow": {"description": "The methods this path accepts.",
                   "schema": {"type": "string"}},
+        "Preference-Applied": {
+            "description": "Extension (RFC 7240): `wait=N` when the server waited as the "
+                           "Prefer header asked.",
+            "schema": {"type": "string", "pattern": "^wait=[0-9]+$"}},
     }
 
 

@@ -6,10 +6,16 @@ A finished task never changes, so its status answer is rendered once, to the byt
 body, and kept (the most recent ``FINISHED_CACHE`` of them): polling a finished task reads no
 database and encodes nothing. Until its record retention ends: from then on the sweeper may
 delete the record, so the store is asked again, and a pruned task answers 404 like an unknown
-one."""
+one.
+
+A client may wait for a task to finish (``wait_status``): it subscribes to the task's events,
+reads the task, and reads it again only when an event says it changed (or, where events cannot
+reach this process, every ``events.recheck_s``): a waiting client costs no query while nothing
+happens to its task."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import secrets
@@ -39,6 +45,11 @@ class StatusAnswer:
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         self._body: bytes | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the task has ended (succeeded or failed): its answer never changes again."""
+        return bool(self.data["state"] != "processing")
 
     @property
     def body(self) -> bytes:
@@ -126,6 +137,25 @@ class Tasks:
                 raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
         raise Conflict(f"task {quoted(task_id)} has already ended ({task.state.value}); only "
                        "a queued or running task can be cancelled")
+
+    async def wait_status(self, key: ApiKey, model_id: str, task_id: str,
+                          within_s: float) -> StatusAnswer:
+        """The status answer as soon as the task has finished (at once when it already has),
+        else its answer after ``within_s`` seconds; ``NotFound`` as ``status``. The task is read
+        once, then again only when its events say it changed, every ``events.recheck_s`` where
+        they may not, and once at the end. Cancelled, it leaves no subscription behind."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        with self.events.watch(task_id) as watch:  # before the read: no change slips between
+            answer = await self.status(key, model_id, task_id)
+            while not answer.finished:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                recheck = self.events.recheck_s
+                await watch.wait(left if recheck is None else min(left, recheck))
+                answer = await self.status(key, model_id, task_id)
+        return answer
 
     def _cached(self, task_id: str) -> tuple[str, str, StatusAnswer] | None:
         """A finished task's answer kept in memory, unless its record retention has ended (the
