@@ -15,7 +15,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
-from harness import Harness, scenario
+from harness import Harness, scenario, t2i
 
 from imagegate.api.app import create_app
 
@@ -24,10 +24,6 @@ STATUS = "/api/v1/statusTask/nano-banana-2"
 T = TypeVar("T")
 WOKEN_S = 30.0
 
-
-def t2i(prompt: str = "a fox") -> dict[str, Any]:
-    return {"input": {"mode": "text-to-image", "prompt": prompt, "aspect_ratio": "1:1",
-                      "resolution": "1k"}}
 
 
 async def subscribed(h: Harness, request: Awaitable[T], waiters: int = 1) -> asyncio.Future[T]:
@@ -65,6 +61,22 @@ def test_a_status_read_with_wait_answers_when_the_worker_finishes_the_task() -> 
         assert r.json() == {"code": 200, "message": "success",
                             "data": await h.status(new.key, task_id)}
         assert "preference-applied" not in r.headers
+        assert h.api.seams.events.watching == 0
+
+
+def test_a_cancel_wakes_the_clients_waiting_on_the_task() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        new = await h.new_key()
+        task_id = await h.submit(new.key)
+        async with h.http(new.plain) as c:
+            waiting = await subscribed(h, c.get(STATUS, params={"taskId": task_id,
+                                                                "wait": "60"}))
+            cancel = await c.post("/api/v1/cancelTask/nano-banana-2",
+                                  params={"taskId": task_id})
+            assert cancel.json()["data"]["state"] == "canceled", cancel.text
+            data = (await woken(waiting)).json()["data"]
+        assert (data["state"], data["failCode"]) == ("failed", "Canceled")
         assert h.api.seams.events.watching == 0
 
 
