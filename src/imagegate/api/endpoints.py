@@ -86,12 +86,18 @@ async def _submit(api: Api, request: Request) -> tuple[ApiKey, str, int | None]:
     return key, await api.tasks.submit(key, model_id, body, rate), wait_s
 
 
-async def status_task(request: Request) -> Response:
-    api = api_of(request)
+async def _key_and_task_id(api: Api, request: Request) -> tuple[ApiKey, str]:
+    """The caller's key and the ``taskId`` query parameter (400 when absent)."""
     key = await api.access.authenticate(request.headers.get("authorization"))
     task_id = request.query_params.get("taskId", "")
     if not task_id:
         raise InvalidRequest("taskId query parameter is required", field="taskId")
+    return key, task_id
+
+
+async def status_task(request: Request) -> Response:
+    api = api_of(request)
+    key, task_id = await _key_and_task_id(api, request)
     model_id = request.path_params["model"]
     wait_s = query_wait(request)
     if wait_s is None:
@@ -107,10 +113,7 @@ async def status_task(request: Request) -> Response:
 
 async def cancel_task(request: Request) -> Response:
     api = api_of(request)
-    key = await api.access.authenticate(request.headers.get("authorization"))
-    task_id = request.query_params.get("taskId", "")
-    if not task_id:
-        raise InvalidRequest("taskId query parameter is required", field="taskId")
+    key, task_id = await _key_and_task_id(api, request)
     return ok(await api.tasks.cancel(key, request.path_params["model"], task_id))
 
 
