@@ -17,6 +17,7 @@ from imagegate.completion import Completion
 from imagegate.config import Settings
 from imagegate.errors import FailCode, TaskError
 from imagegate.events import TaskEvents
+from imagegate.idempotency import IDEMPOTENCY_TTL_MS
 from imagegate.logs import task_fields
 from imagegate.store.base import Store
 
@@ -35,6 +36,7 @@ class Swept(NamedTuple):
     leases: int  # running tasks whose lease had expired, requeued or failed
     results: int  # tasks whose result files were deleted
     records: int  # task records deleted
+    idempotency_keys: int = 0  # idempotency keys past their 24 hours deleted
 
 
 class Sweeper:
@@ -63,7 +65,8 @@ class Sweeper:
         leases = await self.recover_leases()
         await self.fail_overdue()
         results = await self.delete_expired_results()
-        return Swept(leases, results, await self.prune_records())
+        records = await self.prune_records()
+        return Swept(leases, results, records, await self.prune_idempotency_keys())
 
     async def fail_overdue(self) -> int:
         """Fail and refund queued tasks past their deadline: no worker took them in time (none
@@ -110,6 +113,18 @@ class Sweeper:
             await self.blobs.delete_prefix(task_prefix(task.id))
             await self.store.mark_results_deleted(task.id)
         return len(expired)
+
+    async def prune_idempotency_keys(self) -> int:
+        """Delete idempotency keys older than their 24 hours (already treated as unused), in
+        small batches; how many."""
+        before = self.clock.now_ms() - IDEMPOTENCY_TTL_MS
+        pruned = 0
+        for _ in range(PRUNE_BATCHES):
+            batch = await self.store.prune_idempotency_keys(before, PRUNE_BATCH)
+            pruned += batch
+            if batch < PRUNE_BATCH:
+                break
+        return pruned
 
     async def prune_records(self) -> int:
         """Delete the records of tasks that finished more than ``record_retention_days`` ago,

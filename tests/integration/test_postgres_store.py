@@ -22,6 +22,7 @@ from postgres_db import ADMIN_URL, fresh_database
 
 from imagegate.contract import SubmitInput
 from imagegate.errors import ConfigError, StoreUnavailable
+from imagegate.idempotency import Idempotency
 from imagegate.money import ChargeState
 from imagegate.store.base import ApiKey
 from imagegate.store.postgres import POSTGRES, PostgresStore
@@ -138,7 +139,7 @@ SUBMITS_PER_PROCESS = 60
 
 def submit_all(url: str, max_unfinished: int, start: Any) -> list[str | None]:
     """In a process of its own: SUBMITS_PER_PROCESS concurrent submits of one key; for each,
-    None when stored or the name of the error that refused it."""
+    None when stored (answered with a task id) or the name of the error that refused it."""
 
     async def scenario() -> list[str | None]:
         store = PostgresStore(url, pool_size=4)
@@ -148,7 +149,8 @@ def submit_all(url: str, max_unfinished: int, start: Any) -> list[str | None]:
             outcomes = await asyncio.gather(
                 *(store.insert_task(make_task(NOW + i), max_unfinished)
                   for i in range(SUBMITS_PER_PROCESS)), return_exceptions=True)
-            return [None if o is None else type(o).__name__ for o in outcomes]
+            return [type(o).__name__ if isinstance(o, BaseException) else None
+                    for o in outcomes]
         finally:
             await store.close()
 
@@ -184,6 +186,31 @@ def test_submits_in_several_processes_hold_the_balance_and_the_limit_exactly(
 
 
 # Migrations -------------------------------------------------------------------------------------
+
+
+def test_identical_submits_in_concurrent_transactions_store_exactly_one_task(
+        store: PostgresStore, url: str) -> None:
+    """Several stores (each its own pool, so its own transactions) submit the same request
+    under one idempotency key at once: the loser of the race replays, never fails."""
+    idem = Idempotency("order-1", "c" * 64)
+
+    async def scenario() -> list[str | BaseException]:
+        await open_account(store, 1_000_000)
+        others = [PostgresStore(url, pool_size=2) for _ in range(3)]
+        try:
+            return await asyncio.gather(
+                *(s.insert_task(make_task(NOW + i), 100, None, idem)
+                  for s in (store, *others) for i in range(4)), return_exceptions=True)
+        finally:
+            for other in others:
+                await other.close()
+
+    answers = run(scenario())
+    assert all(isinstance(a, str) for a in answers), answers
+    assert len(set(answers)) == 1
+    assert sql(url, "SELECT id FROM tasks") == [(answers[0],)]
+    assert sql(url, "SELECT task_id FROM idempotency_keys") == [(answers[0],)]
+    assert sql(url, "SELECT balance_micros FROM accounts") == [(1_000_000 - 1_000,)]
 
 
 def test_migrations_apply_on_an_empty_database(url: str) -> None:

@@ -21,7 +21,8 @@ import pytest
 from postgres_db import fresh_database
 
 from imagegate.contract import SubmitInput
-from imagegate.errors import PaymentRequired, TooManyRequests, Unauthorized
+from imagegate.errors import Conflict, PaymentRequired, TooManyRequests, Unauthorized
+from imagegate.idempotency import IDEMPOTENCY_TTL_MS, Idempotency
 from imagegate.money import MAX_BALANCE_MICROS, ChargeState, LedgerKind
 from imagegate.store.base import (
     ApiKey,
@@ -155,9 +156,16 @@ async def assert_ledger_explains_balance(store: Store, account_id: str = ACCOUNT
         assert entry.account_id == account_id
 
 
+def refusals(tasks: list[Task], answers: list[str | BaseException]) -> list[object]:
+    """Each submit's error, None for one stored (answered with its own task's id)."""
+    for task, answer in zip(tasks, answers, strict=True):
+        assert isinstance(answer, BaseException) or answer == task.id
+    return [a if isinstance(a, BaseException) else None for a in answers]
+
+
 async def submitted(store: Store, *tasks: Task, max_unfinished: int = 100) -> None:
     for task in tasks:
-        await store.insert_task(task, max_unfinished)
+        assert await store.insert_task(task, max_unfinished) == task.id
 
 
 async def claim_one(store: Store, now_ms: int = NOW, lease_ms: int = LEASE_MS) -> Task:
@@ -484,8 +492,8 @@ def test_concurrent_submits_never_overdraw_the_balance(store: Store) -> None:
     async def scenario() -> None:
         await open_account(store, 17 * PRICE)
         tasks = [make_task(created_ms=NOW + i) for i in range(50)]
-        outcomes = await asyncio.gather(*(store.insert_task(t, 1000) for t in tasks),
-                                        return_exceptions=True)
+        outcomes = refusals(tasks, await asyncio.gather(
+            *(store.insert_task(t, 1000) for t in tasks), return_exceptions=True))
         refused = [o for o in outcomes if o is not None]
         assert all(isinstance(o, PaymentRequired) for o in refused), refused
         assert len(refused) == 33
@@ -507,8 +515,8 @@ def test_concurrent_submits_never_exceed_the_unfinished_task_limit(store: Store)
     async def scenario() -> None:
         await open_account(store, LOTS)
         tasks = [make_task() for _ in range(20)]
-        outcomes = await asyncio.gather(*(store.insert_task(t, 5) for t in tasks),
-                                        return_exceptions=True)
+        outcomes = refusals(tasks, await asyncio.gather(
+            *(store.insert_task(t, 5) for t in tasks), return_exceptions=True))
         refused = [o for o in outcomes if o is not None]
         assert all(isinstance(o, TooManyRequests) for o in refused), refused
         assert len(refused) == 15
@@ -524,8 +532,8 @@ def test_concurrent_submits_of_several_accounts_are_held_each_to_its_own(store: 
         await open_account(store, 10 * PRICE, "acct_2", keys=("key_b",))
         tasks = [make_task(key_id=KEY if i % 2 else "key_b",
                            account_id=ACCOUNT if i % 2 else "acct_2") for i in range(16)]
-        outcomes = await asyncio.gather(*(store.insert_task(t, 1000) for t in tasks),
-                                        return_exceptions=True)
+        outcomes = refusals(tasks, await asyncio.gather(
+            *(store.insert_task(t, 1000) for t in tasks), return_exceptions=True))
         by_account: dict[str, list[object]] = {}
         for task, outcome in zip(tasks, outcomes, strict=True):
             by_account.setdefault(task.account_id, []).append(outcome)
@@ -546,9 +554,9 @@ def test_concurrent_submits_of_several_accounts_are_held_each_to_its_own(store: 
 def test_a_submit_for_a_key_that_does_not_exist_is_unauthorized(store: Store) -> None:
     async def scenario() -> None:
         await open_account(store, LOTS)
-        outcomes = await asyncio.gather(store.insert_task(make_task(key_id="gone"), 10),
-                                        store.insert_task(make_task(), 10),
-                                        return_exceptions=True)
+        tasks = [make_task(key_id="gone"), make_task()]
+        outcomes = refusals(tasks, await asyncio.gather(
+            *(store.insert_task(t, 10) for t in tasks), return_exceptions=True))
         assert isinstance(outcomes[0], Unauthorized) and outcomes[1] is None
         assert await balance(store) == LOTS - PRICE
 
@@ -1430,5 +1438,125 @@ def test_cancels_racing_claims_each_task_goes_exactly_one_way(store: Store) -> N
         assert await balance(store) == LOTS - PRICE * len(claimed)
         assert len(refunds(await store.ledger(ACCOUNT))) == len(tasks) - len(claimed)
         await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+# Idempotency keys -------------------------------------------------------------------------------
+
+IDEM = Idempotency("order-17", "a" * 64)
+OTHER_BODY = Idempotency("order-17", "b" * 64)
+
+
+async def holds(store: Store, account_id: str = ACCOUNT) -> list[str | None]:
+    return [e.task_id for e in await store.ledger(account_id) if e.kind == LedgerKind.HOLD]
+
+
+def test_a_repeated_idempotent_submit_answers_the_first_task_and_is_charged_once(
+        store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        first, again = make_task(), make_task(created_ms=NOW + 1_000)
+        rate = RateRequest(0.001, 1, NOW)  # one token: a second one taken would be refused
+        assert await store.insert_task(first, 1, rate, IDEM) == first.id
+        # Past the unfinished limit (1) and the bucket: a replay takes neither.
+        assert await store.insert_task(again, 1, rate, IDEM) == first.id
+        assert await store.get_task(again.id) is None
+        assert await balance(store) == LOTS - PRICE
+        assert await holds(store) == [first.id]
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_an_idempotency_key_reused_for_another_request_is_a_conflict(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        first, other = make_task(), make_task(created_ms=NOW + 1)
+        await store.insert_task(first, 10, None, IDEM)
+        with pytest.raises(Conflict) as refused:
+            await store.insert_task(other, 10, None, OTHER_BODY)
+        assert refused.value.field == "Idempotency-Key"
+        assert await store.get_task(other.id) is None
+        assert await balance(store) == LOTS - PRICE
+
+    run(scenario())
+
+
+def test_the_same_idempotency_key_twice_in_one_batch_stores_one_task(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        tasks = [make_task(created_ms=NOW + i) for i in range(4)]
+        idems = [IDEM, IDEM, OTHER_BODY, Idempotency("order-18", "a" * 64)]
+        answers = await asyncio.gather(
+            *(store.insert_task(t, 10, None, i) for t, i in zip(tasks, idems, strict=True)),
+            return_exceptions=True)
+        assert answers[:2] == [tasks[0].id, tasks[0].id]
+        assert isinstance(answers[2], Conflict)
+        assert answers[3] == tasks[3].id
+        stored = [await store.get_task(t.id) for t in tasks]
+        assert [s is not None for s in stored] == [True, False, False, True]
+        assert await holds(store) == [tasks[0].id, tasks[3].id]
+        await assert_ledger_explains_balance(store)
+
+    run(scenario())
+
+
+def test_an_idempotency_key_belongs_to_its_api_key(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        mine, theirs = make_task(), make_task(key_id="key_2")
+        assert await store.insert_task(mine, 10, None, IDEM) == mine.id
+        assert await store.insert_task(theirs, 10, None, IDEM) == theirs.id
+        assert await store.insert_task(make_task(key_id="key_2"), 10, None, IDEM) == theirs.id
+        assert await balance(store) == LOTS - 2 * PRICE
+
+    run(scenario())
+
+
+def test_an_idempotency_key_older_than_its_lifetime_is_unused(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        first = make_task()
+        await store.insert_task(first, 10, None, IDEM)
+        last_moment = make_task(created_ms=NOW + IDEMPOTENCY_TTL_MS)
+        assert await store.insert_task(last_moment, 10, None, IDEM) == first.id
+        later = make_task(created_ms=NOW + IDEMPOTENCY_TTL_MS + 1)
+        assert await store.insert_task(later, 10, None, OTHER_BODY) == later.id  # a new request
+        repeat = make_task(created_ms=NOW + IDEMPOTENCY_TTL_MS + 2)
+        assert await store.insert_task(repeat, 10, None, OTHER_BODY) == later.id
+        assert await holds(store) == [first.id, later.id]
+
+    run(scenario())
+
+
+def test_prune_idempotency_keys_deletes_the_old_ones_in_batches(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        tasks = [make_task(created_ms=NOW + i) for i in range(3)]
+        for i, task in enumerate(tasks):
+            await store.insert_task(task, 10, None, Idempotency(f"k{i}", "a" * 64))
+        assert await store.prune_idempotency_keys(NOW + 2, 1) == 1
+        assert await store.prune_idempotency_keys(NOW + 2, 10) == 1
+        assert await store.prune_idempotency_keys(NOW + 2, 10) == 0
+        # The pruned keys are unused now; the kept one still answers its task.
+        again = make_task(created_ms=NOW + 10)
+        assert await store.insert_task(again, 10, None, Idempotency("k0", "b" * 64)) == again.id
+        kept = make_task(created_ms=NOW + 11)
+        assert await store.insert_task(kept, 10, None, Idempotency("k2", "a" * 64)) == \
+            tasks[2].id
+
+    run(scenario())
+
+
+def test_concurrent_identical_submits_store_exactly_one_task(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        tasks = [make_task(created_ms=NOW + i) for i in range(12)]
+        answers = await asyncio.gather(*(store.insert_task(t, 100, None, IDEM) for t in tasks))
+        assert len(set(answers)) == 1
+        stored = [await store.get_task(t.id) for t in tasks]
+        assert [s.id for s in stored if s is not None] == answers[:1]
+        assert await balance(store) == LOTS - PRICE
 
     run(scenario())

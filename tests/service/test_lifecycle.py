@@ -14,6 +14,7 @@ from imagegate.app.files import ResultStream
 from imagegate.errors import Gone, NotFound, PaymentRequired, TooManyRequests
 from imagegate.money import ChargeState, LedgerKind
 from imagegate.signing import verify
+from imagegate.sweeper import Swept
 from imagegate.tasks import TaskState
 
 PRICE = 50_000
@@ -83,7 +84,7 @@ def test_a_dead_workers_lease_expires_and_the_task_runs_again_charged_once() -> 
         [taken] = await h.store.claim_tasks("dead-worker", h.clock.now_ms(), 30_000, 10)
         assert taken.id == task_id and await h.work() == 0
         h.clock.advance(29)
-        assert await h.sweep() == (0, 0, 0)  # the lease still holds
+        assert await h.sweep() == Swept(0, 0, 0)  # the lease still holds
         h.clock.advance(2)
         assert (await h.sweep())[0] == 1
         assert await h.work() == 1
@@ -187,7 +188,7 @@ def test_a_finished_tasks_record_is_pruned_after_the_record_retention() -> None:
         assert (await h.status(key, polled))["state"] == "success"  # now answered from memory
         task = await h.task(polled)
         h.clock.advance(DAY_S + 1)
-        assert await h.sweep() == (0, 2, 0)  # the results go first
+        assert await h.sweep() == Swept(0, 2, 0)  # the results go first
         with pytest.raises(Gone):
             await h.api.files.result(polled, task.result_token, task.results[0].name)
         assert (await h.status(key, polled))["state"] == "success"
@@ -221,5 +222,5 @@ def test_a_record_retention_of_0_keeps_records_forever() -> None:
         task_id = await h.submit(key)
         await h.work()
         h.clock.advance(10_000 * DAY_S)
-        assert await h.sweep() == (0, 1, 0)
+        assert await h.sweep() == Swept(0, 1, 0)
         assert (await h.status(key, task_id))["state"] == "success"

@@ -22,6 +22,7 @@ from imagegate.contract import (
     parse_submit,
 )
 from imagegate.errors import FailCode, InvalidRequest
+from imagegate.idempotency import parse_idempotency
 from imagegate.task_list import DEFAULT_LIMIT, MAX_LIMIT, MAX_MS
 
 BASE_URL = "https://imagegate.example"
@@ -281,3 +282,21 @@ def test_submit_documents_prefer_and_both_of_its_answers(doc: dict[str, Any]) ->
     for example in status["content"]["application/json"]["examples"].values():
         validator.validate(example["value"])
     assert not validator.is_valid({"code": 200, "message": "success", "data": {}})
+
+
+def test_submit_documents_the_idempotency_key_and_its_409(doc: dict[str, Any]) -> None:
+    op = doc["paths"]["/api/v1/generateTask/{model}"]["post"]
+    assert {"$ref": "#/components/parameters/Idempotency-Key"} in op["parameters"]
+    param = doc["components"]["parameters"]["Idempotency-Key"]
+    assert (param["name"], param["in"], param["required"]) == ("Idempotency-Key", "header", False)
+    assert "field Idempotency-Key" in op["responses"]["400"]["description"]
+    assert "field Idempotency-Key" in op["responses"]["409"]["description"]
+    # The schema takes exactly the values the service takes.
+    validator = OAS31Validator(param["schema"])
+    for value in ("a", "~" * 255, "order 17/x"):
+        assert validator.is_valid(value)
+        assert parse_idempotency(value, "m", b"") is not None
+    for value in ("", "x" * 256, "tab\there", "caf\u00e9"):
+        assert not validator.is_valid(value)
+        with pytest.raises(InvalidRequest):
+            parse_idempotency(value, "m", b"")

@@ -15,6 +15,7 @@ from imagegate.api.waiting import prefer_wait, query_wait, unless_disconnected
 from imagegate.app.files import ResultRedirect
 from imagegate.bootstrap import Api
 from imagegate.errors import InvalidRequest, NotReady, PayloadTooLarge, UnsupportedMedia
+from imagegate.idempotency import HEADER, parse_idempotency
 from imagegate.metrics import CONTENT_TYPE
 from imagegate.money import micros_to_usd
 from imagegate.store.base import ApiKey
@@ -81,9 +82,14 @@ async def _submit(api: Api, request: Request) -> tuple[ApiKey, str, int | None]:
     model_id = request.path_params["model"]
     api.access.check_model(key, model_id)
     wait_s = prefer_wait(request)
+    header = request.headers.get(HEADER)
+    if header is not None:
+        parse_idempotency(header, model_id, b"")  # a bad header is refused before any token
     rate = await api.access.check_rate(key)
-    body = await read_json(request, api.settings.limits_max_body_bytes)
-    return key, await api.tasks.submit(key, model_id, body, rate), wait_s
+    _require_json(request)
+    raw = await _read_body(request, api.settings.limits_max_body_bytes)
+    idem = parse_idempotency(header, model_id, raw)
+    return key, await api.tasks.submit(key, model_id, parse_json(raw), rate, idem), wait_s
 
 
 async def _key_and_task_id(api: Api, request: Request) -> tuple[ApiKey, str]:

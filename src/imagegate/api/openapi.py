@@ -176,9 +176,12 @@ def _generate_operation() -> Json:
         "description": "Validates the body, reserves the price from the key's balance and stores "
                        "the task durably before answering. Any broken rule answers 400 and "
                        "nothing is stored or charged. Extension: with `Prefer: wait=N` the "
-                       "answer waits up to N seconds for the task to finish.",
+                       "answer waits up to N seconds for the task to finish. Extension: with "
+                       "an `Idempotency-Key`, a repeat of the same request answers the first "
+                       "task again, stored and charged once.",
         "security": _BEARER,
-        "parameters": [_ref("parameters", "model"), _ref("parameters", "Prefer")],
+        "parameters": [_ref("parameters", "model"), _ref("parameters", "Prefer"),
+                       _ref("parameters", "Idempotency-Key")],
         "requestBody": {
             "required": True,
             "content": {"application/json": {
@@ -199,14 +202,18 @@ def _generate_responses() -> Json:
                            "input.google_search), a provider none matches (field provider), or a "
                            "callback_url that is not https or not public (field callback_url). "
                            f"Also a Prefer header whose wait is not a whole number of seconds "
-                           f"from {MIN_WAIT_S} to {MAX_WAIT_S} (field Prefer); nothing is "
-                           "stored.",
+                           f"from {MIN_WAIT_S} to {MAX_WAIT_S} (field Prefer), or an "
+                           "Idempotency-Key that is not 1 to 255 printable ASCII characters "
+                           "(field Idempotency-Key); nothing is stored.",
                       examples=_submit_error_examples()),
         "401": _ref("responses", "Unauthorized"),
         "402": _error(402, "The key's balance cannot pay for the task; nothing is stored."),
         "403": _error(403, "The key may not use this model."),
         "404": _error(404, "Unknown model."),
         "405": _ref("responses", "MethodNotAllowed"),
+        "409": _error(409, "Extension: the Idempotency-Key was used by this API key in the "
+                           "last 24 hours for a different request (another body or model; "
+                           "field Idempotency-Key); nothing is stored."),
         "413": _error(413, "The body is larger than the configured limit."),
         "415": _error(415, "Content-Type is not application/json (or +json)."),
         "429": _too_many_requests(),
@@ -488,6 +495,17 @@ def _parameters() -> Json:
                                   f"{MIN_WAIT_S} to {MAX_WAIT_S}, else 400. Other preferences "
                                   "are ignored.",
                    "schema": {"type": "string"}},
+        "Idempotency-Key": {
+            "name": "Idempotency-Key", "in": "header", "required": False,
+            "description": "Extension: names this submit. A repeat by the same API key with the "
+                           "same key, model and body bytes within 24 hours answers the first "
+                           "task's id again (as the first answer did, waiting too with "
+                           "`Prefer: wait`), stored and charged once; the same key with "
+                           "another request: 409. 1 to 255 printable ASCII characters, else "
+                           "400.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                       "pattern": "^[\\x20-\\x7e]+$"},
+            "example": "order-2041-attempt"},
     }
 
 

@@ -27,6 +27,7 @@ from imagegate.completion import Completion
 from imagegate.contract import parse_submit
 from imagegate.errors import Conflict, NotFound, Unauthorized, quoted
 from imagegate.events import TaskEvents
+from imagegate.idempotency import Idempotency
 from imagegate.money import ChargeState, task_price
 from imagegate.routing import Routing
 from imagegate.store.base import ApiKey, CancelOutcome, RateRequest, Store
@@ -80,9 +81,11 @@ class Tasks:
             OrderedDict()
 
     async def submit(self, key: ApiKey, model_id: str, body: Any,
-                     rate: RateRequest | None = None) -> str:
+                     rate: RateRequest | None = None, idem: Idempotency | None = None) -> str:
         """Validate, price, and store the task with its hold (and its token of the key's shared
-        ``rate`` bucket) in one transaction; its id."""
+        ``rate`` bucket) in one transaction; its id. With ``idem``, a repeat of a request the
+        key already submitted under that idempotency key answers the first task's id and
+        stores nothing; ``Conflict`` when the key named another request."""
         model = self.routing.model(model_id)
         request = parse_submit(body, model.limits)
         self.routing.check_routable(model_id, request.input, request.provider)
@@ -96,9 +99,11 @@ class Tasks:
             charge_state=ChargeState.HELD, result_token=secrets.token_urlsafe(18),
             request_type=request.request_type, callback_url=request.callback_url,
             provider=request.provider, source=request.source)
-        await self.store.insert_task(task, key.max_concurrent_tasks or self.max_unfinished, rate)
-        self.events.work_available()
-        return task.id
+        stored = await self.store.insert_task(
+            task, key.max_concurrent_tasks or self.max_unfinished, rate, idem)
+        if stored == task.id:
+            self.events.work_available()
+        return stored
 
     async def status(self, key: ApiKey, model_id: str, task_id: str) -> StatusAnswer:
         """The status answer of the key's task of ``model_id``; ``NotFound`` otherwise. The

@@ -8,6 +8,8 @@ Rules every implementation keeps:
 - ``insert_task`` takes the submit's token of the key's shared rate bucket (when given one),
   checks the key's unfinished-task limit, holds the money and stores the task in ONE
   transaction; it raises ``TooManyRequests`` or ``PaymentRequired`` and then stores nothing.
+  A submit with an idempotency key stores the key's row in that transaction too, and a repeat
+  of it is answered with the first task, charged once.
 - Task transitions out of ``running`` are fenced on (id, attempt, state='running'), and for the
   sweeper on the lease still being expired; a call that loses the fence changes nothing and
   returns False.
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from imagegate.idempotency import Idempotency
 from imagegate.task_list import TaskQuery
 from imagegate.tasks import ResultFile, RouteAttempt, Task, TaskState
 
@@ -216,7 +219,13 @@ class Store(Protocol):
 
     # Tasks
     async def insert_task(self, task: Task, max_unfinished: int,
-                          rate: RateRequest | None = None) -> None: ...
+                          rate: RateRequest | None = None,
+                          idem: Idempotency | None = None) -> str:
+        """Store ``task`` (the rules above); the id of the task the submit is answered with:
+        ``task.id``, or, with ``idem``, the task the key stored under that idempotency key
+        within ``IDEMPOTENCY_TTL_MS`` of ``task.created_ms`` for the same request (nothing is
+        stored, held or counted). ``Conflict`` when that key names another request."""
+        ...
     async def get_task(self, task_id: str) -> Task | None: ...
     async def list_tasks(self, query: TaskQuery) -> list[Task]:
         """At most ``query.limit`` tasks of ``query.key_id`` that match its filters, newest
@@ -260,6 +269,11 @@ class Store(Protocol):
         ``finished_before_ms``, whose results are deleted and that have no callback delivery
         pending: each task with its deliveries and their attempts, in one transaction. The
         ledger is never touched. How many tasks were deleted."""
+        ...
+
+    async def prune_idempotency_keys(self, created_before_ms: int, limit: int) -> int:
+        """Delete at most ``limit`` idempotency keys stored before ``created_before_ms`` (keys
+        past their 24 hours, treated as unused already); how many."""
         ...
 
     # Callback deliveries

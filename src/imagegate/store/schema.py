@@ -175,6 +175,21 @@ ALTER TABLE tasks ADD COLUMN cancel_requested_ms BIGINT;
     (10, """
 CREATE INDEX IF NOT EXISTS tasks_key_created ON tasks (key_id, created_ms, id);
 """),
+    # Idempotent submits (the Idempotency-Key header): a key's idempotency key names the task
+    # its first submit stored and the hash of that request, written in the submit's own
+    # transaction. A row older than 24 hours counts as unused; the sweeper deletes those,
+    # oldest first, through idempotency_keys_created.
+    (11, """
+CREATE TABLE idempotency_keys (
+    key_id        TEXT NOT NULL,
+    idem_key      TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    task_id       TEXT NOT NULL,
+    created_ms    BIGINT NOT NULL,
+    PRIMARY KEY (key_id, idem_key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_ms);
+"""),
 )
 
 _SQLITE_LEDGER_ID = "CREATE TABLE ledger (\n    id                    INTEGER PRIMARY KEY,"

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from imagegate.errors import StoreUnavailable
+from imagegate.idempotency import Idempotency
 from imagegate.store import transactions as tx
 from imagegate.store.base import (
     Account,
@@ -51,7 +52,7 @@ class SqlStore:
 
     def __init__(self, *, read_batches: int = 4) -> None:
         """``read_batches``: how many batches of status reads may run at once."""
-        self._submits: Batcher[tx.Submit, None] = Batcher(self._insert_tasks)
+        self._submits: Batcher[tx.Submit, str] = Batcher(self._insert_tasks)
         self._task_reads: Batcher[str, Task | None] = Batcher(self._get_tasks,
                                                               max_in_flight=read_batches)
 
@@ -146,10 +147,11 @@ class SqlStore:
     # Tasks ------------------------------------------------------------------------------------
 
     async def insert_task(self, task: Task, max_unfinished: int,
-                          rate: RateRequest | None = None) -> None:
-        await self._submits(tx.Submit(task, max_unfinished, rate))
+                          rate: RateRequest | None = None,
+                          idem: Idempotency | None = None) -> str:
+        return await self._submits(tx.Submit(task, max_unfinished, rate, idem))
 
-    async def _insert_tasks(self, submits: Sequence[tx.Submit]) -> list[Exception | None]:
+    async def _insert_tasks(self, submits: Sequence[tx.Submit]) -> list[str | Exception]:
         return await self._write(lambda t: tx.insert_tasks(t, submits))
 
     async def get_task(self, task_id: str) -> Task | None:
@@ -205,6 +207,10 @@ class SqlStore:
 
     async def prune_records(self, finished_before_ms: int, limit: int) -> int:
         return await self._write(lambda t: tx.prune_records(t, finished_before_ms, limit))
+
+    async def prune_idempotency_keys(self, created_before_ms: int, limit: int) -> int:
+        return await self._write(
+            lambda t: tx.prune_idempotency_keys(t, created_before_ms, limit))
 
     # Callback deliveries ----------------------------------------------------------------------
 

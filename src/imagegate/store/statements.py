@@ -143,6 +143,18 @@ PORTABLE: dict[str, str] = {
     "insert_probe": "INSERT INTO store_probe (id, filler) VALUES (1, ?)",
     "delete_probe": "DELETE FROM store_probe WHERE id = 1",
     "ping": "SELECT 1 AS one",
+    # An idempotency key's row, taking the place of one past its 24 hours (created before the
+    # last parameter); a live row stays as it is (the key's row lock in the submit's
+    # transaction keeps two submits of one key from both finding none).
+    "insert_idempotency_key": "INSERT INTO idempotency_keys "
+                              "(key_id, idem_key, request_hash, task_id, created_ms) "
+                              "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id, idem_key) DO UPDATE "
+                              "SET request_hash = excluded.request_hash, "
+                              "task_id = excluded.task_id, created_ms = excluded.created_ms "
+                              "WHERE idempotency_keys.created_ms < ?",
+    "prune_idempotency_keys": "DELETE FROM idempotency_keys WHERE (key_id, idem_key) IN "
+                              "(SELECT key_id, idem_key FROM idempotency_keys "
+                              "WHERE created_ms < ? ORDER BY created_ms LIMIT ?)",
 }
 
 
@@ -163,6 +175,9 @@ def _pyformat(sql: str) -> str:
 # statements take a list of ids (``Tx.array``).
 
 _SQLITE_OWN: dict[str, str] = {
+    "idempotency_keys": "SELECT key_id, idem_key, request_hash, task_id, created_ms "
+                        "FROM idempotency_keys WHERE key_id IN (SELECT value FROM json_each(?)) "
+                        "AND idem_key IN (SELECT value FROM json_each(?))",
     "lock_balances": "SELECT id, balance_micros FROM accounts "
                      "WHERE id IN (SELECT value FROM json_each(?))",
     "lock_keys": "SELECT id, unfinished_tasks, rate_tokens, rate_updated_ms FROM api_keys "
@@ -206,6 +221,9 @@ _SQLITE_OWN: dict[str, str] = {
 }
 
 _POSTGRES_OWN: dict[str, str] = {
+    "idempotency_keys": "SELECT key_id, idem_key, request_hash, task_id, created_ms "
+                        "FROM idempotency_keys WHERE key_id = ANY(%s::text[]) "
+                        "AND idem_key = ANY(%s::text[])",
     # In id order, so two transactions locking several rows never wait for each other in a
     # circle; NO KEY UPDATE, as the UPDATE that follows takes, lets a ledger or task row that
     # refers to the account or key be inserted meanwhile.

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from imagegate.errors import ConfigError, PaymentRequired, TooManyRequests, Unauthorized
+from imagegate.idempotency import IDEMPOTENCY_TTL_MS, Idempotency, mismatch
 from imagegate.limits import rate_limited, take_token
 from imagegate.money import MAX_BALANCE_MICROS, ChargeState, LedgerKind
 from imagegate.store import rows
@@ -150,11 +151,13 @@ def _ledger(tx: Tx, account_id: str, kind: str, amount: int, now_ms: int,
 @dataclasses.dataclass(frozen=True)
 class Submit:
     """A task to store, held to its key's limit of ``max_unfinished`` unfinished tasks and, with
-    a ``rate``, to a token of the key's shared bucket."""
+    a ``rate``, to a token of the key's shared bucket; with ``idem``, once per idempotency
+    key."""
 
     task: Task
     max_unfinished: int
     rate: RateRequest | None = None
+    idem: Idempotency | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,19 +225,29 @@ def admit(submits: Sequence[Submit], keys: dict[str, KeyCounts],
     return Admission(outcomes, after, held, lines)
 
 
-def insert_tasks(tx: Tx, submits: Sequence[Submit]) -> list[Exception | None]:
-    """Store each task that ``admit`` admits, with its hold, its ledger line and its key's
-    unfinished-task slot, and the keys' buckets as the batch leaves them; for each submit, None
-    or the error that refused it (a refused one stores nothing). The accounts, then the keys,
-    are locked in id order while this runs."""
+def insert_tasks(tx: Tx, submits: Sequence[Submit]) -> list[str | Exception]:
+    """Store each task that ``admit`` admits, with its hold, its ledger line, its key's
+    unfinished-task slot and its idempotency key's row, and the keys' buckets as the batch
+    leaves them; for each submit, the id of the task it is answered with or the error that
+    refused it (a refused one stores nothing). A submit whose idempotency key names a request
+    already stored (``idempotent``) is answered with that task and stores, holds and counts
+    nothing. The accounts, then the keys, are locked in id order while this runs."""
     # Both locks are asked for before either answer is read, and nothing written is read back
     # until the end: a database that pipelines statements (PostgreSQL) answers a whole batch in
-    # three round trips.
+    # three round trips. The idempotency keys are read after the key locks are granted (in
+    # PostgreSQL a statement reads what was committed when it starts): a submit of the same
+    # key in another transaction has committed its row by then, or waits for this one.
     accounts = tx.run("lock_balances", (tx.array(sorted({s.task.account_id for s in submits})),))
     keys = tx.run("lock_keys", (tx.array(sorted({s.task.key_id for s in submits})),))
+    named = [s for s in submits if s.idem is not None]
+    found = tx.run("idempotency_keys", (
+        tx.array(sorted({s.task.key_id for s in named})),
+        tx.array(sorted({s.idem.key for s in named if s.idem is not None})))) if named else None
     balances = {r["id"]: int(r["balance_micros"]) for r in accounts.all()}
     before = {r["id"]: _key_counts(r) for r in keys.all()}
-    admission = admit(submits, before, balances)
+    answers = idempotent(submits, [] if found is None else found.all())
+    fresh = [s for s, answer in zip(submits, answers, strict=True) if answer is None]
+    admission = admit(fresh, before, balances)
     held = [(account_id, tx.run("hold", (micros, account_id, micros)))
             for account_id, micros in sorted(admission.held.items())]
     tx.many("update_key_counts", [
@@ -246,9 +259,71 @@ def insert_tasks(tx: Tx, submits: Sequence[Submit]) -> list[Exception | None]:
     tx.many("insert_ledger", [(task.account_id, LedgerKind.HOLD, -task.price_micros, balance,
                                task.id, "", task.created_ms)
                               for task, balance in admission.lines])
+    tx.many("insert_idempotency_key", [
+        (s.task.key_id, s.idem.key, s.idem.request_hash, s.task.id, s.task.created_ms,
+         s.task.created_ms - IDEMPOTENCY_TTL_MS)
+        for s, outcome in zip(fresh, admission.outcomes, strict=True)
+        if s.idem is not None and outcome is None])
     for account_id, hold in held:
         assert hold.rowcount == 1, account_id  # the balance was read under the lock
-    return admission.outcomes
+    return _answers(submits, answers, iter(admission.outcomes))
+
+
+@dataclasses.dataclass(frozen=True)
+class SameAs:
+    """A submit that repeats an earlier submit of its batch (same key, idempotency key and
+    request): answered as that one is."""
+
+    index: int
+
+
+Decided = str | Exception | SameAs | None
+
+
+def idempotent(submits: Sequence[Submit], found: Sequence[Row]) -> list[Decided]:
+    """For each submit, in order, what its idempotency key decides: None (no key, or a key
+    unused: the submit goes on to ``admit``), the id of the task stored for the same request,
+    ``SameAs`` an earlier submit of the batch, or the ``Conflict`` of a key that names another
+    request. ``found``: the stored rows of the batch's keys; a row stored more than
+    ``IDEMPOTENCY_TTL_MS`` before the submit counts as unused."""
+    stored = {(r["key_id"], r["idem_key"]): r for r in found}
+    first: dict[tuple[str, str], int] = {}
+    answers: list[Decided] = []
+    for i, submit in enumerate(submits):
+        idem = submit.idem
+        if idem is None:
+            answers.append(None)
+            continue
+        name = (submit.task.key_id, idem.key)
+        row = stored.get(name)
+        if row is not None and int(row["created_ms"]) >= submit.task.created_ms - \
+                IDEMPOTENCY_TTL_MS:
+            same = row["request_hash"] == idem.request_hash
+            answers.append(str(row["task_id"]) if same else mismatch())
+        elif name in first:
+            earlier = submits[first[name]].idem
+            same = earlier is not None and earlier.request_hash == idem.request_hash
+            answers.append(SameAs(first[name]) if same else mismatch())
+        else:
+            first[name] = i
+            answers.append(None)
+    return answers
+
+
+def _answers(submits: Sequence[Submit], answers: Sequence[Decided],
+             admitted: Iterator[Exception | None]) -> list[str | Exception]:
+    """Each submit's answer: its replay, or what ``admit`` decided (``admitted``, in the order
+    of the submits that went to it), or that of the earlier submit it repeats."""
+    out: list[str | Exception] = []
+    for submit, answer in zip(submits, answers, strict=True):
+        if answer is None:
+            refused = next(admitted)
+            out.append(submit.task.id if refused is None else refused)
+        elif isinstance(answer, SameAs):
+            out.append(out[answer.index])
+        else:
+            out.append(answer)
+    return out
 
 
 def _key_counts(row: Row) -> KeyCounts:
@@ -407,6 +482,12 @@ def prune_records(tx: Tx, finished_before_ms: int, limit: int) -> int:
     tx.run("prune_delivery_attempts", (ids,))
     tx.run("prune_deliveries", (ids,))
     return tx.run("prune_tasks", (ids,)).rowcount
+
+
+def prune_idempotency_keys(tx: Tx, created_before_ms: int, limit: int) -> int:
+    """Delete up to ``limit`` idempotency keys stored before ``created_before_ms``, oldest
+    first; how many."""
+    return tx.run("prune_idempotency_keys", (created_before_ms, limit)).rowcount
 
 
 # Callback deliveries ----------------------------------------------------------------------------
