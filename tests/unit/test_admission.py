@@ -1,5 +1,5 @@
-"""The submit rule over a batch (``transactions.admit``): in order, a token of the key's shared
-bucket (when asked), a key below its limit and an account that can pay; each admitted task
+"""The submit rule over a batch (``admit`` in store/admission.py): in order, a token of the
+key's shared bucket (when asked), a key below its limit and an account that can pay; each admitted task
 counts against the ones after it."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import secrets
 from imagegate.contract import SubmitInput
 from imagegate.errors import PaymentRequired, TooManyRequests, Unauthorized
 from imagegate.money import ChargeState
+from imagegate.store.admission import KeyCounts, Submit, admit
 from imagegate.store.base import RateRequest
-from imagegate.store.transactions import KeyCounts, Submit, admit
 from imagegate.tasks import Task, TaskState, new_task_id
 
 

@@ -20,6 +20,7 @@ from typing import TypeVar
 from imagegate.errors import StoreUnavailable
 from imagegate.idempotency import Idempotency
 from imagegate.store import transactions as tx
+from imagegate.store.admission import Submit
 from imagegate.store.base import (
     Account,
     ApiKey,
@@ -52,7 +53,7 @@ class SqlStore:
 
     def __init__(self, *, read_batches: int = 4) -> None:
         """``read_batches``: how many batches of status reads may run at once."""
-        self._submits: Batcher[tx.Submit, str] = Batcher(self._insert_tasks)
+        self._submits: Batcher[Submit, str] = Batcher(self._insert_tasks)
         self._task_reads: Batcher[str, Task | None] = Batcher(self._get_tasks,
                                                               max_in_flight=read_batches)
 
@@ -149,9 +150,9 @@ class SqlStore:
     async def insert_task(self, task: Task, max_unfinished: int,
                           rate: RateRequest | None = None,
                           idem: Idempotency | None = None) -> str:
-        return await self._submits(tx.Submit(task, max_unfinished, rate, idem))
+        return await self._submits(Submit(task, max_unfinished, rate, idem))
 
-    async def _insert_tasks(self, submits: Sequence[tx.Submit]) -> list[str | Exception]:
+    async def _insert_tasks(self, submits: Sequence[Submit]) -> list[str | Exception]:
         return await self._write(lambda t: tx.insert_tasks(t, submits))
 
     async def get_task(self, task_id: str) -> Task | None:
