@@ -1,6 +1,6 @@
 """The submit rule over a batch (``admit`` in store/admission.py): in order, a token of the
-key's shared bucket (when asked), a key below its limit and an account that can pay; each admitted task
-counts against the ones after it."""
+key's shared bucket (when asked), a key below its limit and an account that can pay; each
+admitted task counts against the ones after it."""
 
 from __future__ import annotations
 
