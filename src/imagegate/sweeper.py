@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 from imagegate.blobs.base import BlobStore, task_prefix
@@ -118,13 +119,7 @@ class Sweeper:
         """Delete idempotency keys older than their 24 hours (already treated as unused), in
         small batches; how many."""
         before = self.clock.now_ms() - IDEMPOTENCY_TTL_MS
-        pruned = 0
-        for _ in range(PRUNE_BATCHES):
-            batch = await self.store.prune_idempotency_keys(before, PRUNE_BATCH)
-            pruned += batch
-            if batch < PRUNE_BATCH:
-                break
-        return pruned
+        return await _in_batches(lambda: self.store.prune_idempotency_keys(before, PRUNE_BATCH))
 
     async def prune_records(self) -> int:
         """Delete the records of tasks that finished more than ``record_retention_days`` ago,
@@ -134,13 +129,20 @@ class Sweeper:
         if keep_ms is None:
             return 0
         before = self.clock.now_ms() - keep_ms
-        pruned = 0
-        for _ in range(PRUNE_BATCHES):
-            batch = await self.store.prune_records(before, PRUNE_BATCH)
-            pruned += batch
-            if batch < PRUNE_BATCH:
-                break
+        pruned = await _in_batches(lambda: self.store.prune_records(before, PRUNE_BATCH))
         if pruned:
             log.info("deleted the records of %d tasks finished before the record retention",
                      pruned)
         return pruned
+
+
+async def _in_batches(prune: Callable[[], Awaitable[int]]) -> int:
+    """Call ``prune`` (one transaction deleting up to ``PRUNE_BATCH`` rows) until it deletes
+    fewer, at most ``PRUNE_BATCHES`` times; how many rows went."""
+    pruned = 0
+    for _ in range(PRUNE_BATCHES):
+        batch = await prune()
+        pruned += batch
+        if batch < PRUNE_BATCH:
+            break
+    return pruned
