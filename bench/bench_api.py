@@ -439,11 +439,7 @@ def target_lines(deployment: Deployment, f: Findings) -> list[str]:
 
 def write_results(report: str) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    if not RESULTS.exists():
-        RESULTS.write_text("# API benchmark\n\nWritten by `bench/bench_api.py`; each run "
-                           "appends a dated section. See `bench/README.md`.\n")
-    with RESULTS.open("a") as f:
-        f.write("\n" + report + "\n")
+    harness.append_section(RESULTS, "API benchmark", "bench_api.py", report)
 
 
 def report(deployment: Deployment, args: argparse.Namespace, load: Load,

@@ -295,11 +295,7 @@ def report(args: argparse.Namespace, rows: list[Row], plans: list[str]) -> str:
 
 
 def write_results(text: str) -> None:
-    if not RESULTS.exists():
-        RESULTS.write_text("# Queue claim\n\nWritten by `bench/bench_claim.py`; each run "
-                           "appends a dated section. See `bench/README.md`.\n")
-    with RESULTS.open("a") as f:
-        f.write("\n" + text + "\n")
+    harness.append_section(RESULTS, "Queue claim", "bench_claim.py", text)
 
 
 def parse_args() -> argparse.Namespace:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import harness
 import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
@@ -58,16 +59,11 @@ ANALYZE tasks;
 Read = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
-def with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
-
-
 def create_database(url: str, name: str, tasks: int) -> str:
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.execute(f"CREATE DATABASE {name}")
-    target = with_database(url, name)
+    target = harness.with_database(url, name)
     with psycopg.connect(target, autocommit=True) as conn:
         for _, sql in POSTGRES_MIGRATIONS:
             conn.execute(sql.encode())

@@ -422,11 +422,7 @@ def machine(args: argparse.Namespace) -> str:
 
 
 def write_results(text: str) -> None:
-    if not RESULTS.exists():
-        RESULTS.write_text("# Status at scale\n\nWritten by `bench/bench_status_scale.py`; each "
-                           "run appends a dated section. See `bench/README.md`.\n")
-    with RESULTS.open("a") as f:
-        f.write("\n" + text + "\n")
+    harness.append_section(RESULTS, "Status at scale", "bench_status_scale.py", text)
 
 
 # Main -----------------------------------------------------------------------------------------

@@ -221,12 +221,7 @@ def main() -> None:
     text = report(args, rows)
     print("\n" + text)
     if not args.no_write:
-        if not RESULTS.exists():
-            RESULTS.write_text("# Clients waiting for their tasks\n\nWritten by "
-                               "`bench/bench_waiters.py`; each run appends a dated section. "
-                               "See `bench/README.md`.\n")
-        with RESULTS.open("a") as out:
-            out.write("\n" + text + "\n")
+        harness.append_section(RESULTS, "Clients waiting for their tasks", "bench_waiters.py", text)
 
 
 if __name__ == "__main__":

@@ -634,12 +634,7 @@ def report(args: argparse.Namespace, f: Findings) -> str:
 
 def write_results(text: str) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    if not RESULTS.exists():
-        RESULTS.write_text("# Webhook delivery benchmark\n\nWritten by "
-                           "`bench/bench_webhooks.py`; each run appends a dated section. See "
-                           "`bench/README.md`.\n")
-    with RESULTS.open("a") as out:
-        out.write("\n" + text + "\n")
+    harness.append_section(RESULTS, "Webhook delivery benchmark", "bench_webhooks.py", text)
 
 
 # Main ---------------------------------------------------------------------------------------

@@ -195,11 +195,7 @@ def main() -> None:
     text = report(args, rows)
     print("\n" + text)
     if not args.no_write:
-        if not RESULTS.exists():
-            RESULTS.write_text("# Workers on PostgreSQL\n\nWritten by `bench/bench_workers.py`; "
-                               "each run appends a dated section. See `bench/README.md`.\n")
-        with RESULTS.open("a") as f:
-            f.write("\n" + text + "\n")
+        harness.append_section(RESULTS, "Workers on PostgreSQL", "bench_workers.py", text)
         print(f"\nappended to {RESULTS}")
 
 

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import harness
 import psycopg
 
 from imagegate.store.postgres import POSTGRES, PostgresStore
@@ -103,11 +104,6 @@ PATHS: list[tuple[str, str, Any]] = [
 ]
 
 
-def with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
-
-
 def numbered(sql: str, params: Any) -> tuple[str, list[Any]]:
     """The statement with ``$n`` placeholders, for PREPARE, and its values in order."""
     if isinstance(params, dict):
@@ -166,7 +162,7 @@ def main() -> None:
     name = f"imagegate_plans_{os.getpid()}"
     with psycopg.connect(args.url, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}".encode())
-    target = with_database(args.url, name)
+    target = harness.with_database(args.url, name)
     try:
         store = PostgresStore(target, pool_size=1)
         asyncio.run(store.migrate())

@@ -233,6 +233,16 @@ def start_worker(data_dir: Path, env: dict[str, str], *, name: str = "worker",
 # Scratch PostgreSQL databases ---------------------------------------------------------------
 
 
+def append_section(results: Path, title: str, script: str, text: str) -> None:
+    """Append ``text`` (a dated section) to the results file ``results``, which is created with
+    its ``title`` and a line naming the ``script`` that writes it on first use."""
+    if not results.exists():
+        results.write_text(f"# {title}\n\nWritten by `bench/{script}`; each run appends a dated "
+                           "section. See `bench/README.md`.\n")
+    with results.open("a") as out:
+        out.write("\n" + text + "\n")
+
+
 def with_database(url: str, name: str) -> str:
     """``url`` (a PostgreSQL URL, query kept) naming database ``name`` instead."""
     head, sep, query = url.partition("?")

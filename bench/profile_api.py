@@ -295,12 +295,7 @@ def main() -> None:
             deployment.drop()
     print("\n" + text)
     if not args.no_write:
-        if not RESULTS.exists():
-            RESULTS.write_text("# Profiles of the API process\n\nWritten by "
-                               "`bench/profile_api.py`; each run appends a dated section. See "
-                               "`bench/README.md`.\n")
-        with RESULTS.open("a") as f:
-            f.write("\n" + text + "\n")
+        harness.append_section(RESULTS, "Profiles of the API process", "profile_api.py", text)
         print(f"\nappended to {RESULTS}")
 
 
