@@ -10,10 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The package alone, from a wheel built here; the sources do not stay in the image.
+# The packages alone (the service and its client), from wheels built here; the sources do not
+# stay in the image.
+COPY clients/python /tmp/imagegate-client
 COPY pyproject.toml README.md LICENSE /tmp/imagegate/
 COPY src /tmp/imagegate/src
-RUN pip install /tmp/imagegate && rm -rf /tmp/imagegate
+RUN pip install /tmp/imagegate-client /tmp/imagegate && rm -rf /tmp/imagegate /tmp/imagegate-client
 
 # A user of its own, and a data directory it owns (the SQLite database and result files of
 # `serve`; a fleet on PostgreSQL and S3 keeps nothing there).
