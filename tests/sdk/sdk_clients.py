@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -82,16 +82,16 @@ async def _collect(items: AsyncIterator[Any]) -> list[Any]:
     return [item async for item in items]
 
 
-Make = Callable[..., Any]
 
 
-def make_client(kind: str, base_url: str, api_key: str, *, lossy: bool = False,
-                **options: Any) -> Any:
+def losing_transport(kind: str) -> LosesFirstSubmitAnswer | AsyncLosesFirstSubmitAnswer:
+    return LosesFirstSubmitAnswer() if kind == "sync" else AsyncLosesFirstSubmitAnswer()
+
+
+def make_client(kind: str, base_url: str, api_key: str, **options: Any) -> Any:
     """A Client, or an AsyncClient behind ``Blocking`` (``kind`` "sync" or "async")."""
     options.setdefault("poll_interval", POLL)
     options.setdefault("retry_base_delay", 0.05)
     if kind == "sync":
-        transport = LosesFirstSubmitAnswer() if lossy else None
-        return Client(base_url, api_key, transport=transport, **options)
-    async_transport = AsyncLosesFirstSubmitAnswer() if lossy else None
-    return Blocking(AsyncClient(base_url, api_key, transport=async_transport, **options))
+        return Client(base_url, api_key, **options)
+    return Blocking(AsyncClient(base_url, api_key, **options))

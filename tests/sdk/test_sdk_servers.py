@@ -22,7 +22,7 @@ from imagegate_client import (
     WaitTimeout,
 )
 from PIL import Image
-from sdk_clients import make_client
+from sdk_clients import losing_transport, make_client
 from serverproc import Server
 
 pytestmark = pytest.mark.slow
@@ -253,9 +253,11 @@ def failed_tasks_carry_their_code(server: Server, kind: str) -> None:
 
 @scenario
 def a_submit_whose_answer_was_lost_is_charged_once(server: Server, kind: str) -> None:
-    client = make_client(kind, server.base_url, server.new_key("1"), lossy=True)
+    transport = losing_transport(kind)
+    client = make_client(kind, server.base_url, server.new_key("1"), transport=transport)
     try:
         task_id = client.submit("a fox", aspect_ratio="1:1")
+        assert transport.lost == 1
         client.wait(task_id, timeout=30)
         assert [t.task_id for t in client.iter_tasks()] == [task_id]
         assert client.balance() == Decimal("0.95")
