@@ -1,11 +1,11 @@
 """Both clients behind one blocking face, so that one scenario runs on each; and transports that
-lose an answer after the server has acted on the request."""
+lose an answer after the server has acted on the request, or record requests and cut a stream."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -95,3 +95,84 @@ def make_client(kind: str, base_url: str, api_key: str, **options: Any) -> Any:
     if kind == "sync":
         return Client(base_url, api_key, **options)
     return Blocking(AsyncClient(base_url, api_key, **options))
+
+
+class _CutAfterFirstChunk(httpx.SyncByteStream):
+    def __init__(self, inner: httpx.SyncByteStream) -> None:
+        self._inner = inner
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._inner:
+            yield chunk
+            raise httpx.ReadError("the stream was cut")
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _AsyncCutAfterFirstChunk(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+            raise httpx.ReadError("the stream was cut")
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _cut(response: httpx.Response, stream: Any) -> httpx.Response:
+    return httpx.Response(response.status_code, headers=response.headers, stream=stream,
+                          extensions=response.extensions)
+
+
+class Recording(httpx.BaseTransport):
+    """Forwards every request and records it; with ``cut_first_stream``, the first event
+    stream breaks after its first chunk, as a dropped connection would."""
+
+    def __init__(self, cut_first_stream: bool = False) -> None:
+        self._inner = httpx.HTTPTransport()
+        self.requests: list[httpx.Request] = []
+        self.cut = cut_first_stream
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        response = self._inner.handle_request(request)
+        if self.cut and _is_stream(response):
+            self.cut = False
+            assert isinstance(response.stream, httpx.SyncByteStream)
+            return _cut(response, _CutAfterFirstChunk(response.stream))
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class AsyncRecording(httpx.AsyncBaseTransport):
+    def __init__(self, cut_first_stream: bool = False) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.requests: list[httpx.Request] = []
+        self.cut = cut_first_stream
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        response = await self._inner.handle_async_request(request)
+        if self.cut and _is_stream(response):
+            self.cut = False
+            assert isinstance(response.stream, httpx.AsyncByteStream)
+            return _cut(response, _AsyncCutAfterFirstChunk(response.stream))
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _is_stream(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
+def recording_transport(kind: str, cut_first_stream: bool = False,
+                        ) -> Recording | AsyncRecording:
+    return (Recording if kind == "sync" else AsyncRecording)(cut_first_stream)
