@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -67,3 +69,11 @@ def test_the_package_stands_alone_on_httpx_and_ships_its_types() -> None:
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [node.module or ""]
                 assert not any(n.split(".")[0] == "imagegate" for n in names), module.name
+
+
+def test_verifying_webhooks_loads_the_standard_library_only() -> None:
+    code = ("import sys; from imagegate_client import verify_webhook, ReplayGuard; "
+            "print('httpx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"

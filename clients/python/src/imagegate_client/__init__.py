@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
-from .async_client import AsyncClient
-from .client import Client
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     APIConnectionError,
     APIError,
@@ -37,6 +38,10 @@ from .records import (
     TaskStatus,
 )
 from .webhooks import ReplayGuard, WebhookVerificationError, verify_webhook
+
+if TYPE_CHECKING:
+    from .async_client import AsyncClient
+    from .client import Client
 
 __all__ = [
     "APIConnectionError",
@@ -67,3 +72,19 @@ __all__ = [
     "verify_webhook",
 ]
 __version__ = "0.1.0"
+
+# The clients are imported on first use, so that a webhook receiver (and the service, which
+# verifies with this package's webhooks.py) loads the standard library only, not httpx.
+_LAZY = {"Client": ".client", "AsyncClient": ".async_client"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
