@@ -1,0 +1,131 @@
+"""The client's operations, written once for both shells (effects.py says how).
+
+``Core`` holds what a client is configured with and answers each public method as a ``Flow``:
+the requests it makes, the retries (``call``), and what its answers become.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from . import images, wire
+from .backoff import RetryPolicy
+from .calls import call
+from .effects import Flow
+from .records import Cancellation, GeneratedImage, Generation, ModelInfo, TaskPage, TaskStatus
+from .waiting import Waiter
+from .wire import Request, Wire
+
+__all__ = ["DEFAULT_MODEL", "Core"]
+
+DEFAULT_MODEL = "nano-banana-2"
+BASE_URL_VARIABLE = "IMAGEGATE_BASE_URL"
+API_KEY_VARIABLE = "IMAGEGATE_API_KEY"
+
+
+@dataclass(frozen=True)
+class Core:
+    """A configured client, without I/O. ``poll_interval``: seconds between status reads when
+    the server cannot stream (the contract's 10 s; tests shorten it)."""
+
+    wire: Wire
+    model: str = DEFAULT_MODEL
+    timeout: float = 60.0
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    poll_interval: float = 10.0
+
+    @classmethod
+    def configure(cls, base_url: str | None, api_key: str | None, *, model: str,
+                  timeout: float, max_retries: int, poll_interval: float,
+                  retry_base_delay: float, environ: Mapping[str, str] | None = None) -> Core:
+        """Raises ValueError naming the argument and the variable when either is missing."""
+        env = os.environ if environ is None else environ
+        base_url = base_url or env.get(BASE_URL_VARIABLE)
+        api_key = api_key or env.get(API_KEY_VARIABLE)
+        if not base_url:
+            raise ValueError(f"base_url is missing: pass it or set {BASE_URL_VARIABLE}")
+        if not api_key:
+            raise ValueError(f"api_key is missing: pass it or set {API_KEY_VARIABLE}")
+        policy = RetryPolicy(max_retries=max_retries, base=retry_base_delay)
+        return cls(Wire(base_url, api_key), model, timeout, policy, poll_interval)
+
+    def _data(self, request: Request) -> Flow[Any]:
+        reply = yield from call(self.policy, request)
+        return wire.data_of(reply)
+
+    def submit(self, prompt: str, *, images: Sequence[str] = (), model: str | None = None,
+               mode: str | None = None, aspect_ratio: str = "auto", resolution: str = "1k",
+               output_format: str = "png", google_search: bool = False,
+               num_images: int | None = None, seed: int | None = None,
+               callback_url: str | None = None, source: str | None = None,
+               idempotency_key: str | None = None) -> Flow[str]:
+        body = wire.submit_body(
+            prompt, images=images, mode=mode, aspect_ratio=aspect_ratio, resolution=resolution,
+            output_format=output_format, google_search=google_search, num_images=num_images,
+            seed=seed, callback_url=callback_url, source=source)
+        key = idempotency_key or str(uuid.uuid4())
+        data = yield from self._data(self.wire.submit(model or self.model, body, key))
+        return wire.task_id_of(data)
+
+    def status(self, task_id: str, *, model: str | None = None) -> Flow[TaskStatus]:
+        model = model or self.model
+        data = yield from self._data(self.wire.status(model, task_id))
+        return wire.task_status(data, model)
+
+    def wait(self, task_id: str, *, model: str | None = None, timeout: float | None = None,
+             on_progress: Callable[[Any], Any] | None = None,
+             first_poll_delay: float = 0.0) -> Flow[TaskStatus]:
+        waiter = Waiter(self.wire, self.policy, model or self.model, task_id, timeout,
+                        on_progress, self.poll_interval, self.timeout)
+        return (yield from waiter.run(first_poll_delay))
+
+    def generate(self, prompt: str, *, timeout: float | None = None,
+                 on_progress: Callable[[Any], Any] | None = None,
+                 **submit: Any) -> Flow[Generation]:
+        task_id = yield from self.submit(prompt, **submit)
+        # The task was just made: the first status read waits a poll interval (contract §14).
+        task = yield from self.wait(task_id, model=submit.get("model"), timeout=timeout,
+                                    on_progress=on_progress,
+                                    first_poll_delay=self.poll_interval)
+        found = []
+        for url in task.result_urls:
+            found.append((yield from self.download_image(url)))
+        return Generation(task, tuple(found))
+
+    def cancel(self, task_id: str, *, model: str | None = None) -> Flow[Cancellation]:
+        data = yield from self._data(self.wire.cancel(model or self.model, task_id))
+        return wire.cancellation(data)
+
+    def list_tasks(self, *, state: str | Sequence[str] | None = None, model: str | None = None,
+                   created_after: int | datetime | None = None,
+                   created_before: int | datetime | None = None, limit: int | None = None,
+                   cursor: str | None = None) -> Flow[TaskPage]:
+        params = wire.list_params(state=state, model=model, created_after=created_after,
+                                  created_before=created_before, limit=limit, cursor=cursor)
+        data = yield from self._data(self.wire.tasks(params))
+        return wire.task_page(data, model)
+
+    def balance(self) -> Flow[Decimal]:
+        return wire.balance((yield from self._data(self.wire.balance())))
+
+    def models(self) -> Flow[list[ModelInfo]]:
+        return wire.model_infos((yield from self._data(self.wire.models())))
+
+    def download(self, url: str) -> Flow[bytes]:
+        return (yield from self.download_image(url)).data
+
+    def download_image(self, url: str) -> Flow[GeneratedImage]:
+        """A result file's bytes; raises the mapped APIError (410 once expired, 404...)."""
+        reply = yield from call(self.policy, Wire.download(url))
+        if reply.status >= 300:
+            raise wire.error_for(reply.status, reply.headers, reply.body)
+        media = reply.media_type
+        if not media.startswith("image/"):
+            media = images.sniff_media_type(reply.body) or media or "application/octet-stream"
+        return GeneratedImage(url, reply.body, media)

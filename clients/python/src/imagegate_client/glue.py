@@ -1,0 +1,36 @@
+"""Between the wire's records and httpx, for both shells: requests built, answers recorded,
+httpx's exceptions translated into APIConnectionError (they never reach the caller)."""
+
+from __future__ import annotations
+
+import httpx
+
+from .errors import APIConnectionError
+from .wire import Reply, Request
+
+__all__ = ["connection_error", "http_request", "reply"]
+
+
+def http_request(client: httpx.Client | httpx.AsyncClient, request: Request, timeout: float,
+                 read_timeout: float | None = None) -> httpx.Request:
+    limits = httpx.Timeout(timeout, read=read_timeout if read_timeout is not None else timeout)
+    return client.build_request(request.method, request.url, params=list(request.params),
+                                headers=request.headers, content=request.content,
+                                timeout=limits)
+
+
+def reply(response: httpx.Response, body: bytes) -> Reply:
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    return Reply(response.status_code, headers, body)
+
+
+def connection_error(exc: httpx.TransportError, request: Request) -> APIConnectionError:
+    # Only a failure to connect proves the request never reached the server.
+    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+    what = type(exc).__name__
+    return APIConnectionError(f"{request.method} {request.url}: {what}: {exc}", sent=sent)
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return response.is_success and media == "text/event-stream"

@@ -1,0 +1,82 @@
+"""Server-sent events: an incremental parser of ``text/event-stream``, no I/O.
+
+Feed it the bytes as they arrive, in chunks of any size; it returns the events completed so
+far. It follows the WHATWG rules: lines end in CRLF, LF or CR; a line starting with ``:`` is a
+comment; ``field: value`` loses one space after the colon; ``data`` lines join with newlines;
+an empty line dispatches the event (none when it has no data); ``id`` is remembered across
+events as ``last_event_id`` (the value to send back as ``Last-Event-ID``), and ``retry`` sets
+``retry_ms``, the reconnection delay.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+__all__ = ["SSEParser", "ServerSentEvent"]
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    event: str
+    data: str
+    id: str | None
+    retry: int | None = None
+
+
+class SSEParser:
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._started = False
+        self._pending_cr = False
+        self._event = ""
+        self._data: list[str] = []
+        self._retry: int | None = None
+        self.last_event_id: str | None = None
+        self.retry_ms: int | None = None
+        self.comments = 0
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """The events that ``chunk`` completes, in order."""
+        text = self._decoder.decode(chunk)
+        if not self._started and text:
+            text, self._started = text.removeprefix("\ufeff"), True
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        if text:
+            self._pending_cr = text.endswith("\r")
+        lines = (self._buffer + text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        self._buffer = lines.pop()
+        events = []
+        for line in lines:
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _line(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            self.comments += 1
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id" and "\0" not in value:
+            self.last_event_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry_ms = self._retry = int(value)
+        return None
+
+    def _dispatch(self) -> ServerSentEvent | None:
+        data, event, retry = self._data, self._event, self._retry
+        self._data, self._event, self._retry = [], "", None
+        if not data:
+            return None
+        return ServerSentEvent(event or "message", "\n".join(data), self.last_event_id, retry)

@@ -1,0 +1,53 @@
+"""The public surface of imagegate_client: declared once in ``__all__``, and that is all."""
+
+from __future__ import annotations
+
+import inspect
+
+import imagegate_client
+import imagegate_client.errors as errors_module
+
+from imagegate.signing import ReplayGuard as ServiceReplayGuard
+from imagegate.signing import verify
+
+PUBLIC = {
+    "Client", "AsyncClient",
+    "Progress", "TaskStatus", "GeneratedImage", "Generation", "Cancellation", "TaskPage",
+    "ModelInfo",
+    "ImagegateError", "APIError", "AuthenticationError", "PermissionDenied",
+    "InsufficientBalance", "NotFound", "Conflict", "InvalidRequest", "RateLimited",
+    "ServerError", "APIConnectionError", "TaskFailed", "WaitTimeout",
+    "image_data_uri", "verify_webhook", "WebhookVerificationError", "ReplayGuard",
+}
+METHODS = {"submit", "status", "wait", "generate", "cancel", "list_tasks", "iter_tasks",
+           "balance", "models", "download", "close"}
+
+
+def test_all_is_exactly_the_public_surface_and_every_name_resolves() -> None:
+    assert set(imagegate_client.__all__) == PUBLIC
+    assert len(imagegate_client.__all__) == len(PUBLIC)
+    for name in imagegate_client.__all__:
+        assert getattr(imagegate_client, name) is not None
+
+
+def test_every_error_is_exported_and_derives_from_imagegate_error() -> None:
+    for name in errors_module.__all__:
+        error = getattr(imagegate_client, name)
+        assert issubclass(error, imagegate_client.ImagegateError)
+    assert issubclass(imagegate_client.WebhookVerificationError,
+                      imagegate_client.ImagegateError)
+
+
+def test_client_and_async_client_have_the_same_methods_and_signatures() -> None:
+    for name in METHODS:
+        sync = getattr(imagegate_client.Client, name)
+        asynchronous = getattr(imagegate_client.AsyncClient, name)
+        assert inspect.signature(sync).parameters == \
+            inspect.signature(asynchronous).parameters, name
+    assert inspect.signature(imagegate_client.Client.__init__).parameters.keys() == \
+        inspect.signature(imagegate_client.AsyncClient.__init__).parameters.keys()
+
+
+def test_the_service_verifies_webhooks_with_the_client_implementation() -> None:
+    assert verify is imagegate_client.verify_webhook
+    assert ServiceReplayGuard is imagegate_client.ReplayGuard
