@@ -4,13 +4,32 @@ task table and the exit statuses."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from imagegate_client import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    Conflict,
+    InsufficientBalance,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    Progress,
+    RateLimited,
+    ServerError,
+    TaskFailed,
+    TaskStatus,
+    WaitTimeout,
+)
 
+from imagegate.client_cli.exits import Exit, outcome
 from imagegate.client_cli.listing import table
 from imagegate.client_cli.outputs import (
     UsageError,
@@ -31,13 +50,9 @@ from imagegate.client_cli.progress import (
 TASK = "3f2a" * 8
 
 
-@dataclass(frozen=True)
-class P:
-    """Stands in for imagegate_client.Progress (the display reads only these)."""
-
-    state: str = "processing"
-    stage: str | None = "queued"
-    queue_position: int | None = None
+def P(state: str = "processing", stage: str | None = "queued",
+      queue_position: int | None = None) -> Progress:
+    return Progress(TASK, state, stage, queue_position, elapsed_s=0.0)
 
 
 # progress -----------------------------------------------------------------------------------
@@ -205,19 +220,10 @@ def test_write_file_makes_its_directory_and_leaves_no_temporary_file(tmp_path: P
 # listing ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class T:
-    """Stands in for imagegate_client.TaskStatus (the table reads only these)."""
-
-    task_id: str
-    state: str
-    stage: str | None = None
-    result_urls: tuple[str, ...] = ()
-    fail_code: str | None = None
-    fail_msg: str | None = None
-    create_time: int | None = 1_767_225_600_000
-    cost: Decimal | None = None
-    source: str | None = None
+def T(task_id: str, state: str, stage: str | None = None,
+      result_urls: tuple[str, ...] = (), *, create_time: int | None = 1_767_225_600_000,
+      **fields: Any) -> TaskStatus:
+    return TaskStatus(task_id, state, stage, result_urls, create_time=create_time, **fields)
 
 
 def test_task_table_has_a_header_and_one_aligned_row_per_task() -> None:
@@ -242,3 +248,49 @@ def test_task_table_cuts_long_lines_to_the_width() -> None:
     [_, line] = table([T("a" * 32, "failed", fail_code="X", fail_msg="m" * 500)], width=100)
     assert len(line) == 100 and line.endswith("...")
 
+
+# exit statuses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("exc", "code", "words"), [
+    (TaskFailed(T("t1", "failed", fail_code="PromptInvalid", fail_msg="no")), Exit.TASK_FAILED,
+     "task t1 failed: PromptInvalid: no"),
+    (UsageError("-o x: y is not a directory"), Exit.USAGE, "-o x: y is not a directory"),
+    (ValueError("base_url is required"), Exit.USAGE, "base_url is required"),
+    (InvalidRequest("bad ratio", status=400, field="input.aspect_ratio"), Exit.USAGE,
+     "refused (400): bad ratio (field input.aspect_ratio)"),
+    (NotFound("no such task", status=404), Exit.USAGE, "not found (404): no such task"),
+    (Conflict("already ended", status=409), Exit.USAGE, "refused (409): already ended"),
+    (AuthenticationError("bad key", status=401), Exit.AUTH, "IMAGEGATE_API_KEY"),
+    (PermissionDenied("not this model", status=403), Exit.AUTH, "permission denied (403)"),
+    (InsufficientBalance("pay", status=402), Exit.BALANCE, "insufficient balance (402): pay"),
+    (RateLimited("slow down", retry_after=2.5), Exit.RATE_LIMITED, "retry after 2.5 s"),
+    (ServerError("boom", status=503), Exit.SERVER, "server error (503): boom"),
+    (APIError("odd", status=418), Exit.SERVER, "server error (418): odd"),
+    (APIConnectionError("connection refused"), Exit.SERVER, "cannot reach the service"),
+    (WaitTimeout("t1", 5), Exit.TIMEOUT, "t1 did not end within 5 s"),
+    (KeyboardInterrupt(), Exit.INTERRUPTED, "interrupted"),
+    (OSError(28, "No space left on device"), Exit.TASK_FAILED, "cannot write the image"),
+])
+def test_each_class_of_failure_has_its_exit_status(exc: BaseException, code: Exit,
+                                                  words: str) -> None:
+    said = outcome(exc)
+    assert said is not None and said.code == code and words in said.message
+
+
+def test_exit_statuses_are_the_documented_ones() -> None:
+    assert [int(e) for e in Exit] == [0, 1, 2, 3, 4, 5, 6, 7, 130]
+    assert outcome(RuntimeError("a bug")) is None  # shown with its traceback, not hidden
+
+
+# the seam -----------------------------------------------------------------------------------
+
+
+def test_client_commands_import_nothing_of_the_service() -> None:
+    code = ("import sys, imagegate; before = set(sys.modules); "
+            "import imagegate.client_cli.commands, imagegate.client_cli.parser; "
+            "print(sorted(m for m in set(sys.modules) - before if m.startswith('imagegate.') "
+            "and not m.startswith('imagegate.client_cli')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"  # only the SDK, imagegate_client, which other servers' users have too
