@@ -83,6 +83,7 @@ def test_plain_output_is_one_line_per_change_and_no_control_characters() -> None
     text += r.tick(0.9)  # no clock between changes
     text += r.update(P(queue_position=1), 1.0)
     text += r.update(P(stage="generating"), 2.0)
+    text += r.update(P(state="success", stage="done"), 2.9)  # said once, by the last line
     text += r.note("downloading 1 image", 3.0)
     text += r.finish("succeeded", 3.5)
     assert text.splitlines() == [

@@ -171,6 +171,8 @@ def _client(args: argparse.Namespace) -> Client:
     api_key = args.api_key or os.environ.get("IMAGEGATE_API_KEY")
     if not base_url:
         raise UsageError("no service to talk to: pass --base-url URL or set IMAGEGATE_BASE_URL")
+    if not base_url.lower().startswith(("http://", "https://")):
+        raise UsageError(f"the base URL {base_url!r} must start with http:// or https://")
     if not api_key:
         raise UsageError("no API key: pass --api-key KEY or set IMAGEGATE_API_KEY")
     extra: dict[str, Any] = {}
@@ -222,6 +224,8 @@ def _model_flag(args: argparse.Namespace) -> str:
 
 def _task_json(run: _Run) -> dict[str, Any]:
     task = run.task
+    if run.command == "tasks list":
+        return {}
     body: dict[str, Any] = {"taskId": run.task_id}
     if task is not None:
         body.update({"state": task.state, "files": run.files,

@@ -92,6 +92,8 @@ class ProgressRenderer:
         self.phrase = phrase
         if self.tty:
             return self._line(elapsed_s)
+        if progress.state in ("success", "failed"):  # the command's last line says so
+            return ""
         return f"{format_elapsed(elapsed_s):>7}  {phrase}\n" if changed else ""
 
     def note(self, phrase: str, elapsed_s: float) -> str:
