@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fakes.apixo_server import Fail, Succeed, apixo_server
+from loopback import QuietHandler, png_bytes, serve_in_thread
 from PIL import Image
 from serverproc import Server, wait_done
 
@@ -227,3 +228,47 @@ def test_generate_against_a_plain_apixo_style_api(tmp_path: Path) -> None:
         blocked = run(apixo.base_url, apixo.api_key, "generate", "a fox", cwd=tmp_path)
         assert blocked.returncode == 1
         assert "CONTENT_VIOLATION: blocked" in blocked.stderr
+
+
+def _streaming_service(base: list[str]) -> type[QuietHandler]:
+    """A service that streams one task's progress as docs/contract.md's event stream sends it:
+    queue positions, stages, then ``done``."""
+    steps = [{"state": "processing", "stage": "queued", "queuePosition": 2},
+             {"state": "processing", "stage": "queued", "queuePosition": 1},
+             {"state": "processing", "stage": "generating"}]
+
+    class Handler(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send(200, {"Content-Type": "application/json"},
+                      json.dumps({"code": 200, "message": "success",
+                                  "data": {"taskId": "t1"}}).encode())
+
+        def do_GET(self) -> None:
+            if self.path == "/files/t1.png":
+                self.send(200, {"Content-Type": "image/png"}, png_bytes((8, 8), (0, 0, 0)))
+                return
+            assert self.path.startswith("/api/v1/streamTask/nano-banana-2?taskId=t1")
+            done = {"taskId": "t1", "state": "success", "createTime": 1, "completeTime": 2,
+                    "resultJson": json.dumps({"resultUrls": [base[0] + "/files/t1.png"]})}
+            events = [f"event: status\nid: {i}\ndata: {json.dumps({'taskId': 't1', **step})}"
+                      for i, step in enumerate(steps)]
+            events.append("event: done\nid: 9\ndata: " + json.dumps(
+                {"code": 200, "message": "success", "data": done}))
+            body = "retry: 1000\n\n" + "".join(e + "\n\n" for e in events)
+            self.send(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+                      body.encode())
+
+    return Handler
+
+
+def test_progress_shows_the_queue_position_a_streaming_service_sends(tmp_path: Path) -> None:
+    base: list[str] = []
+    with serve_in_thread(_streaming_service(base)) as base_url:
+        base.append(base_url)
+        proc = run(base_url, "k", "generate", "a fox", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    steps = [line.split(None, 1)[1] for line in proc.stderr.splitlines()[1:-1]]
+    assert steps == ["queued, position 2 in line", "queued, position 1 in line",
+                     "generating", "downloading 1 image"]
+    assert (tmp_path / "t1.png").read_bytes().startswith(b"\x89PNG")
