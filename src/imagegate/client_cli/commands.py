@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from imagegate_client import Client, TaskFailed, TaskStatus, image_data_uri
 
@@ -73,22 +73,7 @@ def _generate(args: argparse.Namespace, run: _Run) -> int:
         if args.no_wait:
             _out(json.dumps({"taskId": run.task_id}) if args.json else run.task_id)
             return Exit.OK
-        live = None if args.quiet else _live_progress()
-        try:
-            if live is not None:
-                live.start(run.task_id, args.model)
-            run.task = client.wait(run.task_id, model=args.model, timeout=args.timeout,
-                                   on_progress=live.update if live else None)
-            urls = run.task.result_urls
-            if live is not None:
-                live.note(f"downloading {len(urls)} image{'s' if len(urls) != 1 else ''}")
-            blobs = [client.download(url) for url in urls]
-        except BaseException:
-            if live is not None:
-                live.stop()
-            raise
-        if live is not None:
-            live.stop("succeeded")
+        blobs = _wait_and_download(client, args, run)
     if not blobs:
         _err(f"task {run.task_id} succeeded but the service gave no result URL")
         return Exit.SERVER
@@ -100,6 +85,28 @@ def _generate(args: argparse.Namespace, run: _Run) -> int:
     if args.json:
         _out(json.dumps(_task_json(run)))
     return Exit.OK
+
+
+def _wait_and_download(client: Client, args: argparse.Namespace, run: _Run) -> list[bytes]:
+    """The bytes of each image of the submitted task, showing progress until they are here."""
+    assert run.task_id is not None
+    live = None if args.quiet else _live_progress()
+    try:
+        if live is not None:
+            live.start(run.task_id, args.model)
+        run.task = client.wait(run.task_id, model=args.model, timeout=args.timeout,
+                               on_progress=live.update if live else None)
+        urls = run.task.result_urls
+        if live is not None:
+            live.note(f"downloading {len(urls)} image{'s' if len(urls) != 1 else ''}")
+        blobs = [client.download(url) for url in urls]
+    except BaseException:
+        if live is not None:
+            live.stop()  # clear the line for the message that follows
+        raise
+    if live is not None:
+        live.stop("succeeded")
+    return blobs
 
 
 def _reference(ref: str) -> str:
@@ -235,8 +242,8 @@ def _task_json(run: _Run) -> dict[str, Any]:
     return body
 
 
-def _out(line: str, stream: TextIO | None = None) -> None:
-    print(line, file=stream or sys.stdout, flush=True)
+def _out(line: str) -> None:
+    print(line, flush=True)
 
 
 def _err(message: str) -> None:
