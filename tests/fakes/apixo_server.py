@@ -302,6 +302,8 @@ def _handler(state: ApixoServer) -> type[BaseHTTPRequestHandler]:
             return None
 
         def _model(self, path: str, prefix: str) -> str | None:
+            if not path.startswith(prefix):
+                return None  # e.g. imagegate's /api/v1/streamTask/: APIXO has no such path
             model = path[len(prefix):]
             known = model and "/" not in model
             return model if known and (state.models is None or model in state.models) else None

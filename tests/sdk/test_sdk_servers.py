@@ -3,6 +3,7 @@ and the fake APIXO of tests/fakes. Each scenario runs on Client and on AsyncClie
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -12,6 +13,7 @@ import pytest
 from fakes.apixo_server import ApixoServer, Fail, Never, SubmitError, Succeed, apixo_server
 from imagegate_client import (
     APIConnectionError,
+    AsyncClient,
     AuthenticationError,
     InsufficientBalance,
     InvalidRequest,
@@ -245,8 +247,11 @@ def failed_tasks_carry_their_code(server: Server, kind: str) -> None:
         assert failed.value.task.state == "failed"
         healed = client.generate("[sandbox:fail=RateLimited:1] a fox")  # the service retries
         assert healed.task.succeeded
-        with pytest.raises(WaitTimeout):
-            client.wait(client.submit("[sandbox:delay=60] a fox"), timeout=0.5)
+        slow = client.submit("[sandbox:delay=60] a fox")
+        with pytest.raises(WaitTimeout) as late:
+            client.wait(slow, timeout=0.5)
+        assert late.value.task_id == slow
+        client.cancel(slow)
     finally:
         client.close()
 
@@ -283,3 +288,20 @@ def test_generated_images_are_saved_under_their_url_name(server: Server, tmp_pat
     assert all(fox_size(p.read_bytes()) == (1376, 768) for p in saved)
     assert generation.images[0].save(tmp_path / "mine.jpg").name == "mine.jpg"
     assert generation.images[0].media_type == "image/jpeg"
+
+
+def test_async_progress_callbacks_may_be_coroutines(apixo: ApixoServer) -> None:
+    apixo.script([Succeed(polls=1)])
+    seen: list[str] = []
+
+    async def record(progress: Progress) -> None:
+        await asyncio.sleep(0)
+        seen.append(progress.state)
+
+    async def main() -> None:
+        async with AsyncClient(apixo.base_url, apixo.api_key, poll_interval=0.05) as client:
+            generation = await client.generate("a fox", on_progress=record)
+            assert generation.images[0].data.startswith(b"\x89PNG")
+
+    asyncio.run(main())
+    assert seen == ["processing", "success"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
+import tomllib
+from pathlib import Path
 
 import imagegate_client
 import imagegate_client.errors as errors_module
@@ -51,3 +54,16 @@ def test_client_and_async_client_have_the_same_methods_and_signatures() -> None:
 def test_the_service_verifies_webhooks_with_the_client_implementation() -> None:
     assert verify is imagegate_client.verify_webhook
     assert ServiceReplayGuard is imagegate_client.ReplayGuard
+
+
+def test_the_package_stands_alone_on_httpx_and_ships_its_types() -> None:
+    package = Path(imagegate_client.__file__).parent
+    project = tomllib.loads((package.parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["dependencies"] == ["httpx>=0.27"]
+    assert (package / "py.typed").is_file()
+    for module in package.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""]
+                assert not any(n.split(".")[0] == "imagegate" for n in names), module.name

@@ -84,7 +84,9 @@ class Waiter:
             task = yield from self._read(parser)
             if task is not None:
                 return task
-            yield Sleep((parser.retry_ms if parser.retry_ms is not None else 1000) / 1000)
+            delay = (parser.retry_ms if parser.retry_ms is not None else 1000) / 1000
+            left = self._remaining()
+            yield Sleep(delay if left is None else min(delay, left))
 
     def _read(self, parser: SSEParser) -> Flow[TaskStatus | None]:
         """Events until ``done`` (the finished task) or the stream's end or failure (None)."""
