@@ -14,10 +14,20 @@
     imagegate webhooks secret KEY_ID_OR_ACCOUNT [--rotate [--overlap SECONDS]]
     imagegate config reference
 
-Every command takes --data-dir and --config, before the command or after its action. Only
-``serve`` and ``migrate`` create a data directory or database; the others say when there is
-none. Bad arguments exit with status 2 and a message that names what is wrong; operational
-errors exit with status 1. A command without its action prints that command's help.
+    imagegate generate PROMPT [--image PATH_OR_URL ...] [-n N] [-o OUT] ...
+    imagegate tasks list [--state S] [--model M] [--limit N] [--all]
+    imagegate tasks cancel TASK_ID
+
+The last three are client commands (imagegate.client_cli): they talk to a service by URL with
+an API key (--base-url, --api-key or IMAGEGATE_BASE_URL, IMAGEGATE_API_KEY), through the
+imagegate_client SDK, and read no database or settings. The others work on this machine's data
+directory or database.
+
+Every operator command takes --data-dir and --config, before the command or after its action.
+Only ``serve`` and ``migrate`` create a data directory or database; the others say when there
+is none. Bad arguments exit with status 2 and a message that names what is wrong; operational
+errors exit with status 1 (the client commands' exit statuses are in client_cli/exits.py). A
+command without its action prints that command's help.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from typing import Any, TypeVar
 from imagegate import accounts, serving
 from imagegate.availability import problem_line
 from imagegate.bootstrap import check_routes, open_store
+from imagegate.client_cli.parser import register_generate, register_tasks
 from imagegate.clock import SystemClock
 from imagegate.config import Settings, reference_markdown
 from imagegate.errors import ConfigError, ImagegateError, RequestError
@@ -54,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):  # a command without its action: that command's help
         print(getattr(args, "usage", parser.format_help)(), file=sys.stderr, end="")
         return 2
+    if getattr(args, "client", False):  # talks to a service by URL: no settings, no database
+        return int(args.run(args))
     try:
         settings = Settings.load(args.config, data_dir=args.data_dir,
                                  host=getattr(args, "host", None), port=getattr(args, "port", None),
@@ -77,8 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--data-dir", default=argparse.SUPPRESS,
                         help="data directory (default ./imagegate-data)")
     common.add_argument("--config", default=argparse.SUPPRESS, help="TOML configuration file")
-    parser = argparse.ArgumentParser(prog="imagegate", description="Image-generation task "
-                                     "service, wire-compatible with APIXO's task API.")
+    parser = argparse.ArgumentParser(
+        prog="imagegate", description="Image-generation task service, wire-compatible with "
+        "APIXO's task API.", epilog="generate, tasks list and tasks cancel talk to a service "
+        "by URL (--base-url/--api-key or IMAGEGATE_BASE_URL/IMAGEGATE_API_KEY); the other "
+        "commands work on this machine's data directory or database (--data-dir, --config).")
     parser.add_argument("--data-dir", help="data directory (default ./imagegate-data)")
     parser.add_argument("--config", help="TOML configuration file")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -113,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", parents=[common], help="create the data directory and "
                              "database, or bring the database's schema up to date")
     migrate.set_defaults(run=cmd_migrate)
+
+    register_generate(sub)
 
     keys = _group(sub, "keys", "manage API keys")
     create = keys.add_parser("create", parents=[common], help="create a key on a new account")
@@ -152,12 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "seconds)")
     secret.set_defaults(run=cmd_webhooks_secret)
 
-    tasks = _group(sub, "tasks", "inspect tasks")
+    tasks = _group(sub, "tasks", "tasks: show reads the database; list and cancel ask a "
+                   "service by URL")
     show = tasks.add_parser("show", parents=[common], help="a task as operators see it: state, "
-                            "money, result URLs, every route attempt and note")
+                            "money, result URLs, every route attempt and note (reads the "
+                            "database: --data-dir, --config)")
     show.add_argument("task_id")
     show.add_argument("--json", action="store_true", help="print a JSON object")
     show.set_defaults(run=cmd_tasks_show)
+    register_tasks(tasks)
 
     routes = _group(sub, "routes", "routes")
     check = routes.add_parser("check", parents=[common], help="ask each route's upstream "

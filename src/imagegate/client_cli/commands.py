@@ -1,0 +1,250 @@
+"""The client commands: ``generate``, ``tasks list`` and ``tasks cancel``, over the SDK.
+
+Results go to stdout (saved paths, the table, JSON); progress and messages to stderr, so that
+``imagegate generate ... > paths.txt`` keeps only the paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagegate_client import Client, TaskFailed, TaskStatus, image_data_uri
+
+from imagegate.client_cli.exits import Exit, Outcome, outcome
+from imagegate.client_cli.listing import table
+from imagegate.client_cli.outputs import (
+    UsageError,
+    check_target,
+    choose_format,
+    output_paths,
+    sniff_extension,
+    write_file,
+)
+from imagegate.client_cli.progress import LiveProgress, ProgressRenderer
+
+_REMOTE = ("http://", "https://", "data:")
+
+
+@dataclass
+class _Run:
+    """What one command has learnt so far, for the message when it stops early."""
+
+    command: str
+    task_id: str | None = None
+    task: TaskStatus | None = None
+    files: list[str] = field(default_factory=list)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    run = _Run("generate")
+    return _guarded(args, run, lambda: _generate(args, run))
+
+
+def cmd_tasks_list(args: argparse.Namespace) -> int:
+    run = _Run("tasks list")
+    return _guarded(args, run, lambda: _list(args))
+
+
+def cmd_tasks_cancel(args: argparse.Namespace) -> int:
+    run = _Run("tasks cancel", task_id=args.task_id)
+    return _guarded(args, run, lambda: _cancel(args))
+
+
+# generate -----------------------------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace, run: _Run) -> int:
+    fmt = choose_format(args.format, args.output)
+    check_target(args.output)
+    images = [_reference(ref) for ref in args.image]
+    with _client(args) as client:
+        run.task_id = client.submit(
+            args.prompt, images=images, model=args.model, aspect_ratio=args.ratio,
+            resolution=args.resolution.lower(), output_format=fmt,
+            google_search=args.google_search, num_images=args.num_images, seed=args.seed)
+        if args.no_wait:
+            _out(json.dumps({"taskId": run.task_id}) if args.json else run.task_id)
+            return Exit.OK
+        blobs = _wait_and_download(client, args, run)
+    if not blobs:
+        _err(f"task {run.task_id} succeeded but the service gave no result URL")
+        return Exit.SERVER
+    paths = output_paths(args.output, run.task_id, [sniff_extension(b, fmt) for b in blobs])
+    for path, data in zip(paths, blobs, strict=True):
+        run.files.append(str(write_file(path, data)))
+        if not args.json:
+            _out(str(path))
+    if args.json:
+        _out(json.dumps(_task_json(run)))
+    return Exit.OK
+
+
+def _wait_and_download(client: Client, args: argparse.Namespace, run: _Run) -> list[bytes]:
+    """The bytes of each image of the submitted task, showing progress until they are here."""
+    assert run.task_id is not None
+    live = None if args.quiet else _live_progress()
+    try:
+        if live is not None:
+            live.start(run.task_id, args.model)
+        run.task = client.wait(run.task_id, model=args.model, timeout=args.timeout,
+                               on_progress=live.update if live else None)
+        urls = run.task.result_urls
+        if live is not None:
+            live.note(f"downloading {len(urls)} image{'s' if len(urls) != 1 else ''}")
+        blobs = [client.download(url) for url in urls]
+    except BaseException:
+        if live is not None:
+            live.stop()  # clear the line for the message that follows
+        raise
+    if live is not None:
+        live.stop("succeeded")
+    return blobs
+
+
+def _reference(ref: str) -> str:
+    """An --image as the API takes it: URLs and data: URIs as given, a local file as a data
+    URI."""
+    if ref.lower().startswith(_REMOTE):
+        return ref
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--image {ref}: no such file (give a path, an http(s) URL or a data: "
+                         "URI)")
+    return image_data_uri(path)
+
+
+def _live_progress() -> LiveProgress:
+    stream = sys.stderr
+    tty = stream.isatty() and os.environ.get("TERM") != "dumb"
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+    renderer = ProgressRenderer(tty=tty, width=shutil.get_terminal_size().columns,
+                                unicode=encoding == "utf8")
+    return LiveProgress(renderer, stream)
+
+
+# tasks list, tasks cancel -------------------------------------------------------------------
+
+
+def _list(args: argparse.Namespace) -> int:
+    filters: dict[str, Any] = {"state": ",".join(args.state) if args.state else None,
+                               "model": args.model}
+    next_cursor = None
+    with _client(args) as client:
+        if args.all:
+            tasks = list(client.iter_tasks(**filters))
+        else:
+            page = client.list_tasks(limit=args.limit, cursor=args.cursor, **filters)
+            tasks, next_cursor = list(page.tasks), page.next_cursor
+    if args.json:
+        for task in tasks:
+            _out(json.dumps(task.raw))
+    elif tasks:
+        for line in table(tasks, width=max(80, shutil.get_terminal_size((120, 24)).columns)):
+            _out(line)
+    else:
+        _err("no tasks")
+    if next_cursor:
+        _err(f"more tasks: imagegate tasks list --cursor {next_cursor} (or --all)")
+    return Exit.OK
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        done = client.cancel(args.task_id, model=args.model)
+    if args.json:
+        _out(json.dumps({"taskId": done.task_id, "state": done.state,
+                         "refunded": done.refunded}))
+    elif done.state == "canceled":
+        _out(f"task {done.task_id} cancelled{', refunded' if done.refunded else ''}")
+    else:
+        _out(f"task {done.task_id} cancelling: its worker stops it shortly (refunded unless it "
+             "finishes first)")
+    return Exit.OK
+
+
+# shared -------------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Client:
+    base_url = args.base_url or os.environ.get("IMAGEGATE_BASE_URL")
+    api_key = args.api_key or os.environ.get("IMAGEGATE_API_KEY")
+    if not base_url:
+        raise UsageError("no service to talk to: pass --base-url URL or set IMAGEGATE_BASE_URL")
+    if not base_url.lower().startswith(("http://", "https://")):
+        raise UsageError(f"the base URL {base_url!r} must start with http:// or https://")
+    if not api_key:
+        raise UsageError("no API key: pass --api-key KEY or set IMAGEGATE_API_KEY")
+    extra: dict[str, Any] = {}
+    if getattr(args, "poll_interval", None) is not None:
+        extra["poll_interval"] = args.poll_interval
+    return Client(base_url, api_key, model=args.model or "nano-banana-2", **extra)
+
+
+def _guarded(args: argparse.Namespace, run: _Run, body: Callable[[], int]) -> int:
+    """Run ``body``; an error it was expected to meet becomes its message and exit status."""
+    try:
+        return body()
+    except (Exception, KeyboardInterrupt) as exc:
+        said = outcome(exc)
+        if said is None:
+            raise
+        if isinstance(exc, TaskFailed):
+            run.task = exc.task
+        _err(_explain(said, run, args))
+        if args.json:
+            _out(json.dumps({**_task_json(run), "error": {
+                "message": said.message, "exitCode": int(said.code), "status": said.status,
+                "field": said.field}}))
+        return int(said.code)
+
+
+def _explain(said: Outcome, run: _Run, args: argparse.Namespace) -> str:
+    """The message, with what the user can do about a task that is still there."""
+    task = run.task_id
+    if said.code is Exit.INTERRUPTED and run.command == "generate":
+        if task is None:
+            return ("interrupted before the service answered; a task may have been made: "
+                    "see imagegate tasks list")
+        if run.task is None:
+            return (f"interrupted; task {task} goes on: imagegate tasks cancel {task}"
+                    f"{_model_flag(args)} stops it")
+    if said.code is Exit.TIMEOUT:
+        return (f"task {task} did not end within {args.timeout:g} s and goes on: imagegate "
+                f"tasks cancel {task}{_model_flag(args)} stops it")
+    urls = run.task.result_urls if run.task is not None else ()
+    if len(run.files) < len(urls):  # the task made images this run did not save
+        return said.message + "; its images: " + " ".join(urls)
+    return said.message
+
+
+def _model_flag(args: argparse.Namespace) -> str:
+    return "" if args.model == "nano-banana-2" else f" --model {args.model}"
+
+
+def _task_json(run: _Run) -> dict[str, Any]:
+    task = run.task
+    if run.command == "tasks list":
+        return {}
+    body: dict[str, Any] = {"taskId": run.task_id}
+    if task is not None:
+        body.update({"state": task.state, "files": run.files,
+                     "resultUrls": list(task.result_urls), "failCode": task.fail_code,
+                     "failMsg": task.fail_msg,
+                     "cost": None if task.cost is None else float(task.cost)})
+    return body
+
+
+def _out(line: str) -> None:
+    print(line, flush=True)
+
+
+def _err(message: str) -> None:
+    print(f"imagegate: {message}", file=sys.stderr, flush=True)
