@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagegate.contract import OUTPUT_FORMATS, RATIOS, RESOLUTIONS
+from imagegate.contract import OUTPUT_FORMATS
 from imagegate.task_list import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -15,7 +15,7 @@ from imagegate.task_list import (
     WIRE_STATES,
 )
 
-__all__ = ["listing_paths", "listing_schemas"]
+__all__ = ["listing_paths"]
 
 Json = dict[str, Any]
 
@@ -33,18 +33,6 @@ def listing_paths() -> Json:
     return {
         "/api/v1/tasks": {"get": _tasks_operation()},
         "/api/v1/models": {"get": _models_operation()},
-    }
-
-
-def listing_schemas() -> Json:
-    return {
-        "TaskListItem": _task_list_item(),
-        "TaskListResponse": _success(_task_page(), "List answer: a page of the key's tasks."),
-        "Model": _model(),
-        "ModelsResponse": _success(
-            {"type": "object", "required": ["models"],
-             "properties": {"models": {"type": "array", "items": _schema_ref("Model")}}},
-            "Models answer: the models the key may use, in catalogue order."),
     }
 
 
@@ -103,33 +91,6 @@ def _task_parameters() -> list[Json]:
     ]
 
 
-def _task_list_item() -> Json:
-    return {
-        "description": "A task exactly as statusTask answers it, and its source.",
-        "allOf": [
-            _schema_ref("Task"),
-            {"properties": {"source": {
-                "type": "string", "maxLength": 128,
-                "description": "Extension of the list: the source the submit sent; absent "
-                               "when it sent none."}}},
-        ],
-    }
-
-
-def _task_page() -> Json:
-    return {
-        "type": "object",
-        "required": ["tasks", "nextCursor"],
-        "properties": {
-            "tasks": {"type": "array", "maxItems": MAX_LIMIT,
-                      "items": _schema_ref("TaskListItem"),
-                      "description": "Newest first; at most limit."},
-            "nextCursor": {"type": ["string", "null"],
-                           "description": "The cursor of the next page; null on the last."},
-        },
-    }
-
-
 def _page_examples() -> Json:
     task = {"taskId": "0f8e4c1b2a3d4e5f60718293a4b5c6d7", "state": "processing",
             "createTime": 1767225600000, "stage": "queued", "source": "my-app"}
@@ -156,34 +117,6 @@ def _models_operation() -> Json:
     }
 
 
-def _model() -> Json:
-    def listed(values: tuple[str, ...], description: str) -> Json:
-        return {"type": "array", "minItems": 1, "uniqueItems": True,
-                "items": {"type": "string", "enum": list(values)}, "description": description}
-
-    def count(description: str) -> Json:
-        return {"type": "integer", "minimum": 1, "description": description}
-
-    props = {
-        "id": {"type": "string", "description": "The {model} of generateTask and statusTask."},
-        "aspectRatios": listed(RATIOS, "The aspect_ratio values it takes; auto is taken too."),
-        "resolutions": listed(RESOLUTIONS, "The resolution values it takes (any case)."),
-        "outputFormats": listed(OUTPUT_FORMATS, "The output_format values it takes."),
-        "maxPromptChars": count("The longest prompt, in Unicode code points."),
-        "maxReferences": count("The most image_urls of an image-to-image task."),
-        "maxImages": count("The largest num_images of a task."),
-        "prices": {"type": "object", "propertyNames": {"enum": list(RESOLUTIONS)},
-                   "additionalProperties": {"type": "number", "minimum": 0},
-                   "description": "USD charged per output image, by resolution (each of "
-                                  "resolutions)."},
-        "googleSearch": {"type": "boolean", "description": "Whether a route of the model can "
-                         "ground on Google Search: google_search true is taken."},
-        "sandbox": {"type": "boolean", "description": "Whether only the sandbox serves it "
-                    "(test mode: a picture of the prompt, no model)."},
-    }
-    return {"type": "object", "required": list(props), "properties": props}
-
-
 def _models_examples() -> Json:
     model = {"id": "nano-banana-2-lite", "aspectRatios": ["1:1", "16:9"], "resolutions": ["1k"],
              "outputFormats": list(OUTPUT_FORMATS), "maxPromptChars": 20000,
@@ -205,13 +138,6 @@ def _query(name: str, description: str, schema: Json, *, example: Any = None) ->
     if example is not None:
         param["example"] = example
     return param
-
-
-def _success(data: Json, description: str) -> Json:
-    return {"description": description,
-            "allOf": [_schema_ref("Envelope"),
-                      {"properties": {"code": {"const": 200}, "message": {"const": "success"},
-                                      "data": data}}]}
 
 
 def _ok(description: str, schema: str, examples: Json) -> Json:
