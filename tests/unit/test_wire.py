@@ -5,6 +5,7 @@ server (a request) or decodes as the wire model it illustrates (an answer)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +14,10 @@ import pytest
 from imagegate_client import wire
 
 from imagegate.api.openapi import openapi_document
+from imagegate.app.tasks import StatusAnswer
 from imagegate.contract import ModelLimits, parse_submit
 from imagegate.errors import FailCode, InvalidRequest
+from imagegate.tasks import envelope
 
 DOC = openapi_document("https://imagegate.example")
 SCHEMAS = DOC["components"]["schemas"]
@@ -210,3 +213,19 @@ def test_the_error_examples_decode_as_error_answers() -> None:
     for value in SCHEMAS["ErrorResponse"]["examples"]:
         error = msgspec.convert(value, wire.ErrorResponse)
         assert refused_field({"input": {**TEXT, "prompt": ""}}) == error.data.field
+
+
+@pytest.mark.parametrize("data", [
+    {"taskId": "t", "state": "processing", "createTime": 1767225600000, "stage": "queued"},
+    {"taskId": "t", "state": "success", "createTime": 1, "completeTime": 2, "costTime": 1,
+     "resultJson": '{"resultUrls":["https://h/files/t/k/0.png"]}', "stage": "done",
+     "expireTime": 3, "cost": 0.08},
+    {"taskId": "t", "state": "failed", "createTime": 1, "completeTime": 2, "stage": "done",
+     "failCode": "Unknown error", "failMsg": "caf\u00e9 \u2028 \"quoted\"\n\t\x01 \U0001f600"},
+])
+def test_a_status_body_is_the_compact_json_of_its_envelope(data: Json) -> None:
+    body = StatusAnswer(data).body
+    assert body == json.dumps(envelope(data), ensure_ascii=False,
+                              separators=(",", ":")).encode()
+    decoded = msgspec.json.decode(body, type=_Answer)
+    assert msgspec.convert(decoded.data, wire.Task, strict=True).taskId == "t"
