@@ -1,0 +1,68 @@
+"""The service's answers decode, strictly, as the wire models the client shares with it
+(``imagegate_client.wire``), through the ASGI app in-process: what the document is generated
+from is what the server sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import msgspec
+from harness import Harness, scenario, t2i
+from imagegate_client import wire
+
+MODEL = "nano-banana-2"
+
+
+class Answer(msgspec.Struct):
+    code: int
+    message: str
+    data: Any
+
+
+def decoded(response: httpx.Response, model: Any) -> Any:
+    answer = msgspec.json.decode(response.content, type=Answer, strict=True)
+    assert answer.code == response.status_code
+    return msgspec.convert(answer.data, model, strict=True)
+
+
+def test_every_answer_of_a_task_decodes_as_its_wire_model() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        made = await h.new_key("1")
+        async with h.http(made.plain) as c:
+            submitted = await c.post(f"/api/v1/generateTask/{MODEL}", json=t2i(source="app"))
+            task_id = decoded(submitted, wire.SubmitData).taskId
+            status = f"/api/v1/statusTask/{MODEL}"
+            queued = decoded(await c.get(status, params={"taskId": task_id}), wire.Task)
+            assert (queued.state, queued.stage) == ("processing", "queued")
+            await h.settle([task_id])
+            done = decoded(await c.get(status, params={"taskId": task_id}), wire.Task)
+            assert done.state == "success" and done.cost == 0.05
+            urls = msgspec.json.decode(done.resultJson, type=wire.ResultJson).resultUrls
+            assert len(urls) == 1
+            page = decoded(await c.get("/api/v1/tasks"), wire.TaskPage)
+            assert [(t.taskId, t.source) for t in page.tasks] == [(task_id, "app")]
+            assert page.nextCursor is None
+            models = decoded(await c.get("/api/v1/models"), wire.ModelsData).models
+            assert MODEL in {m.id for m in models}
+            balance = decoded(await c.get("/api/v1/apikeys/current-balance"), wire.Balance)
+            assert balance == 0.95
+            other = await h.submit(made.key)
+            cancel = f"/api/v1/cancelTask/{MODEL}"
+            canceled = decoded(await c.post(cancel, params={"taskId": other}), wire.CancelData)
+            assert (canceled.state, canceled.refunded) == ("canceled", True)
+            failed = decoded(await c.get(status, params={"taskId": other}), wire.Task)
+            assert (failed.state, failed.failCode) == ("failed", "Canceled")
+
+
+def test_a_refusal_decodes_as_the_wire_error_naming_its_field() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        made = await h.new_key("1")
+        async with h.http(made.plain) as c:
+            refused = await c.post(f"/api/v1/generateTask/{MODEL}",
+                                   json=t2i(provider="cheapest"))
+            error = msgspec.json.decode(refused.content, type=wire.ErrorResponse, strict=True)
+            assert (error.code, error.data.field) == (400, "provider")
+            assert error.data.error == "provider must be one of auto, value, official"
