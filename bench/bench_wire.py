@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import pydantic
 from harness import source_version
-from imagegate_client import wire
+from imagegate_client import wire_models as wire
 
 from imagegate.api.endpoints import parse_json
 from imagegate.app.tasks import StatusAnswer

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from imagegate_client.wire import (
+from imagegate_client.wire_models import (
     MAX_IMAGES,
     MAX_PROMPT_CHARS,
     MAX_REFERENCES,
@@ -29,7 +29,7 @@ from imagegate_client.wire import (
 
 from imagegate.errors import InvalidRequest
 
-# The enumerations and limits are the wire models' (imagegate_client.wire), which the OpenAPI
+# The enumerations and limits are the wire models' (imagegate_client.wire_models), which the OpenAPI
 # document is generated from: one source for what is taken and for what the document says.
 __all__ = ["CONTENT_TYPES", "MODES", "OUTPUT_FORMATS", "PROVIDERS", "RATIOS", "REQUEST_TYPES",
            "RESOLUTIONS", "SIZE_TABLES", "ModelLimits", "SubmitInput", "SubmitRequest",

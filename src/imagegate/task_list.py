@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imagegate_client.wire import MAX_PAGE_TASKS
-from imagegate_client.wire import WIRE_STATES as _WIRE_STATE_NAMES
+from imagegate_client.wire_models import MAX_PAGE_TASKS
+from imagegate_client.wire_models import WIRE_STATES as _WIRE_STATE_NAMES
 
 from imagegate.errors import InvalidRequest
 from imagegate.tasks import Task, TaskState, render_status

@@ -1,5 +1,5 @@
 """The service's answers decode, strictly, as the wire models the client shares with it
-(``imagegate_client.wire``), through the ASGI app in-process: what the document is generated
+(``imagegate_client.wire_models``), through the ASGI app in-process: what the document is generated
 from is what the server sends."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import msgspec
 from harness import Harness, scenario, t2i
-from imagegate_client import wire
+from imagegate_client import wire_models as wire
 
 MODEL = "nano-banana-2"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from imagegate_client import wire
+from imagegate_client import wire_models as wire
 
 from imagegate.api.openapi import openapi_document
 from imagegate.app.tasks import StatusAnswer

@@ -1,5 +1,5 @@
 """The schemas of the OpenAPI document, generated from the wire models
-(``imagegate_client.wire``): each struct is the component of its name, with the descriptions,
+(``imagegate_client.wire_models``): each struct is the component of its name, with the descriptions,
 enumerations, limits and defaults written on its fields, and the answers are those models in the
 envelope. Nothing here describes a field: a change of the wire models is a change of the
 document, and of the client that reads them."""
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from imagegate_client import wire
+from imagegate_client import wire_models as wire
 
 __all__ = ["model_schemas", "schema_ref"]
 
