@@ -38,6 +38,8 @@ def model_schemas() -> Json:
 def _component(name: str, schema: Json) -> Json:
     schema = _tidy(schema)
     schema.pop("title", None)
+    if "description" in schema:  # the struct's docstring, as one Markdown paragraph
+        schema["description"] = " ".join(schema["description"].split()).replace("``", "`")
     return {**schema, **getattr(wire, name).__dict__.get("json_schema_extra", {})}
 
 
