@@ -66,3 +66,23 @@ def test_a_refusal_decodes_as_the_wire_error_naming_its_field() -> None:
             error = msgspec.json.decode(refused.content, type=wire.ErrorResponse, strict=True)
             assert (error.code, error.data.field) == (400, "provider")
             assert error.data.error == "provider must be one of auto, value, official"
+
+
+def test_a_callback_is_the_documented_webhook_and_decodes_as_the_status_answer() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        made = await h.new_key("1")
+        task_id = await h.submit(made.key, request_type="callback",
+                                 callback_url="https://app.example/hook")
+        await h.settle([task_id])
+        await h.deliver()
+        [request] = h.callbacks
+        async with h.http(made.plain) as c:
+            document = (await c.get("/openapi.json")).json()
+            status = await c.get(f"/api/v1/statusTask/{MODEL}", params={"taskId": task_id})
+        webhook = document["webhooks"]["taskEnded"]["post"]
+        body = webhook["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/StatusResponse"}
+        assert {p["name"] for p in webhook["parameters"]} <= set(request.headers)
+        task = decoded(httpx.Response(200, content=request.content), wire.Task)
+        assert task == decoded(status, wire.Task)

@@ -42,6 +42,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         "servers": [{"url": base_url}],
         "tags": tags(),
         "paths": _paths(),
+        "webhooks": {"taskEnded": {"post": _CALLBACK}},
         "components": _components(),
     }
 
@@ -217,6 +218,37 @@ _BALANCE = Operation(
                 "deducted. `data` is a bare number.",
     answers={200: ok("The balance in USD.", "BalanceResponse")},
 )
+
+
+def _signature_header(name: str, description: str, example: str) -> Json:
+    return {"name": name, "in": "header", "required": True, "description": description,
+            "schema": {"type": "string"}, "example": example}
+
+
+# The callback of a task submitted with request_type callback (docs/contract.md §12).
+_CALLBACK: Json = {
+    "operationId": "taskEnded",
+    "tags": ["webhooks"],
+    "summary": "A callback task has ended",
+    "description": "POSTed to the submit's callback_url when the task ends, success or "
+                   "failure: exactly the answer statusTask gives for the finished task. "
+                   "Extension: signed in the Standard Webhooks style under the account's "
+                   "secret; receivers that ignore the headers keep working (docs/webhooks.md).",
+    "parameters": [
+        _signature_header("webhook-id", "The same on every attempt of one event: deduplicate "
+                                        "on it.", "msg_5f0c2a9d1e7b44c08a3f9e21"),
+        _signature_header("webhook-timestamp", "Unix seconds of this attempt.", "1795503561"),
+        _signature_header("webhook-signature", "v1,<base64 HMAC-SHA256> of id.timestamp.body "
+                                               "under each live secret, space-separated.",
+                          "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="),
+    ],
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": ref("schemas", "StatusResponse"),
+        "examples": {k: v for k, v in _status_examples().items() if k != "processing"}}}},
+    "responses": {"2XX": {"description": "A delivery, when it answers within the callback "
+                                         "timeout (30 s by default). Anything else, a redirect "
+                                         "too, is retried for about a day."}},
+}
 
 
 # Results and operations --------------------------------------------------------------------------
