@@ -10,6 +10,8 @@ and §15).
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 from imagegate.api.openapi_listing import listing_paths
@@ -27,7 +29,7 @@ from imagegate.api.openapi_webhooks import webhook_paths
 from imagegate.api.waiting import MAX_WAIT_S, MIN_WAIT_S
 from imagegate.errors import FailCode
 
-__all__ = ["openapi_document"]
+__all__ = ["openapi_document", "openapi_json"]
 
 Json = dict[str, Any]
 
@@ -45,6 +47,14 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         "webhooks": {"taskEnded": {"post": _CALLBACK}},
         "components": _components(),
     }
+
+
+@functools.lru_cache(maxsize=4)
+def openapi_json(base_url: str) -> bytes:
+    """The document as served: compact JSON, built once per process (generating the schemas
+    from the models takes milliseconds, and the document never changes while it runs)."""
+    return json.dumps(openapi_document(base_url), ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")).encode()
 
 
 def _paths() -> Json:
