@@ -24,6 +24,7 @@ from imagegate.api.openapi_operations import (
     path_param,
     ref,
 )
+from imagegate.api.openapi_stream import stream_paths
 from imagegate.api.openapi_text import info, tags
 from imagegate.api.openapi_webhooks import webhook_paths
 from imagegate.api.waiting import MAX_WAIT_S, MIN_WAIT_S
@@ -61,6 +62,7 @@ def _paths() -> Json:
     return {
         "/api/v1/generateTask/{model}": {"post": _GENERATE.render()},
         "/api/v1/statusTask/{model}": {"get": _STATUS.render()},
+        **stream_paths(),
         "/api/v1/cancelTask/{model}": {"post": _CANCEL.render()},
         "/api/v1/apikeys/current-balance": {"get": _BALANCE.render()},
         **listing_paths(),

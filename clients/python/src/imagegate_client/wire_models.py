@@ -255,9 +255,10 @@ class Task(Struct, kw_only=True, omit_defaults=True):
         ge=0, description="Extension: USD charged. Present only once the charge is settled "
                           "(a successful task).")] | UnsetType = UNSET
     queuePosition: Annotated[int, Meta(
-        ge=1, description="Extension, in streamTask's status events only: the task's place "
-                          "in the queue (1 = next to be claimed) while it waits (stage queued "
-                          "or retrying).")] | UnsetType = UNSET
+        ge=1, description="Extension, in streamTask's status events only, while the task "
+                          "waits in the queue (stage queued or retrying): 1 + the queued tasks "
+                          "of its model ahead of it, in the order workers claim them (1 = "
+                          "next to be claimed).")] | UnsetType = UNSET
 
 
 class TaskListItem(Task, kw_only=True, omit_defaults=True):
