@@ -86,3 +86,43 @@ def test_a_callback_is_the_documented_webhook_and_decodes_as_the_status_answer()
         assert {p["name"] for p in webhook["parameters"]} <= set(request.headers)
         task = decoded(httpx.Response(200, content=request.content), wire.Task)
         assert task == decoded(status, wire.Task)
+
+
+async def first_message(c: httpx.AsyncClient, task_id: str) -> dict[str, str]:
+    """The first message of the task's event stream, its fields as sent."""
+    message: dict[str, str] = {}
+    async with c.stream("GET", "/api/v1/streamTask/nano-banana-2",
+                        params={"taskId": task_id}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        async for line in r.aiter_lines():
+            if not line and message:
+                break
+            name, _, value = line.partition(":")
+            if name:
+                message[name] = value.removeprefix(" ")
+    return message
+
+
+def test_stream_events_carry_the_documented_wire_models() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        made = await h.new_key("1")
+        async with h.http(made.plain, streaming=True) as c:
+            document = (await c.get("/openapi.json")).json()
+            op = document["paths"]["/api/v1/streamTask/{model}"]["get"]
+            event = op["responses"]["200"]["content"]["text/event-stream"]["schema"]
+            assert [(b["if"]["properties"]["event"]["const"],
+                     b["then"]["properties"]["data"]["contentSchema"]["$ref"].split("/")[-1])
+                    for b in event["allOf"]] == [("status", "Task"), ("done", "StatusResponse")]
+            task_id = await h.submit(made.key)
+            status = await first_message(c, task_id)
+            assert set(event["required"]) <= status.keys() <= set(event["properties"])
+            queued = msgspec.json.decode(status["data"], type=wire.Task, strict=True)
+            assert (status["event"], queued.stage, queued.queuePosition) == (
+                "status", "queued", 1)
+            await h.settle([task_id])
+            done = await first_message(c, task_id)
+            answer = msgspec.json.decode(done["data"], type=Answer, strict=True)
+            task = msgspec.convert(answer.data, wire.Task, strict=True)
+            assert (done["event"], task.state, task.queuePosition) == (
+                "done", "success", wire.UNSET)
