@@ -27,6 +27,7 @@ __all__ = [
     "CANCEL_STATES",
     "FAIL_CODES",
     "MAX_IMAGES",
+    "MAX_PAGE_TASKS",
     "MAX_PROMPT_CHARS",
     "MAX_REFERENCES",
     "MAX_SEED",
@@ -112,7 +113,7 @@ _CALLBACK_URL = ("Required when request_type is callback: an http or https URL, 
                  "resolving to a public address unless the operator allows otherwise.")
 
 
-def url_schema(description: str) -> dict[str, Any]:
+def _url_schema(description: str) -> dict[str, Any]:
     """An http or https URL as the service takes it: an IRI (non-ASCII is taken, and
     percent-encoded when sent), no control characters, at most ``MAX_URL_CHARS``."""
     return {"type": "string", "format": "iri", "maxLength": MAX_URL_CHARS,
@@ -120,7 +121,7 @@ def url_schema(description: str) -> dict[str, Any]:
 
 
 _REFERENCE = Annotated[str, Meta(extra_json_schema={"anyOf": [
-    url_schema("An http or https URL, fetched when the task runs."),
+    _url_schema("An http or https URL, fetched when the task runs."),
     {"type": "string", "pattern": _DATA_URI_PATTERN,
      "description": "Extension: a data:image/...;base64, URI."}]})]
 
@@ -178,7 +179,7 @@ class SubmitRequest(Struct, kw_only=True, omit_defaults=True):
         "if": {"required": ["request_type"],
                "properties": {"request_type": {"const": "callback"}}},
         "then": {"required": ["callback_url"],
-                 "properties": {"callback_url": url_schema(_CALLBACK_URL)}},
+                 "properties": {"callback_url": _url_schema(_CALLBACK_URL)}},
     }
 
     input: SubmitInput
