@@ -29,8 +29,8 @@ from imagegate_client.wire_models import (
 
 from imagegate.errors import InvalidRequest
 
-# The enumerations and limits are the wire models' (imagegate_client.wire_models), which the OpenAPI
-# document is generated from: one source for what is taken and for what the document says.
+# The enumerations and limits are the wire models' (imagegate_client.wire_models), which the
+# OpenAPI document is generated from: one source for what is taken and what the document says.
 __all__ = ["CONTENT_TYPES", "MODES", "OUTPUT_FORMATS", "PROVIDERS", "RATIOS", "REQUEST_TYPES",
            "RESOLUTIONS", "SIZE_TABLES", "ModelLimits", "SubmitInput", "SubmitRequest",
            "check_url", "is_unicode", "nearest_ratio", "output_size", "parse_submit"]
