@@ -1,27 +1,34 @@
-"""Measure what 1,000 clients waiting on one ``imagegate api`` process cost (contract §15,
-``statusTask?wait=N``): the API process's CPU and the database's transactions and reads of
-``tasks`` while they wait, then while their tasks end.
+"""Measure what 1,000 clients waiting on one ``imagegate api`` process cost (contract §15):
+waiting with ``statusTask?wait=N``, then following their tasks with ``streamTask`` (Server-Sent
+Events): the API process's CPU and the database's transactions and reads of ``tasks`` while
+they wait, then while their tasks end.
 
 Run: ``.venv/bin/python bench/bench_waiters.py [--clients 1000] [--window 12]
 [--postgres-url postgresql://...]``. Creates a scratch database (dropped at the end), one
-``imagegate api`` on it and ``--clients`` tasks submitted with no worker running. Then three
-windows of ``--window`` seconds each, measured from ``/proc`` (the API process's CPU) and
-PostgreSQL's statistics views (``pg_stat_database.xact_commit`` of the scratch database,
+``imagegate api`` on it and ``--clients`` tasks submitted with no worker running. Then windows
+of ``--window`` seconds each, measured from ``/proc`` (the API process's CPU) and PostgreSQL's
+statistics views (``pg_stat_database.xact_commit`` of the scratch database,
 ``pg_stat_user_tables`` index and sequential scans of ``tasks``):
 
 1. idle: nobody waits (the baseline);
 2. waiting: every client has an open ``GET statusTask?taskId=...&wait=60`` on its own task
    (the API's ``imagegate_waiting_clients`` says so before the window starts);
 3. ending: an ``imagegate worker`` is started and ends every task; the window lasts until the
-   last client has its answer.
+   last client has its answer;
+4. streaming: ``--clients`` new tasks are submitted (no worker) and every client has an open
+   ``GET streamTask?taskId=...`` on its own one, each shown with its queue position (the
+   process reads the positions of all of them in one query about once a second);
+5. ending: a worker is started and ends every task; the window lasts until every stream has
+   had its ``done`` event (on the way each stream sees its position fall as the tasks ahead are
+   claimed, then its task's stages).
 
 The tasks fail at once (``[sandbox:fail=PromptInvalid]``): the benchmark measures waiting, not
 rendering, and a failed task ends, notifies and wakes its waiter exactly as one that succeeded.
 Prints a Markdown table and appends it, dated, with the machine and commit, to
 ``bench/results/waiters.md``. PostgreSQL flushes a backend's statistics at most once a second
 and an idle one's within 10 s, so the script pauses ``SETTLE_S`` before it reads the database's
-counters at each window's edge (the time and CPU of the last window are taken when the last
-answer arrives). A run takes about a minute and a half.
+counters at each window's edge (the time and CPU of an ending window are taken when the last
+answer arrives). A run takes about two and a half minutes.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import datetime
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +51,7 @@ from harness import Server
 
 RESULTS = Path(__file__).parent / "results" / "waiters.md"
 STATUS = "/api/v1/statusTask/nano-banana-2"
+STREAM = "/api/v1/streamTask/nano-banana-2"
 BODY = {"input": {"mode": "text-to-image", "prompt": "a fox [sandbox:fail=PromptInvalid]",
                   "aspect_ratio": "1:1", "resolution": "1k"}}
 WAIT_S = 60
@@ -161,13 +169,83 @@ async def measure(api: Server, key: str, ids: list[str], db: Database, window_s:
     return rows
 
 
+@dataclass
+class Followed:
+    """What one stream received: its status events, keep-alives, and whether it ended with
+    ``done``."""
+
+    statuses: int = 0
+    keep_alives: int = 0
+    done: bool = False
+
+
+async def follow(http: httpx.AsyncClient, task_id: str, opened: asyncio.Event,
+                 count: list[int], total: int) -> Followed:
+    """Read one task's stream to its end; ``opened`` is set once ``total`` streams have had
+    their first event."""
+    seen = Followed()
+    async with http.stream("GET", STREAM, params={"taskId": task_id}) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if line == "event: status":
+                seen.statuses += 1
+                if seen.statuses == 1:
+                    count[0] += 1
+                    if count[0] == total:
+                        opened.set()
+            elif line == "event: done":
+                seen.done = True
+            elif line.startswith(": keep-alive"):
+                seen.keep_alives += 1
+    return seen
+
+
+async def measure_streams(api: Server, key: str, ids: list[str], db: Database,
+                          window_s: float, start_worker: Callable[[], Server],
+                          ) -> tuple[list[Row], list[Followed]]:
+    rows = []
+    limits = httpx.Limits(max_connections=len(ids) + 10, max_keepalive_connections=0)
+    timeout = httpx.Timeout(30, read=120)
+    async with httpx.AsyncClient(base_url=api.base_url, timeout=timeout, limits=limits,
+                                 headers={"Authorization": f"Bearer {key}"}) as http:
+        opened, count = asyncio.Event(), [0]
+        streams = [asyncio.ensure_future(follow(http, t, opened, count, len(ids)))
+                   for t in ids]
+        try:
+            await asyncio.wait_for(opened.wait(), 60)
+        except TimeoutError:
+            raise SystemExit(f"only {count[0]} of {len(ids)} streams opened") from None
+        print(f"{count[0]} streams open, {await asyncio.to_thread(waiting_clients, api)} "
+              "subscriptions", flush=True)
+        await asyncio.sleep(SETTLE_S)  # the statistics of their first reads flushed
+        a = db.counters(api)
+        await asyncio.sleep(window_s)
+        b = db.counters(api)
+        rows.append(between(f"streaming: {len(ids):,} streams of queued tasks", a, b))
+        worker = await asyncio.to_thread(start_worker)
+        try:
+            followed = await asyncio.gather(*streams)
+        finally:
+            worker.stop()
+        c = await settled(api, db)
+    rows.append(between("ending: a worker ends every streamed task", b, c))
+    ended = sum(f.done for f in followed)
+    print(f"streams: {ended} ended with done, "
+          f"{sum(f.statuses for f in followed) / len(followed):.1f} status events each",
+          flush=True)
+    if ended < len(ids):
+        raise SystemExit("some streams ended without done: the ending window is not "
+                         "comparable")
+    return rows, followed
+
+
 def table(rows: list[Row], clients: int) -> str:
     out = ["| window | seconds | API process CPU | database transactions/s | reads of tasks/s "
            "| reads of tasks per client |", "|---|---|---|---|---|---|"]
     return "\n".join(out + [r.cells(clients) for r in rows])
 
 
-def report(args: argparse.Namespace, rows: list[Row]) -> str:
+def report(args: argparse.Namespace, rows: list[Row], followed: list[Followed]) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(["python", "bench/bench_waiters.py", *sys.argv[1:]])
     with psycopg.connect(args.postgres_url) as conn:
@@ -185,10 +263,24 @@ def report(args: argparse.Namespace, rows: list[Row]) -> str:
         "the API one read of its task when it starts waiting and one when its task ends "
         "(woken by the worker's NOTIFY); the ending window's reads of tasks also count the "
         "worker's claims and fenced finishes.",
+        "The streams cost no query per stream per tick either: while they wait the API reads "
+        "the queue positions of all of them in one statement about once a second (its reads "
+        "of tasks/s), and each stream's only read of its own task is when it opens and when "
+        "it ends; the stages in between come with the worker's notifications. On the way "
+        f"each stream received {_mean(f.statuses for f in followed):.1f} status events on "
+        f"average (queued, then each time its queue position changed as the tasks ahead were "
+        f"claimed, then running and generating) and "
+        f"{_mean(f.keep_alives for f in followed):.1f} keep-alives.",
+        "The machine is shared: CPU figures may be inflated by other work on it.",
     ]
     return (f"## {now}\n\n{machine}\n\nCommand: `{command}`; each client waits with "
             f"`wait={WAIT_S}` on its own task\n\n{table(rows, args.clients)}\n\n"
             + "\n".join(f"- {n}" for n in notes))
+
+
+def _mean(values: Iterable[int]) -> float:
+    found = list(values)
+    return sum(found) / max(1, len(found))
 
 
 def main() -> None:
@@ -211,14 +303,18 @@ def main() -> None:
             try:
                 ids = asyncio.run(submit_all(api, key, args.clients))
                 print(f"{len(ids):,} tasks submitted", flush=True)
-                rows = asyncio.run(measure(api, key, ids, db, args.window,
-                                           lambda: harness.start_worker(data_dir, env)))
+                start = lambda: harness.start_worker(data_dir, env)  # noqa: E731
+                rows = asyncio.run(measure(api, key, ids, db, args.window, start))
+                ids = asyncio.run(submit_all(api, key, args.clients))
+                more, followed = asyncio.run(measure_streams(api, key, ids, db, args.window,
+                                                             start))
+                rows += more
             finally:
                 db.conn.close()
                 api.stop()
     finally:
         harness.drop_scratch_database(url)
-    text = report(args, rows)
+    text = report(args, rows, followed)
     print("\n" + text)
     if not args.no_write:
         harness.append_section(RESULTS, "Clients waiting for their tasks", "bench_waiters.py", text)
