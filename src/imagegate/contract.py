@@ -12,17 +12,28 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from imagegate_client.wire_models import (
+    MAX_IMAGES,
+    MAX_PROMPT_CHARS,
+    MAX_REFERENCES,
+    MAX_SEED,
+    MAX_SOURCE_CHARS,
+    MAX_URL_CHARS,
+    MODES,
+    OUTPUT_FORMATS,
+    PROVIDERS,
+    RATIOS,
+    REQUEST_TYPES,
+    RESOLUTIONS,
+)
+
 from imagegate.errors import InvalidRequest
 
-RATIOS: tuple[str, ...] = (
-    "1:1", "1:4", "4:1", "1:8", "8:1", "2:3", "3:2",
-    "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
-)
-RESOLUTIONS: tuple[str, ...] = ("1k", "2k", "4k")
-OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpeg", "jpg")
-MODES: tuple[str, ...] = ("text-to-image", "image-to-image")
-REQUEST_TYPES: tuple[str, ...] = ("async", "callback")
-PROVIDERS: tuple[str, ...] = ("auto", "value", "official")
+# The enumerations and limits are the wire models' (imagegate_client.wire_models), which the
+# OpenAPI document is generated from: one source for what is taken and what the document says.
+__all__ = ["CONTENT_TYPES", "MODES", "OUTPUT_FORMATS", "PROVIDERS", "RATIOS", "REQUEST_TYPES",
+           "RESOLUTIONS", "SIZE_TABLES", "ModelLimits", "SubmitInput", "SubmitRequest",
+           "check_url", "is_unicode", "nearest_ratio", "output_size", "parse_submit"]
 
 # Google's published 1k sizes; each tier doubles the one below (docs/contract.md §6).
 _SIZES_1K: dict[str, tuple[int, int]] = {
@@ -73,11 +84,11 @@ def nearest_ratio(width: int, height: int, ratios: tuple[str, ...] = RATIOS) -> 
 class ModelLimits:
     """What one catalogue model accepts (docs/contract.md §4 for nano-banana-2)."""
 
-    max_prompt_chars: int = 20000
-    max_references: int = 14
+    max_prompt_chars: int = MAX_PROMPT_CHARS
+    max_references: int = MAX_REFERENCES
     ratios: tuple[str, ...] = RATIOS
     resolutions: tuple[str, ...] = RESOLUTIONS
-    max_images: int = 4
+    max_images: int = MAX_IMAGES
     size_table: str = "gemini-3"
 
 
@@ -133,8 +144,9 @@ def parse_submit(body: Any, limits: ModelLimits) -> SubmitRequest:
         check_url(callback_url, "callback_url")
     provider = _enum(body, "provider", PROVIDERS, "auto", fold=False)
     source = body.get("source")
-    if source is not None and (not isinstance(source, str) or len(source) > 128):
-        raise InvalidRequest("source must be a string of at most 128 characters", field="source")
+    if source is not None and (not isinstance(source, str) or len(source) > MAX_SOURCE_CHARS):
+        raise InvalidRequest(f"source must be a string of at most {MAX_SOURCE_CHARS} characters",
+                             field="source")
     if source is not None:
         _check_unicode(source, "source")
     raw = body.get("input")
@@ -184,8 +196,8 @@ def _parse_seed(raw: dict[str, Any]) -> int | None:
     if "seed" not in raw:
         return None
     seed = raw["seed"]
-    if not _is_int(seed) or not 0 <= seed < 2**63:
-        raise InvalidRequest(f"input.seed must be an integer from 0 to {2**63 - 1}; leave it "
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest(f"input.seed must be an integer from 0 to {MAX_SEED}; leave it "
                              "out for none", field="input.seed")
     return int(seed)
 
@@ -215,8 +227,8 @@ def check_url(url: Any, name: str, *, allow_data: bool = False) -> None:
         if not url.startswith("data:image/") or ";base64," not in url:
             raise InvalidRequest(f"{name} must be a data:image/...;base64, URI", field=name)
         return
-    if len(url) > 4096:
-        raise InvalidRequest(f"{name} must be at most 4096 characters", field=name)
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidRequest(f"{name} must be at most {MAX_URL_CHARS} characters", field=name)
     if _CONTROL_CHARACTER.search(url):
         raise InvalidRequest(f"{name} must not contain control characters (tab, newline and "
                              "the like)", field=name)

@@ -19,6 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from imagegate_client.wire_models import MAX_PAGE_TASKS
+from imagegate_client.wire_models import WIRE_STATES as _WIRE_STATE_NAMES
+
 from imagegate.errors import InvalidRequest
 from imagegate.tasks import Task, TaskState, render_status
 
@@ -26,14 +29,14 @@ __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "MAX_MODEL_CHARS", "MAX_MS", "WIRE_STAT
            "decode_cursor", "encode_cursor", "parse_task_query", "render_item", "render_page"]
 
 DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
+MAX_LIMIT = MAX_PAGE_TASKS
 MAX_MS = 2**63 - 1  # the largest BIGINT: Unix ms past it fits no column
 MAX_MODEL_CHARS = 256
 
 # The wire state of each internal state (TaskState.wire), as a filter reads it.
 WIRE_STATES: dict[str, tuple[TaskState, ...]] = {
     wire: tuple(s for s in TaskState if s.wire == wire)
-    for wire in ("processing", "success", "failed")}
+    for wire in _WIRE_STATE_NAMES}
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,120}")

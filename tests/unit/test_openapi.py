@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from imagegate.api.app import ROUTES
-from imagegate.api.openapi import openapi_document
+from imagegate.api.openapi import openapi_document, openapi_json
 from imagegate.api.waiting import MAX_WAIT_S, MIN_WAIT_S
 from imagegate.contract import (
     MODES,
@@ -300,3 +301,9 @@ def test_submit_documents_the_idempotency_key_and_its_409(doc: dict[str, Any]) -
         assert not validator.is_valid(value)
         with pytest.raises(InvalidRequest):
             parse_idempotency(value, "m", b"")
+
+
+def test_the_served_bytes_are_the_document(doc: dict[str, Any]) -> None:
+    served = openapi_json(BASE_URL)
+    assert json.loads(served) == doc
+    assert openapi_json(BASE_URL) is served  # built once

@@ -10,7 +10,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from imagegate.api.openapi import openapi_document
+from imagegate.api.openapi import openapi_json
 from imagegate.api.waiting import prefer_wait, query_wait, unless_disconnected
 from imagegate.app.files import ResultRedirect
 from imagegate.bootstrap import Api
@@ -177,7 +177,8 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document(api_of(request).settings.base_url))
+    return Response(openapi_json(api_of(request).settings.base_url),
+                    media_type="application/json")
 
 
 async def read_json(request: Request, limit: int) -> Any:

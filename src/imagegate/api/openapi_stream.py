@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imagegate.api.openapi_operations import Operation, ref
 from imagegate.app.stream import KEEP_ALIVE_S, MAX_STREAM_S, RETRY_MS
 
 __all__ = ["stream_paths"]
@@ -17,58 +18,7 @@ _TASK_ID = "0f8e4c1b2a3d4e5f60718293a4b5c6d7"
 
 
 def stream_paths() -> Json:
-    return {"/api/v1/streamTask/{model}": {"get": _stream_operation()}}
-
-
-def _stream_operation() -> Json:
-    return {
-        "operationId": "streamTask",
-        "tags": ["tasks"],
-        "summary": "Follow a task as Server-Sent Events (extension)",
-        "description": (
-            "The task's changes as they happen, instead of polling statusTask: a `status` "
-            "event with the task now at once, another each time its state, stage or "
-            "queuePosition changes, and a `done` event with statusTask's whole answer when it "
-            "has ended (at once, as the only event, when it already had); then the server "
-            "closes the stream. Resume with `Last-Event-ID` (EventSource does it by itself): "
-            "the snapshot the client has seen is not sent again. A `: keep-alive` comment "
-            f"comes every {KEEP_ALIVE_S:.0f} s while nothing changes. The server may end a "
-            f"stream before `done` (shutdown, after {MAX_STREAM_S / 60:.0f} minutes): "
-            "reconnect with Last-Event-ID. Errors before the stream starts are JSON, as for "
-            "statusTask."),
-        "security": [{"bearerAuth": []}],
-        "parameters": [
-            {"$ref": "#/components/parameters/model"},
-            {"$ref": "#/components/parameters/taskId"},
-            {"name": "Last-Event-ID", "in": "header", "required": False,
-             "description": "The id of the last event the client received (opaque); the "
-                            "stream then starts after it.",
-             "schema": {"type": "string"}, "example": "1.generating"},
-        ],
-        "responses": {
-            "200": {
-                "description": "The stream. Cache-Control: no-cache; X-Accel-Buffering: no.",
-                "headers": {
-                    "Cache-Control": {"schema": {"type": "string", "const": "no-cache"}},
-                    "X-Accel-Buffering": {"schema": {"type": "string", "const": "no"},
-                                          "description": "Tells nginx not to buffer it."},
-                },
-                "content": {"text/event-stream": {
-                    "schema": {"type": "string", "description": _FORMAT},
-                    "example": _example(),
-                    "x-events": _events(),
-                }},
-            },
-            "400": _error(400, "The taskId query parameter is missing or empty (field "
-                               "taskId)."),
-            "401": {"$ref": "#/components/responses/Unauthorized"},
-            "404": _error(404, "Unknown taskId, a task of another account, or a {model} that "
-                               "does not match the task."),
-            "405": {"$ref": "#/components/responses/MethodNotAllowed"},
-            "500": {"$ref": "#/components/responses/InternalError"},
-            "503": {"$ref": "#/components/responses/NotReady"},
-        },
-    }
+    return {"/api/v1/streamTask/{model}": {"get": _STREAM.render()}}
 
 
 _FORMAT = (
@@ -80,18 +30,35 @@ _FORMAT = (
     "success or failed). Lines starting with `:` are comments (keep-alives).")
 
 
-def _events() -> Json:
-    position = {"type": "integer", "minimum": 1,
-                "description": "While the task is queued: 1 + the queued tasks of its model "
-                               "ahead of it, in the order workers claim them."}
+def _event() -> Json:
+    """One message of the stream, as an SSE parser reads it: its fields, and its data's JSON by
+    its event name (the wire models' Task, with queuePosition, or the whole status answer)."""
+    def data_of(event: str, schema: str) -> Json:
+        data = {**_JSON, "contentSchema": ref("schemas", schema)}
+        return {"if": {"properties": {"event": {"const": event}}},
+                "then": {"properties": {"data": data}}}
+
     return {
-        "status": {"description": "The task now, sent when the stream opens and on each "
-                                  "change of state, stage or queuePosition.",
-                   "schema": {"allOf": [{"$ref": "#/components/schemas/Task"},
-                                        {"properties": {"queuePosition": position}}]}},
-        "done": {"description": "The task has ended; the last event of the stream.",
-                 "schema": {"$ref": "#/components/schemas/StatusResponse"}},
+        "type": "object",
+        "description": _FORMAT,
+        "required": ["event", "id", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": ["status", "done"],
+                      "description": "status: the task now, sent when the stream opens and on "
+                                     "each change of state, stage or queuePosition. done: the "
+                                     "task has ended; the last event of the stream."},
+            "id": {"type": "string", "description": "Opaque: send it back as Last-Event-ID to "
+                                                    "resume after this event."},
+            "retry": {"type": "integer", "const": RETRY_MS,
+                      "description": "Milliseconds to wait before reconnecting; on the first "
+                                     "message."},
+            "data": {**_JSON, "description": "One line of JSON."},
+        },
+        "allOf": [data_of("status", "Task"), data_of("done", "StatusResponse")],
     }
+
+
+_JSON = {"type": "string", "contentMediaType": "application/json"}
 
 
 def _example() -> str:
@@ -112,7 +79,36 @@ def _example() -> str:
         '"stage":"done","expireTime":1768521612000,"cost":0.04}}\n\n')
 
 
-def _error(status: int, description: str) -> Json:
-    schema = {"allOf": [{"$ref": "#/components/schemas/ErrorResponse"},
-                        {"properties": {"code": {"const": status}}}]}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+_STREAM = Operation(
+    "streamTask", "tasks", "Follow a task as Server-Sent Events (extension)",
+    description=(
+        "The task's changes as they happen, instead of polling statusTask: a `status` "
+        "event with the task now at once, another each time its state, stage or "
+        "queuePosition changes, and a `done` event with statusTask's whole answer when it "
+        "has ended (at once, as the only event, when it already had); then the server "
+        "closes the stream. Resume with `Last-Event-ID` (EventSource does it by itself): "
+        "the snapshot the client has seen is not sent again. A `: keep-alive` comment "
+        f"comes every {KEEP_ALIVE_S:.0f} s while nothing changes. The server may end a "
+        f"stream before `done` (shutdown, after {MAX_STREAM_S / 60:.0f} minutes): "
+        "reconnect with Last-Event-ID. Errors before the stream starts are JSON, as for "
+        "statusTask."),
+    params=("model", "taskId",
+            {"name": "Last-Event-ID", "in": "header", "required": False,
+             "description": "The id of the last event the client received (opaque); the "
+                            "stream then starts after it.",
+             "schema": {"type": "string"}, "example": "1.generating"}),
+    answers={
+        200: {
+            "description": "The stream. Cache-Control: no-cache; X-Accel-Buffering: no.",
+            "headers": {
+                "Cache-Control": {"schema": {"type": "string", "const": "no-cache"}},
+                "X-Accel-Buffering": {"schema": {"type": "string", "const": "no"},
+                                      "description": "Tells nginx not to buffer it."},
+            },
+            "content": {"text/event-stream": {"schema": _event(), "example": _example()}},
+        },
+        400: "The taskId query parameter is missing or empty (field taskId).",
+        404: "Unknown taskId, a task of another account, or a {model} that does not match "
+             "the task.",
+    },
+)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import secrets
 from collections import OrderedDict
 from typing import Any
+
+import msgspec
 
 from imagegate.clock import Clock
 from imagegate.completion import Completion
@@ -36,6 +37,10 @@ from imagegate.tasks import Task, TaskState, envelope, new_task_id, render_statu
 from imagegate.webhooks import CallbackPolicy
 
 FINISHED_CACHE = 50_000
+# Compact JSON, non-ASCII written as UTF-8, as json.dumps(ensure_ascii=False) writes it, in less
+# than half its CPU time: a processing task's answer is encoded on every poll
+# (bench/bench_wire.py).
+_ENCODER = msgspec.json.Encoder()
 
 
 class StatusAnswer:
@@ -55,8 +60,7 @@ class StatusAnswer:
     @property
     def body(self) -> bytes:
         if self._body is None:
-            self._body = json.dumps(envelope(self.data), ensure_ascii=False, allow_nan=False,
-                                    separators=(",", ":")).encode()
+            self._body = _ENCODER.encode(envelope(self.data))
         return self._body
 
 
