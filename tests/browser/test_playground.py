@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
-from serverproc import Server
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from serverproc import Server, wait_done
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "playground"
@@ -333,3 +333,68 @@ def test_the_page_fits_a_phone(browser: Browser, server: Server) -> None:
     finally:
         context.close()
 
+
+
+def test_the_event_stream_parser_takes_any_line_ending_and_chunking(tab: Tab) -> None:
+    tab.enter_key(tab.server.new_key("1"))
+    events = tab.page.evaluate("""async () => {
+        const src = document.querySelector("script[type=module]").src;
+        const {eventParser} = await import(new URL("stream.js", src));
+        const seen = [];
+        const parser = eventParser((e) => seen.push(e));
+        for (const chunk of ["retry: 1000\\nevent: sta", "tus\\r\\nid: 7\\r", "\\ndata: {\\"a\\"",
+                             ":1}\\r\\n\\r\\n: keep-alive\\n\\n", "data: one\\ndata:two\\n",
+                             "\\nid: 8\\nevent: done\\ndata\\n\\n", "event: status\\ndata: cut"]) {
+            parser.feed(chunk);
+        }
+        return {seen, state: parser.state};
+    }""")
+    assert events["seen"] == [
+        {"event": "status", "data": '{"a":1}', "id": "7"},
+        {"event": "message", "data": "one\ntwo", "id": "7"},
+        {"event": "done", "data": "", "id": "8"},
+    ]
+    assert events["state"] == {"lastEventId": "8", "retryMs": 1000}
+
+
+def test_a_cut_stream_is_resumed_with_the_last_event_id(tab: Tab) -> None:
+    key = tab.server.new_key("1")
+    page = tab.page
+    asked: list[dict[str, str]] = []
+
+    def stream(route: Route) -> None:
+        asked.append(route.request.headers)
+        task_id = route.request.url.rsplit("taskId=", 1)[1]
+        if len(asked) == 1:  # a snapshot, then the server ends the stream early
+            snapshot = {"taskId": task_id, "state": "processing", "stage": "queued",
+                        "queuePosition": 3, "createTime": 1}
+            body = f"retry: 10\nevent: status\nid: e1\ndata: {json.dumps(snapshot)}\n\n"
+        else:
+            with tab.server.client(key) as c:
+                done = wait_done(c, task_id)
+            envelope = {"code": 200, "message": "success", "data": done}
+            body = f"event: done\nid: e2\ndata: {json.dumps(envelope)}\n\n"
+        route.fulfill(status=200, body=body, headers={"content-type": "text/event-stream"})
+
+    page.route("**/api/v1/streamTask/**", stream)
+    tab.enter_key(key)
+    tab.submit("a kite over the dunes")
+    run = tab.newest_run()
+    expect(run).to_have_attribute("data-state", "succeeded")
+    expect(run).to_have_attribute("data-transport", "stream")
+    expect(run.locator("figure.result")).to_have_attribute("data-size", "1024x1024")
+    assert len(asked) == 2
+    assert "last-event-id" not in asked[0] and asked[1]["last-event-id"] == "e1"
+    assert asked[1]["authorization"] == f"Bearer {key}"
+
+
+def test_without_a_stream_the_task_is_followed_by_waiting_status_reads(tab: Tab) -> None:
+    tab.page.route("**/api/v1/streamTask/**", lambda route: route.fulfill(
+        status=404, content_type="application/json",
+        body='{"code":404,"message":"Not Found","data":{"error":"Not Found"}}'))
+    tab.enter_key(tab.server.new_key("1"))
+    tab.submit("[sandbox:delay=3] a paper boat")
+    run = tab.newest_run()
+    expect(run).to_have_attribute("data-transport", "polling")
+    expect(run).to_have_attribute("data-state", "running")
+    expect(run).to_have_attribute("data-state", "succeeded")

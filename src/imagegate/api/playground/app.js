@@ -82,6 +82,7 @@ function askForKey(message = "") {
 
 async function useKey(key) {
   const models = await call("/api/v1/models", {key}).then((data) => data.models);
+  if (keyStore.get() !== key) clearRuns();  // another key's tasks are not this one's to watch
   keyStore.set(key);
   $.keyInput.value = "";
   show($.keyPanel, false);

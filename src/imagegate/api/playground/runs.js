@@ -66,8 +66,9 @@ export class Run {
           h("p", {class: "meta muted"}, meta.join(" · "))),
         this.badge),
       h("div", {class: "run-status"},
-        h("p", {class: "status-line", role: "status", "aria-live": "polite"},
-          this.statusText, this.elapsed),
+        h("p", {class: "status-line"},
+          // Only the state is announced, not the clock that ticks beside it.
+          h("span", {role: "status", "aria-live": "polite"}, this.statusText), this.elapsed),
         this.cancelButton),
       this.steps,
       this.message,
