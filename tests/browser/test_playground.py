@@ -317,9 +317,10 @@ def test_a_queued_task_shows_its_place_in_line_and_is_cancelled(queue_tab: Tab) 
     expect(page.locator("#balance")).to_have_text("$1.00")
 
 
-def test_the_page_fits_a_phone(browser: Browser, server: Server) -> None:
+def test_the_page_fits_a_phone_in_dark_mode(browser: Browser, server: Server) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844},
-                                  device_scale_factor=2, is_mobile=True, has_touch=True)
+                                  device_scale_factor=2, is_mobile=True, has_touch=True,
+                                  color_scheme="dark")
     try:
         tab = Tab(context.new_page(), server)
         tab.enter_key(server.new_key("1"))
@@ -328,7 +329,7 @@ def test_the_page_fits_a_phone(browser: Browser, server: Server) -> None:
                                                                       "succeeded")
         width = tab.page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390  # nothing runs off the side
-        tab.shot("15-phone")
+        tab.shot("15-phone-dark")
         assert tab.problems == []
     finally:
         context.close()
