@@ -104,6 +104,17 @@ PATHS: list[tuple[str, str, Any]] = [
 ]
 
 
+def queue_paths(done: int, queued: int) -> list[tuple[str, str, Any]]:
+    """The queue positions of the streams of a process: tasks near the front of the backlog
+    (tsk_{done+1} is its oldest), and the same with one stream at its back."""
+    front = [f"tsk_{done + g}" for g in range(1, 21)]
+    return [
+        ("queue positions, 20 streams near the front", "queue_positions", {"ids": front}),
+        ("queue positions, one of them at the back of the backlog", "queue_positions",
+         {"ids": [*front, f"tsk_{done + queued - 1}"]}),
+    ]
+
+
 def numbered(sql: str, params: Any) -> tuple[str, list[Any]]:
     """The statement with ``$n`` placeholders, for PREPARE, and its values in order."""
     if isinstance(params, dict):
@@ -174,7 +185,7 @@ def main() -> None:
             conn.execute(fill.encode())
             version = conn.execute("SHOW server_version").fetchone()
             only = set(args.only.split(",")) if args.only else None
-            for title, statement, params in PATHS:
+            for title, statement, params in [*PATHS, *queue_paths(done, queued)]:
                 if statement not in POSTGRES.statements or (only and statement not in only):
                     continue
                 for generic in (False, True):

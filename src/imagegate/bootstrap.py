@@ -26,6 +26,8 @@ import httpx
 from imagegate.app.access import Access
 from imagegate.app.files import Files
 from imagegate.app.models import Models
+from imagegate.app.queue_positions import QueuePositions
+from imagegate.app.stream import Streams
 from imagegate.app.tasks import Tasks
 from imagegate.app.webhooks import Webhooks
 from imagegate.availability import RouteMonitor, ask
@@ -314,6 +316,7 @@ class Api:
     webhooks: Webhooks
     scrape: Scrape
     models: Models
+    streams: Streams
     runtime: Runtime | None = None
     migrate: bool = True  # apply every migration (serve); else only on an empty database
     draining: bool = False
@@ -326,6 +329,7 @@ class Api:
 
     async def stop(self) -> None:
         self.draining = True
+        await self.streams.close()  # their clients resume elsewhere
         if self.runtime is not None:
             # Running attempts get one lease period to finish; what is cut off after that is
             # requeued by a sweeper once its lease expires.
@@ -368,9 +372,11 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
                   redirect=settings.results_delivery == "redirect")
     models = Models(seams.routing, [name for name, cfg in settings.routes.items()
                                     if cfg.type == "sandbox"])
+    streams = Streams(seams.store, seams.events, QueuePositions(seams.store),
+                      base_url=settings.base_url)
     seams.metrics.watch_waiters(seams.events)
     return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), models,
-               runtime, migrate)
+               streams, runtime, migrate)
 
 
 def serve_api(settings: Settings) -> Api:

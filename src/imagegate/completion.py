@@ -111,6 +111,7 @@ class Completion:
         note = f"attempt {task.attempt}: {error.fail_code}: {error.message}"[:500]
         done = await self.store.retry_later(task.id, task.attempt, not_before, attempts, note)
         if done:
+            self.events.task_changed(task.id)
             log.info("task %s retrying in %.1fs after %s", task.id, delay, error.fail_code,
                      extra=task_fields(task))
         return done

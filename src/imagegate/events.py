@@ -15,6 +15,9 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+MAX_NOTES = 16  # progress notes a watch keeps until they are taken; past that it keeps none
 
 
 class Signal:
@@ -39,16 +42,44 @@ class Signal:
         self._event.clear()
 
 
-class Watch:
-    """A subscription to one task's changes (``TaskEvents.watch``)."""
+@dataclass(frozen=True)
+class Progress:
+    """What a running task's change was, when its announcer says: attempt ``attempt`` reached
+    ``stage`` (``running`` when claimed, then ``fetching``, ``generating``, ``storing``). A
+    stream can show each stage from these notes even when several land before it reads."""
 
-    __slots__ = ("_changed",)
+    attempt: int
+    stage: str
+
+
+class Watch:
+    """A subscription to one task's changes (``TaskEvents.watch``), with the progress notes
+    that came with them, in order, until taken (``take_notes``)."""
+
+    __slots__ = ("_changed", "_notes", "_unexplained")
 
     def __init__(self) -> None:
         self._changed = asyncio.Event()
+        self._notes: list[Progress] = []
+        self._unexplained = False  # a change came without a note, or notes were dropped
 
-    def set(self) -> None:
+    def set(self, progress: Progress | None = None) -> None:
+        if progress is None:
+            self._unexplained = True
+        elif len(self._notes) >= MAX_NOTES:  # nobody takes them
+            self._notes.clear()
+            self._unexplained = True
+        else:
+            self._notes.append(progress)
         self._changed.set()
+
+    def take_notes(self) -> tuple[list[Progress], bool]:
+        """The progress notes of the changes since the last call, oldest first, and whether
+        some change came without one (or more came than a watch keeps): then only a read of
+        the task, after the notes, tells what it is now."""
+        notes, unexplained = self._notes, self._unexplained
+        self._notes, self._unexplained = [], False
+        return notes, unexplained
 
     async def wait(self, within_s: float) -> bool:
         """True when the task changed since the watch began or the last ``wait`` that returned
@@ -96,9 +127,11 @@ class TaskEvents:
     def delivery_queued(self) -> None:
         self.deliveries.set()
 
-    def task_changed(self, task_id: str) -> None:
+    def task_changed(self, task_id: str, progress: Progress | None = None) -> None:
+        """The task changed (committed already); ``progress`` says how, when it is a running
+        attempt's stage."""
         for watch in self._waiters.get(task_id, ()):
-            watch.set()
+            watch.set(progress)
 
     @contextmanager
     def watch(self, task_id: str) -> Iterator[Watch]:

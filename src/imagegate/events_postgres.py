@@ -3,9 +3,9 @@
 ``PostgresEvents`` is ``TaskEvents`` whose three notifications also reach the other processes:
 ``work_available`` notifies channel ``imagegate_work``, ``delivery_queued``
 ``imagegate_deliveries``, and ``task_changed(id)`` ``imagegate_task`` with the task id as its
-payload. So a submit in an API process wakes the idle workers of every worker process, and a
-task finishing in a worker wakes a ``wait_for_change`` in the API process that serves its
-stream.
+payload (``id attempt stage`` when the change is a running attempt's progress, in the order
+announced). So a submit in an API process wakes the idle workers of every worker process, and
+a task changing in a worker wakes the waiters and streams of the task in every API process.
 
 Each notification wakes this process's own waiters at once, then goes out from a sender task on
 its own connection: the callers have already committed what they announce, and a burst of them
@@ -32,7 +32,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from imagegate.events import TaskEvents
+from imagegate.events import Progress, TaskEvents
 from imagegate.store.postgres import split_url
 
 __all__ = ["CHANNELS", "PostgresEvents"]
@@ -61,7 +61,7 @@ class PostgresEvents(TaskEvents):
         self._conninfo = make_conninfo("", **params)
         self._backoff_s = backoff_s
         self._work = self._deliveries = False  # to send
-        self._tasks: set[str] = set()  # to send
+        self._tasks: dict[str, None] = {}  # payloads to send, in order
         self._outbox = asyncio.Event()
         self._sender_pid: int | None = None
         self._listening = False
@@ -112,9 +112,9 @@ class PostgresEvents(TaskEvents):
         self._deliveries = True
         self._outbox.set()
 
-    def task_changed(self, task_id: str) -> None:
-        super().task_changed(task_id)
-        self._tasks.add(task_id)
+    def task_changed(self, task_id: str, progress: Progress | None = None) -> None:
+        super().task_changed(task_id, progress)
+        self._tasks[task_payload(task_id, progress)] = None
         self._outbox.set()
 
     # Sending ------------------------------------------------------------------------------------
@@ -125,19 +125,18 @@ class PostgresEvents(TaskEvents):
     def _take(self) -> list[tuple[str, str]]:
         batch = [(WORK, "")] if self._work else []
         batch += [(DELIVERIES, "")] if self._deliveries else []
-        batch += [(TASK, task_id) for task_id in sorted(self._tasks)]
+        batch += [(TASK, payload) for payload in self._tasks]
         self._work = self._deliveries = False
-        self._tasks = set()
+        self._tasks = {}
         return batch
 
     def _put_back(self, batch: list[tuple[str, str]]) -> None:
-        for channel, payload in batch:
-            if channel == WORK:
-                self._work = True
-            elif channel == DELIVERIES:
-                self._deliveries = True
-            else:
-                self._tasks.add(payload)
+        """Keep an unsent batch, before what was announced since (the order of a task's
+        progress notes is kept)."""
+        self._work = self._work or (WORK, "") in batch
+        self._deliveries = self._deliveries or (DELIVERIES, "") in batch
+        kept = dict.fromkeys(payload for channel, payload in batch if channel == TASK)
+        self._tasks = {**kept, **self._tasks}
 
     async def _send_forever(self) -> None:
         conn: psycopg.AsyncConnection[TupleRow] | None = None
@@ -206,7 +205,7 @@ class PostgresEvents(TaskEvents):
                 elif note.channel == DELIVERIES:
                     self.deliveries.set()
                 elif note.channel == TASK:
-                    TaskEvents.task_changed(self, note.payload)
+                    TaskEvents.task_changed(self, *parse_task_payload(note.payload))
             await conn.execute(b"SELECT 1")  # quiet for a while: is the connection alive?
 
     def _wake_everything(self) -> None:
@@ -225,6 +224,23 @@ class PostgresEvents(TaskEvents):
         if failures == 0:
             return low
         return random.uniform(low, min(high, low * 2 ** failures))
+
+
+def task_payload(task_id: str, progress: Progress | None) -> str:
+    """The ``imagegate_task`` payload of a change (a task id has no space)."""
+    if progress is None:
+        return task_id
+    return f"{task_id} {progress.attempt} {progress.stage}"
+
+
+def parse_task_payload(payload: str) -> tuple[str, Progress | None]:
+    """A task id and its progress from an ``imagegate_task`` payload (a bare id, or one this
+    version cannot read: a change without a note)."""
+    task_id, _, rest = payload.partition(" ")
+    attempt, _, stage = rest.partition(" ")
+    if not (attempt.isascii() and attempt.isdigit() and stage):
+        return task_id, None
+    return task_id, Progress(int(attempt), stage)
 
 
 async def _closed(conn: psycopg.AsyncConnection[TupleRow] | None) -> None:

@@ -102,6 +102,7 @@ class Sweeper:
                 task.id, task.attempt, now, task.route_attempts,
                 f"attempt {task.attempt}: lease expired; requeued", lease_expired_before_ms=now)
             if requeued:
+                self.events.task_changed(task.id)
                 log.warning("task %s: lease of attempt %d expired; requeued",
                             task.id, task.attempt, extra=task_fields(task))
         if expired:

@@ -27,7 +27,7 @@ from imagegate.errors import (
     StoreUnavailable,
     TaskError,
 )
-from imagegate.events import TaskEvents
+from imagegate.events import Progress, TaskEvents
 from imagegate.fetch import FetchedImage, ReferenceFetcher
 from imagegate.imaging import EncodedImage, normalise
 from imagegate.logs import task_fields
@@ -82,9 +82,10 @@ class Worker:
         now = self.clock.now_ms()
         for task in tasks:
             try:
-                await self.store.retry_later(task.id, task.attempt, now, task.route_attempts,
-                                             f"attempt {task.attempt}: released by a worker "
-                                             "that stopped")
+                if await self.store.retry_later(task.id, task.attempt, now,
+                                                task.route_attempts, f"attempt {task.attempt}: "
+                                                "released by a worker that stopped"):
+                    self.events.task_changed(task.id)
             except Exception:  # its lease will expire instead
                 log.exception("could not release task %s", task.id, extra=task_fields(task))
 
@@ -112,14 +113,17 @@ class Worker:
     async def _claim(self, limit: int) -> list[Task]:
         lease_ms = int(self.settings.worker_lease_seconds * 1000)
         try:
-            return await self.store.claim_tasks(self.id, self.clock.now_ms(), lease_ms, limit,
-                                                self.models)
+            claimed = await self.store.claim_tasks(self.id, self.clock.now_ms(), lease_ms,
+                                                   limit, self.models)
         except StoreUnavailable as exc:
             log.warning("claiming tasks failed, retrying shortly: %s", exc.message)
             return []
         except Exception:
             log.exception("claiming tasks failed; retrying shortly")
             return []
+        for task in claimed:  # its stream shows it running
+            self.events.task_changed(task.id, Progress(task.attempt, task.stage))
+        return claimed
 
     async def _idle(self, stop: asyncio.Event) -> None:
         await self.events.work.wait(self.settings.worker_poll_seconds, stop)
@@ -262,8 +266,12 @@ class Worker:
         return await self._store_images(task, job, outcome.images)
 
     async def _stage(self, task: Task, stage: str) -> None:
+        """Record the attempt's stage (renewing its lease) and announce it to the task's
+        streams, one note per stage."""
         lease_ms = int(self.settings.worker_lease_seconds * 1000)
-        await self.store.renew_lease(task.id, task.attempt, self.clock.now_ms() + lease_ms, stage)
+        if await self.store.renew_lease(task.id, task.attempt, self.clock.now_ms() + lease_ms,
+                                        stage):
+            self.events.task_changed(task.id, Progress(task.attempt, stage))
 
     async def _store_images(self, task: Task, job: Job, images: Sequence[GeneratedImage],
                             ) -> tuple[tuple[ResultFile, ...], tuple[str, ...]]:

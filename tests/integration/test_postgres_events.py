@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from postgres_db import ADMIN_URL, fresh_database
 
+from imagegate.events import Progress
 from imagegate.events_postgres import PostgresEvents
 
 T = TypeVar("T")
@@ -116,6 +117,33 @@ def test_a_task_changing_in_one_process_wakes_its_waiters_in_another_only(
     a.do(lambda: a.events.task_changed("tsk_1"))
     assert woken(waiting) is True
     assert woken(other) is False
+
+
+def test_a_running_tasks_progress_notes_reach_another_process_in_order(
+        two: tuple[Process, Process]) -> None:
+    a, b = two
+
+    async def notes() -> tuple[list[Progress], bool]:
+        with b.events.watch("tsk_1") as watch:
+            heard: list[Progress] = []
+            unexplained = False
+            while not unexplained:  # the last change comes without a note
+                assert await watch.wait(WAIT_S * 2)
+                more, unexplained = watch.take_notes()
+                heard += more
+            return heard, unexplained
+
+    listening = b.later(notes())
+    time.sleep(0.1)
+    stages = [Progress(1, "running"), Progress(1, "generating"), Progress(1, "storing")]
+
+    def announce() -> None:
+        for progress in stages:
+            a.events.task_changed("tsk_1", progress)
+        a.events.task_changed("tsk_1")
+
+    a.do(announce)
+    assert woken(listening) == (stages, True)
 
 
 def test_the_process_that_notifies_wakes_its_own_waiters_too(

@@ -587,6 +587,33 @@ def test_claim_takes_the_oldest_first_and_starts_an_attempt_under_a_lease(store:
     run(scenario())
 
 
+def test_queue_positions_count_the_queued_tasks_of_the_model_ahead_in_claim_order(
+        store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, LOTS)
+        first, second = make_task(created_ms=NOW + 10), make_task(created_ms=NOW + 20)
+        tied = sorted([make_task(created_ms=NOW + 30), make_task(created_ms=NOW + 30)],
+                      key=lambda t: t.id)
+        other_model = make_task(created_ms=NOW + 5, model="another-model")
+        later = make_task(created_ms=NOW + 40)
+        await submitted(store, later, *tied, second, other_model, first)
+        ids = [first.id, second.id, *(t.id for t in tied), other_model.id, later.id]
+        assert await store.queue_positions(ids) == {
+            first.id: 1, second.id: 2, tied[0].id: 3, tied[1].id: 4, other_model.id: 1,
+            later.id: 5}
+        assert await store.queue_positions([later.id]) == {later.id: 5}
+        claimed = await claim_one(store, NOW + 100)  # other_model's task, the oldest
+        assert claimed.id == other_model.id
+        claimed = await claim_one(store, NOW + 100)
+        assert claimed.id == first.id
+        assert await store.queue_positions(ids) == {
+            second.id: 1, tied[0].id: 2, tied[1].id: 3, later.id: 4}
+        assert await store.queue_positions([first.id, "no-such-task"]) == {}
+        assert await store.queue_positions([]) == {}
+
+    run(scenario())
+
+
 def test_claim_respects_not_before(store: Store) -> None:
     async def scenario() -> None:
         task = await running_task(store)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from starlette.types import ASGIApp
 
 from imagegate import accounts
 from imagegate.api.app import create_app
@@ -87,13 +88,16 @@ class Harness:
         return await accounts.create_key(self.store, self.clock,
                                          credit_micros=usd_to_micros(credit), **limits)
 
-    def http(self, secret: str | None = None) -> httpx.AsyncClient:
+    def http(self, secret: str | None = None, *, streaming: bool = False) -> httpx.AsyncClient:
         """A client of the HTTP app over this harness's service, in-process (no socket), sending
-        ``secret`` as its Bearer key."""
+        ``secret`` as its Bearer key. ``streaming``: answers arrive as the app sends them (an
+        event stream can be read message by message) and closing one disconnects."""
         app = create_app(self.api.settings, build=lambda settings: self.api)
         app.state.api = self.api  # what the lifespan would set; the harness started the rest
         headers = {"authorization": f"Bearer {secret}"} if secret else {}
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), headers=headers,
+        transport = (StreamingASGITransport(app) if streaming
+                     else httpx.ASGITransport(app=app))
+        return httpx.AsyncClient(transport=transport, headers=headers,
                                  base_url="http://imagegate.test")
 
     async def submit(self, key: ApiKey, prompt: str = "a fox", model: str = "nano-banana-2",
@@ -143,6 +147,70 @@ class Harness:
                 return
             self.clock.advance(step_s)
         raise AssertionError(f"tasks still unfinished after {rounds} rounds")
+
+
+class StreamingASGITransport(httpx.AsyncBaseTransport):
+    """Calls an ASGI app in-process like ``httpx.ASGITransport``, but hands the answer over as
+    soon as it starts and its body chunk by chunk as the app sends them (``ASGITransport``
+    keeps everything until the app returns, which an endless event stream never does).
+    Closing the answer tells the app the client has gone (``http.disconnect``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+                 "http_version": "1.1", "method": request.method,
+                 "headers": [(k.lower(), v) for k, v in request.headers.raw],
+                 "scheme": request.url.scheme, "path": request.url.path,
+                 "raw_path": request.url.raw_path.split(b"?")[0],
+                 "query_string": request.url.query,
+                 "server": (request.url.host, request.url.port),
+                 "client": ("127.0.0.1", 123), "root_path": ""}
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        started: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        gone = asyncio.Event()
+        unread = [body]
+
+        async def receive() -> dict[str, Any]:
+            if unread:
+                return {"type": "http.request", "body": unread.pop(), "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started.set_result(message)
+            elif message["type"] == "http.response.body":
+                if message.get("body"):
+                    chunks.put_nowait(message["body"])
+                if not message.get("more_body", False):
+                    chunks.put_nowait(None)
+
+        running = asyncio.ensure_future(self.app(scope, receive, send))
+        await asyncio.wait({started, running}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            running.result()  # the app's error
+            raise AssertionError("the app returned without answering")
+        start = started.result()
+        return httpx.Response(start["status"], headers=start.get("headers", []),
+                              stream=_LiveBody(chunks, gone, running))
+
+
+class _LiveBody(httpx.AsyncByteStream):
+    def __init__(self, chunks: asyncio.Queue[bytes | None], gone: asyncio.Event,
+                 running: asyncio.Future[None]) -> None:
+        self.chunks, self.gone, self.running = chunks, gone, running
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.chunks.get()) is not None:
+            yield chunk
+        await self.running
+
+    async def aclose(self) -> None:
+        self.gone.set()
+        await asyncio.wait({self.running})
 
 
 def scenario(**settings: Any) -> Callable[[Scenario], None]:

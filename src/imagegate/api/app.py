@@ -19,8 +19,9 @@ from starlette.routing import Route
 
 from imagegate import bootstrap
 from imagegate.api import endpoints as ep
-from imagegate.api import playground_site
+from imagegate.api import playground_site, streaming
 from imagegate.api import webhook_endpoints as wh
+from imagegate.api.termination import on_termination
 from imagegate.bootstrap import Api
 from imagegate.config import Settings
 from imagegate.errors import RequestError, StorageUnavailable, StoreUnavailable, TooManyRequests
@@ -31,6 +32,7 @@ log = logging.getLogger("imagegate.api")
 ROUTES = [
     Route("/api/v1/generateTask/{model}", ep.generate_task, methods=["POST"]),
     Route("/api/v1/statusTask/{model}", ep.status_task, methods=["GET"]),
+    Route("/api/v1/streamTask/{model}", streaming.stream_task, methods=["GET"]),
     Route("/api/v1/cancelTask/{model}", ep.cancel_task, methods=["POST"]),
     Route("/api/v1/apikeys/current-balance", ep.current_balance, methods=["GET"]),
     Route("/api/v1/tasks", ep.list_tasks, methods=["GET"]),
@@ -108,9 +110,11 @@ def create_app(settings: Settings, *,
         api = build(settings)
         await api.start()
         app.state.api = api
+        restore = on_termination(api.streams.end_all)  # the server waits for open streams
         try:
             yield
         finally:
+            restore()
             await api.stop()
 
     routes = [*ROUTES, *playground_site.routes(settings)]

@@ -24,6 +24,7 @@ from imagegate.errors import FailCode
 __all__ = ["openapi_document"]
 
 from imagegate.api.openapi_listing import listing_paths, listing_schemas
+from imagegate.api.openapi_stream import stream_paths
 from imagegate.api.openapi_webhooks import webhook_paths
 from imagegate.api.waiting import MAX_WAIT_S, MIN_WAIT_S
 
@@ -157,6 +158,7 @@ def _paths() -> Json:
     return {
         "/api/v1/generateTask/{model}": {"post": _generate_operation()},
         "/api/v1/statusTask/{model}": {"get": _status_operation()},
+        **stream_paths(),
         "/api/v1/cancelTask/{model}": {"post": _cancel_operation()},
         "/api/v1/apikeys/current-balance": {"get": _balance_operation()},
         **listing_paths(),

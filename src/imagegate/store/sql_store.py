@@ -171,6 +171,11 @@ class SqlStore:
         return await self._write(
             lambda t: tx.claim_tasks(t, worker_id, now_ms, lease_ms, limit, models))
 
+    async def queue_positions(self, task_ids: Sequence[str]) -> dict[str, int]:
+        if not task_ids:
+            return {}
+        return await self._read(lambda t: tx.queue_positions(t, task_ids))
+
     async def renew_lease(self, task_id: str, attempt: int, lease_until_ms: int,
                           stage: str | None = None) -> bool:
         return await self._write(

@@ -218,6 +218,16 @@ _SQLITE_OWN: dict[str, str] = {
     "prune_deliveries": "DELETE FROM deliveries "
                         "WHERE task_id IN (SELECT value FROM json_each(?))",
     "prune_tasks": "DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(?))",
+    # Queue positions of some tasks (streamTask): the queued tasks up to the latest of them
+    # read once through tasks_queued and numbered per model in the claim's order (created_ms,
+    # ties by id); the outer filter keeps the tasks asked about. The scan covers the queue
+    # ahead of the deepest of them, never the finished history.
+    "queue_positions": "SELECT id, position FROM (SELECT id, ROW_NUMBER() OVER "
+                       "(PARTITION BY model ORDER BY created_ms, id) AS position FROM tasks "
+                       "WHERE state = 'queued' AND created_ms <= (SELECT MAX(created_ms) "
+                       "FROM tasks WHERE state = 'queued' "
+                       "AND id IN (SELECT value FROM json_each(:ids)))) AS ranked "
+                       "WHERE id IN (SELECT value FROM json_each(:ids))",
 }
 
 _POSTGRES_OWN: dict[str, str] = {
@@ -269,6 +279,12 @@ _POSTGRES_OWN: dict[str, str] = {
                                "(SELECT id FROM deliveries WHERE task_id = ANY(%s::text[]))",
     "prune_deliveries": "DELETE FROM deliveries WHERE task_id = ANY(%s::text[])",
     "prune_tasks": "DELETE FROM tasks WHERE id = ANY(%s::text[])",
+    # As SQLite's; the bound is an InitPlan, so the scan of tasks_queued is an index range.
+    "queue_positions": "SELECT id, position FROM (SELECT id, ROW_NUMBER() OVER "
+                       "(PARTITION BY model ORDER BY created_ms, id) AS position FROM tasks "
+                       "WHERE state = 'queued' AND created_ms <= (SELECT MAX(created_ms) "
+                       "FROM tasks WHERE state = 'queued' AND id = ANY(%(ids)s::text[]))) "
+                       "AS ranked WHERE id = ANY(%(ids)s::text[])",
 }
 
 

@@ -229,6 +229,12 @@ def claim_tasks(tx: Tx, worker_id: str, now_ms: int, lease_ms: int, limit: int,
     return sorted((rows.task(r) for r in found), key=lambda t: t.created_ms)
 
 
+def queue_positions(tx: Tx, task_ids: Sequence[str]) -> dict[str, int]:
+    """The queue position of each of ``task_ids`` that is queued (``Store.queue_positions``)."""
+    found = tx.run("queue_positions", {"ids": tx.array(task_ids)}).all()
+    return {r["id"]: int(r["position"]) for r in found}
+
+
 def renew_lease(tx: Tx, task_id: str, attempt: int, lease_until_ms: int,
                 stage: str | None) -> bool:
     return tx.run("renew_lease", (lease_until_ms, stage, task_id, attempt)).rowcount == 1

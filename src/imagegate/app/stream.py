@@ -1,0 +1,195 @@
+"""Following a task as it changes (``GET /api/v1/streamTask``, docs/contract.md §15): a
+stream of snapshots of the key's task, one each time its state, stage or queue position
+changes, and a last one when it ends.
+
+A stream subscribes to the task's events before it reads the task, so no change slips between
+the read and the wait. While the task does not change the stream costs no query: its task's
+events wake it (from any process, through PostgreSQL's LISTEN/NOTIFY), a running attempt's
+stages come with their events as progress notes (so each stage is shown even when several
+land before the stream runs, and none needs a read), and the queue position comes from the
+process's ``QueuePositions``, one query for every stream. Where events may not reach the
+process (processes sharing a SQLite file) it reads the task every ``events.recheck_s``.
+
+Each snapshot has an id made of what it shows (the attempt, the stage, the position), so any
+process can tell whether a client that resumes with it has seen the current snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from imagegate.app.queue_positions import QueuePositions, Spot
+from imagegate.app.tasks import StatusAnswer
+from imagegate.errors import NotFound, quoted
+from imagegate.events import Progress, TaskEvents, Watch
+from imagegate.store.base import ApiKey, Store
+from imagegate.tasks import Task, TaskState, render_status
+
+__all__ = ["KEEP_ALIVE", "KEEP_ALIVE_S", "MAX_STREAM_S", "RETRY_MS", "EventKind",
+           "StreamEvent", "Streams"]
+
+KEEP_ALIVE_S = 15.0  # a keep-alive when nothing was sent for this long
+MAX_STREAM_S = 600.0  # a stream ends after this long; its client resumes it
+FIRST_POSITION_S = 2.0  # a new stream of a queued task waits this long for its position
+RETRY_MS = 1000  # how long a client waits before it reconnects to a stream that ended early
+# A running attempt's stages in their order: a progress note that is not ahead of what the
+# stream has shown is stale (a read already showed more) and is dropped.
+RUNNING_STAGES = ("running", "fetching", "generating", "storing")
+
+
+class EventKind(StrEnum):
+    STATUS = "status"
+    DONE = "done"
+    KEEP_ALIVE = "keep-alive"
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One message of a stream: a snapshot (``status``), the end (``done``: ``data`` is the
+    status answer's whole body), or a keep-alive. ``data`` is one line of JSON."""
+
+    kind: EventKind
+    id: str = ""
+    data: bytes = b""
+
+
+KEEP_ALIVE = StreamEvent(EventKind.KEEP_ALIVE)
+
+
+class Streams:
+    """``follow`` a task. ``close`` ends every stream of the process (shutdown)."""
+
+    def __init__(self, store: Store, events: TaskEvents, positions: QueuePositions, *,
+                 base_url: str, keep_alive_s: float = KEEP_ALIVE_S,
+                 max_duration_s: float = MAX_STREAM_S) -> None:
+        self.store = store
+        self.events = events
+        self.positions = positions
+        self.base_url = base_url
+        self.keep_alive_s = keep_alive_s
+        self.max_duration_s = max_duration_s
+        self._closing = asyncio.Event()
+
+    def end_all(self) -> None:
+        """End every stream now and refuse none: new ones end after their first event (the
+        process is stopping; their clients resume elsewhere)."""
+        self._closing.set()
+
+    async def close(self) -> None:
+        self.end_all()
+        await self.positions.close()
+
+    async def follow(self, key: ApiKey, model_id: str, task_id: str,
+                     last_event_id: str | None = None) -> AsyncIterator[StreamEvent]:
+        """The stream of the key's task of ``model_id``. Its first event comes at once: the
+        task now, or a keep-alive when ``last_event_id`` is the id of the task now; the
+        ``done`` event is the last. ``NotFound`` (before any event) as for a status read. It
+        ends early when the process closes or after ``max_duration_s``. Closed or cancelled,
+        it leaves no subscription behind."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.max_duration_s
+        with self.events.watch(task_id) as watch, self.positions.track(task_id) as spot:
+            task = await self._read(key, model_id, task_id)  # after the watch began
+            sent, opened, versions = last_event_id, False, [task]
+            quiet_since, recheck_at = loop.time(), self._recheck_at(loop)
+            while True:
+                for task in versions:
+                    if task.state.terminal:
+                        yield self._done(task)
+                        return
+                    event = await self._snapshot(task, spot)
+                    if event.id != sent:
+                        sent, opened, quiet_since = event.id, True, loop.time()
+                        yield event
+                if not opened:  # resumed where the client was: say the stream is open
+                    opened, quiet_since = True, loop.time()
+                    yield KEEP_ALIVE
+                left = min(quiet_since + self.keep_alive_s, ends, recheck_at) - loop.time()
+                if not await self._wait(watch, spot, max(0.0, left)) or loop.time() >= ends:
+                    return  # the process is closing, or the stream has run its time
+                versions, read = self._heard(task, watch, spot)
+                if read or loop.time() >= recheck_at:
+                    versions.append(await self._read(key, model_id, task_id))
+                    recheck_at = self._recheck_at(loop)
+                elif not versions and spot.moved.is_set():
+                    versions = [task]  # only its position changed
+                spot.moved.clear()
+                if not versions and loop.time() >= quiet_since + self.keep_alive_s:
+                    quiet_since = loop.time()
+                    yield KEEP_ALIVE
+
+    async def _read(self, key: ApiKey, model_id: str, task_id: str) -> Task:
+        task = await self.store.get_task(task_id)
+        if task is None or task.account_id != key.account_id or task.model != model_id:
+            raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
+        return task
+
+    def _recheck_at(self, loop: asyncio.AbstractEventLoop) -> float:
+        recheck = self.events.recheck_s
+        return float("inf") if recheck is None else loop.time() + recheck
+
+    async def _wait(self, watch: Watch, spot: Spot, within_s: float) -> bool:
+        """Until the task changes, its position moves, or ``within_s`` seconds pass; False
+        when the process is closing."""
+        if self._closing.is_set():
+            return False
+        waits = [asyncio.ensure_future(watch.wait(within_s)),
+                 asyncio.ensure_future(spot.moved.wait()),
+                 asyncio.ensure_future(self._closing.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        return not self._closing.is_set()
+
+    def _heard(self, task: Task, watch: Watch, spot: Spot) -> tuple[list[Task], bool]:
+        """The versions of ``task`` its progress notes tell, in order, and whether it must be
+        read: a change came without a note, or it left the queue as far as its spot knows."""
+        notes, unexplained = watch.take_notes()
+        shown: list[Task] = []
+        for note in notes:
+            ahead = _advanced(shown[-1] if shown else task, note)
+            if ahead is not None:
+                shown.append(ahead)
+        left_queue = spot.queued and spot.known and spot.position is None
+        return shown, unexplained or (left_queue and not shown)
+
+    async def _snapshot(self, task: Task, spot: Spot) -> StreamEvent:
+        queued = task.state is TaskState.QUEUED
+        spot.want(queued)
+        data = render_status(task, self.base_url)
+        event_id = f"{task.attempt}.{task.stage}"
+        if queued:
+            position = spot.position if spot.known else await spot.first(FIRST_POSITION_S)
+            if position is not None:
+                data["queuePosition"] = position
+                event_id += f".{position}"
+        return StreamEvent(EventKind.STATUS, event_id, _json(data))
+
+    def _done(self, task: Task) -> StreamEvent:
+        answer = StatusAnswer(render_status(task, self.base_url))
+        return StreamEvent(EventKind.DONE, f"{task.attempt}.done", answer.body)
+
+
+def _advanced(task: Task, note: Progress) -> Task | None:
+    """``task`` as ``note`` says it is now; None when the note is not ahead of it (a note of
+    an earlier attempt or stage, already overtaken by a read)."""
+    if note.stage not in RUNNING_STAGES or task.state.terminal:
+        return None
+    rank = (RUNNING_STAGES.index(task.stage) if task.state is TaskState.RUNNING
+            and task.stage in RUNNING_STAGES else len(RUNNING_STAGES))
+    if (note.attempt, RUNNING_STAGES.index(note.stage)) <= (task.attempt, rank):
+        return None
+    return dataclasses.replace(task, state=TaskState.RUNNING, stage=note.stage,
+                               attempt=note.attempt)
+
+
+def _json(data: dict[str, object]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")).encode()
