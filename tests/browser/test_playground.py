@@ -127,6 +127,7 @@ def test_submit_shows_the_image_with_a_download_link_and_the_curl_command(
     tab.submit("a red fox in the snow")
     run = tab.newest_run()
     expect(run).to_have_attribute("data-state", "succeeded")
+    expect(run).to_have_attribute("data-transport", "stream")
     image = run.locator(".result img")
     expect(run.locator("figure.result")).to_have_attribute("data-size", "1024x1024")
     assert image.evaluate("img => img.complete && img.naturalWidth") == 1024
@@ -306,8 +307,8 @@ def test_a_queued_task_shows_its_place_in_line_and_is_cancelled(queue_tab: Tab) 
     expect(page.locator("#runs .run")).to_have_count(2)
     second = tab.newest_run()
     expect(second).to_have_attribute("data-state", "queued")
-    if second.get_attribute("data-transport") == "stream":
-        expect(second.locator(".status-line")).to_contain_text("position 1 in line")
+    expect(second).to_have_attribute("data-transport", "stream")  # live, over the event stream
+    expect(second.locator(".status-line")).to_contain_text("Queued · position 1 in line")
     tab.shot("14-queued")
 
     second.get_by_role("button", name="Cancel").click()
