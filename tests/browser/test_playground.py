@@ -400,3 +400,37 @@ def test_without_a_stream_the_task_is_followed_by_waiting_status_reads(tab: Tab)
     expect(run).to_have_attribute("data-transport", "polling")
     expect(run).to_have_attribute("data-state", "running")
     expect(run).to_have_attribute("data-state", "succeeded")
+
+
+def test_the_page_works_from_the_keyboard_alone(tab: Tab) -> None:
+    page = tab.page
+    page.goto(tab.server.base_url + "/")
+    expect(page.get_by_label("API key")).to_be_focused()
+    page.keyboard.type(tab.server.new_key("1"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Prompt")).to_be_focused()
+    page.keyboard.type("a lantern in the rain")
+    page.keyboard.press("Control+Enter")
+    run = tab.newest_run()
+    expect(run).to_have_attribute("data-state", "succeeded")
+    page.locator("#tasks-body button").first.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#task-detail .run")).to_have_attribute("data-state", "succeeded")
+    expect(page.get_by_role("button", name="Close")).to_be_focused()
+
+
+def test_the_task_list_is_read_a_page_at_a_time(tab: Tab) -> None:
+    key = tab.server.new_key("2")
+    body = {"input": {"mode": "text-to-image", "prompt": "one of many", "aspect_ratio": "1:1",
+                      "resolution": "1k"}}
+    with tab.server.client(key) as c:
+        for _ in range(23):
+            c.post("/api/v1/generateTask/nano-banana-2", json=body).raise_for_status()
+    tab.enter_key(key)
+    rows = tab.page.locator("#tasks-body tr")
+    expect(rows).to_have_count(20)
+    tab.page.get_by_role("button", name="Load more").click()
+    expect(rows).to_have_count(23)
+    expect(tab.page.get_by_role("button", name="Load more")).to_be_hidden()
+    ids = rows.evaluate_all("rows => rows.map(r => r.dataset.taskId)")
+    assert len(set(ids)) == 23

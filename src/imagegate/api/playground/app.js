@@ -93,6 +93,7 @@ async function useKey(key) {
   tasks.setModels(models);
   tasks.reset();
   await Promise.all([refreshBalance(), tasks.reload()]);
+  byId("prompt").focus();
 }
 
 async function start(key) {
@@ -204,6 +205,14 @@ form.element.addEventListener("submit", async (e) => {
   run.watch();
   refreshBalance();
   tasks.reload();
+});
+
+// Ctrl+Enter (Cmd+Enter on a Mac) in the prompt submits, as in most chat and code editors.
+byId("prompt").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+    e.preventDefault();
+    form.element.requestSubmit();
+  }
 });
 
 function refused(err) {
