@@ -76,7 +76,7 @@ class Metrics:
             "be retried) or given_up (the last one failed).", ["outcome"], registry=r)
         self.waiting = Gauge(
             "imagegate_waiting_clients", "Clients of this process waiting for a task to end "
-            "(Prefer: wait, statusTask's wait).", registry=r)
+            "(Prefer: wait, statusTask's wait) or following one (streamTask).", registry=r)
         self.circuits = Circuits()
         r.register(self.circuits)
         self._accepted = self.submits.labels("accepted")  # the hot path: one increment

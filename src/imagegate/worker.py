@@ -161,38 +161,47 @@ class Worker:
 
     async def _heartbeat(self, task: Task, attempt: asyncio.Task[None]) -> bool:
         """Renew the lease every third of it, and meanwhile watch for the client's cancel:
-        on the task's change event (from any process), and at each beat should an event be
-        lost. The attempt is cancelled when the client cancels (True), or when the lease is
-        lost (another attempt owns the task) or could not be renewed for a whole lease."""
+        on the task's change event (from any process; its own stages, announced with progress
+        notes, are not read for one), and at each beat should an event be lost. The attempt
+        is cancelled when the client cancels (True), or when the lease is lost (another
+        attempt owns the task) or could not be renewed for a whole lease."""
         lease_s = self.settings.worker_lease_seconds
         renewed = time.monotonic()
         due = renewed + lease_s / 3
-        while not attempt.done():
-            await self.events.wait_for_change(task.id, max(0.0, due - time.monotonic()))
-            if attempt.done():  # it ended (the change heard may be its own finish)
-                break
-            if await self._cancel_requested(task):
-                attempt.cancel()
-                return True
-            if time.monotonic() < due:
-                continue
-            due = time.monotonic() + lease_s / 3
-            try:
-                kept = await self.store.renew_lease(task.id, task.attempt,
-                                                    self.clock.now_ms() + int(lease_s * 1000))
-            except StoreUnavailable as exc:
-                log.warning("heartbeat for task %s failed: %s", task.id, exc.message,
-                            extra=task_fields(task))
-                kept = time.monotonic() - renewed < lease_s
-            except Exception:
-                log.exception("heartbeat for task %s failed", task.id, extra=task_fields(task))
-                kept = time.monotonic() - renewed < lease_s
-            else:
-                renewed = time.monotonic() if kept else renewed
-            if not kept:
-                attempt.cancel()
-                break
+        with self.events.watch(task.id) as watch:
+            while not attempt.done():
+                changed = await watch.wait(max(0.0, due - time.monotonic()))
+                if attempt.done():  # it ended (the change heard may be its own finish)
+                    break
+                unexplained = watch.take_notes()[1]
+                if (unexplained or not changed) and await self._cancel_requested(task):
+                    attempt.cancel()
+                    return True
+                if time.monotonic() < due:
+                    continue
+                due = time.monotonic() + lease_s / 3
+                kept, renewed = await self._renew(task, renewed)
+                if not kept:
+                    attempt.cancel()
+                    break
         return False
+
+    async def _renew(self, task: Task, renewed: float) -> tuple[bool, float]:
+        """Renew the attempt's lease: whether it is still held (a renewal that fails is
+        forgiven until a whole lease has passed since ``renewed``), and when it was renewed
+        last (monotonic seconds)."""
+        lease_s = self.settings.worker_lease_seconds
+        try:
+            kept = await self.store.renew_lease(task.id, task.attempt,
+                                                self.clock.now_ms() + int(lease_s * 1000))
+        except StoreUnavailable as exc:
+            log.warning("heartbeat for task %s failed: %s", task.id, exc.message,
+                        extra=task_fields(task))
+            return time.monotonic() - renewed < lease_s, renewed
+        except Exception:
+            log.exception("heartbeat for task %s failed", task.id, extra=task_fields(task))
+            return time.monotonic() - renewed < lease_s, renewed
+        return kept, time.monotonic() if kept else renewed
 
     async def _cancel_requested(self, task: Task) -> bool:
         """Whether the client asked to cancel this attempt's task (False when that cannot be

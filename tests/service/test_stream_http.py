@@ -299,6 +299,20 @@ def test_errors_before_the_stream_are_json_envelopes() -> None:
         assert h.api.seams.events.watching == 0
 
 
+def test_a_head_request_answers_the_headers_and_keeps_nothing_open() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        new = await h.new_key()
+        async with h.http(new.plain, streaming=True) as c:
+            task_id = await submit(c)
+            r = await c.head(STREAM, params={"taskId": task_id})
+            unknown = await c.head(STREAM, params={"taskId": "nope"})
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "text/event-stream"
+        assert unknown.status_code == 404
+        assert h.api.seams.events.watching == 0
+
+
 def test_a_client_that_goes_away_leaves_no_subscription() -> None:
     @scenario()
     async def _(h: Harness) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -46,7 +46,15 @@ async def stream_task(request: Request) -> Response:
     events = api.streams.follow(key, request.path_params["model"], task_id,
                                 request.headers.get("last-event-id"))
     first = await anext(events)  # NotFound and the like, before the answer starts
+    if request.method == "HEAD":  # the headers alone: no stream is kept open for them
+        await events.aclose()
+        return EventStream(first, _no_more())
     return EventStream(first, events)
+
+
+async def _no_more() -> AsyncGenerator[StreamEvent, None]:
+    return
+    yield  # an async generator that yields nothing
 
 
 def frame(event: StreamEvent, *, first: bool = False) -> bytes:
@@ -61,7 +69,7 @@ def frame(event: StreamEvent, *, first: bool = False) -> bytes:
 class EventStream(Response):
     """A ``text/event-stream`` answer of ``first`` and then the rest of ``events``."""
 
-    def __init__(self, first: StreamEvent, events: AsyncIterator[StreamEvent]) -> None:
+    def __init__(self, first: StreamEvent, events: AsyncGenerator[StreamEvent, None]) -> None:
         # Not Response.__init__: it would give the answer a Content-Length of its empty body.
         self.status_code = 200
         self.background = None
@@ -79,9 +87,7 @@ class EventStream(Response):
             sending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sending
-            aclose = getattr(self.events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self.events.aclose()
 
     async def _send_all(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -85,7 +85,7 @@ class Streams:
         await self.positions.close()
 
     async def follow(self, key: ApiKey, model_id: str, task_id: str,
-                     last_event_id: str | None = None) -> AsyncIterator[StreamEvent]:
+                     last_event_id: str | None = None) -> AsyncGenerator[StreamEvent, None]:
         """The stream of the key's task of ``model_id``. Its first event comes at once: the
         task now, or a keep-alive when ``last_event_id`` is the id of the task now; the
         ``done`` event is the last. ``NotFound`` (before any event) as for a status read. It
