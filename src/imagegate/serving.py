@@ -171,7 +171,9 @@ async def first_start(store: Store, settings: Settings) -> None:
           f"    curl -s -X POST {settings.base_url}/api/v1/generateTask/nano-banana-2 \\\n"
           f"      -H 'Authorization: Bearer {new.plain}' \\\n"
           f"      -H 'Content-Type: application/json' \\\n"
-          f"      -d {shlex.quote(body)}\n", flush=True)
+          f"      -d {shlex.quote(body)}\n\n"
+          f"or open {settings.base_url}/ in a browser (the playground) and enter the key.\n",
+          flush=True)
 
 
 def _export(settings: Settings, config_file: str | None) -> None:

@@ -1,6 +1,8 @@
 """The ASGI application: a list of routes, a list of exception handlers, a lifespan that builds
 and stops the ``Api`` (in ``serve`` with the worker, sweeper and dispatcher in this process).
-``/metrics`` is added unless ``metrics_enabled`` is off; like /healthz it takes no API key."""
+``/metrics`` is added unless ``metrics_enabled`` is off; like /healthz it takes no API key. The
+playground's page and assets (``/`` and ``/playground/...``, ``playground_site``) take none
+either: the page asks the user for a key and sends it to ``/api/v1`` itself."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from starlette.routing import Route
 
 from imagegate import bootstrap
 from imagegate.api import endpoints as ep
-from imagegate.api import streaming
+from imagegate.api import playground_site, streaming
 from imagegate.api import webhook_endpoints as wh
 from imagegate.api.termination import on_termination
 from imagegate.bootstrap import Api
@@ -115,8 +117,11 @@ def create_app(settings: Settings, *,
             restore()
             await api.stop()
 
+    routes = [*ROUTES, *playground_site.routes(settings)]
+    if settings.metrics_enabled:
+        routes.append(METRICS_ROUTE)
     return Starlette(
-        routes=[*ROUTES, METRICS_ROUTE] if settings.metrics_enabled else ROUTES,
+        routes=routes,
         exception_handlers={RequestError: on_request_error, HTTPException: on_http_error,
                             StoreUnavailable: on_store_unavailable,
                             StorageUnavailable: on_storage_unavailable, Exception: on_crash},

@@ -48,7 +48,7 @@ from imagegate.blobs.sigv4 import (
 )
 from imagegate.errors import StorageUnavailable
 
-__all__ = ["S3BlobStore"]
+__all__ = ["S3BlobStore", "bucket_origin"]
 
 Addressing = Literal["path", "virtual"]
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
@@ -72,13 +72,8 @@ class S3BlobStore:
             if isinstance(credentials, Credentials) else credentials
         self.prefix = prefix
         self.region = region
-        endpoint = httpx.URL(endpoint_url or f"https://s3.{region}.amazonaws.com")
-        if addressing_style == "virtual":
-            self.base = endpoint.copy_with(host=f"{bucket}.{endpoint.host}", path="/")
-            self.bucket_path = ""
-        else:
-            self.base = endpoint.copy_with(path="/")
-            self.bucket_path = "/" + quote_key(bucket)
+        self.base = _bucket_base(bucket, endpoint_url, region, addressing_style)
+        self.bucket_path = "" if addressing_style == "virtual" else "/" + quote_key(bucket)
         # Downloads hold a connection while a client reads them: room for many at once.
         self.client = httpx.AsyncClient(
             transport=transport, trust_env=False, follow_redirects=False,
@@ -205,6 +200,22 @@ class S3BlobStore:
                 f"S3 DeleteObjects in bucket {self.bucket}: {len(errors)} of {len(keys)} keys "
                 f"not deleted, the first {_child_text(errors[0], 'Key')!r} "
                 f"({_child_text(errors[0], 'Code')})")
+
+
+def bucket_origin(bucket: str, endpoint_url: str = "", region: str = "us-east-1",
+                  addressing_style: Addressing = "virtual") -> str:
+    """``scheme://host[:port]`` of the bucket's object URLs, presigned ones included: what a
+    browser loads a result from when the API redirects to the bucket."""
+    base = _bucket_base(bucket, endpoint_url, region, addressing_style)
+    return f"{base.scheme}://{base.netloc.decode('ascii')}"
+
+
+def _bucket_base(bucket: str, endpoint_url: str, region: str,
+                 addressing_style: Addressing) -> httpx.URL:
+    endpoint = httpx.URL(endpoint_url or f"https://s3.{region}.amazonaws.com")
+    if addressing_style == "virtual":
+        return endpoint.copy_with(host=f"{bucket}.{endpoint.host}", path="/")
+    return endpoint.copy_with(path="/")
 
 
 def _checked(key: str) -> str:
