@@ -249,6 +249,8 @@ def test_task_table_has_a_header_and_one_aligned_row_per_task() -> None:
 def test_task_table_cuts_long_lines_to_the_width() -> None:
     [_, line] = table([T("a" * 32, "failed", fail_code="X", fail_msg="m" * 500)], width=100)
     assert len(line) == 100 and line.endswith("...")
+    [_, whole] = table([T("a" * 32, "failed", fail_code="X", fail_msg="m" * 500)], width=None)
+    assert whole.endswith("m" * 500)
 
 
 # exit statuses ------------------------------------------------------------------------------

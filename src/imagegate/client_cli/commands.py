@@ -147,7 +147,9 @@ def _list(args: argparse.Namespace) -> int:
         for task in tasks:
             _out(json.dumps(task.raw))
     elif tasks:
-        for line in table(tasks, width=max(80, shutil.get_terminal_size((120, 24)).columns)):
+        # Cut to a terminal's width; into a pipe or a file, whole lines.
+        width = max(80, shutil.get_terminal_size().columns) if sys.stdout.isatty() else None
+        for line in table(tasks, width=width):
             _out(line)
     else:
         _err("no tasks")

@@ -59,16 +59,18 @@ def row(task: TaskLike) -> tuple[str, str, str, str, str]:
     return task.task_id, task.state, created, cost, detail
 
 
-def table(tasks: Iterable[TaskLike], *, width: int = 120) -> list[str]:
+def table(tasks: Iterable[TaskLike], *, width: int | None = 120) -> list[str]:
     """The header and one line per task; columns sized to their longest cell, the last one
-    cut to ``width``."""
+    cut to ``width`` (None: never cut)."""
     rows = [HEADER, *(row(t) for t in tasks)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER) - 1)]
     lines = []
     for r in rows:
         head = "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False))
         line = f"{head}  {r[-1]}".rstrip()
-        lines.append(line if len(line) <= width else line[: width - 3] + "...")
+        if width is not None and len(line) > width:
+            line = line[: width - 3] + "..."
+        lines.append(line)
     return lines
 
 
