@@ -189,6 +189,20 @@ def test_status_answers_become_task_status_records() -> None:
     assert Shell([envelope(3.5)]).run(core().balance()) == Decimal("3.5")
 
 
+def test_answers_are_read_as_the_shared_wire_models() -> None:
+    sent_nulls = {"taskId": "t1", "state": "failed", "createTime": 1, "completeTime": 2,
+                  "failCode": "SensitiveContent", "failMsg": "no", "costTime": None,
+                  "resultJson": None}
+    task = Shell([envelope(sent_nulls)]).run(core().status("t1"))
+    assert (task.fail_code, task.cost_time, task.result_urls) == ("SensitiveContent", None, ())
+    with pytest.raises(errors.ServerError, match=r"task .*\$\.createTime"):
+        Shell([envelope({**DONE, "createTime": "soon"})]).run(core().status("t1"))
+    with pytest.raises(errors.ServerError, match=r"resultJson .*resultUrls"):
+        Shell([envelope({**DONE, "resultJson": '{"urls": []}'})]).run(core().status("t1"))
+    with pytest.raises(errors.ServerError, match=r"cancel answer .*`refunded`"):
+        Shell([envelope({"taskId": "t1", "state": "canceled"})]).run(core().cancel("t1"))
+
+
 def test_retry_after_parses_seconds_and_http_dates() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0

@@ -58,10 +58,10 @@ def test_the_service_verifies_webhooks_with_the_client_implementation() -> None:
     assert ServiceReplayGuard is imagegate_client.ReplayGuard
 
 
-def test_the_package_stands_alone_on_httpx_and_ships_its_types() -> None:
+def test_the_package_stands_alone_on_httpx_and_msgspec_and_ships_its_types() -> None:
     package = Path(imagegate_client.__file__).parent
     project = tomllib.loads((package.parents[1] / "pyproject.toml").read_text())["project"]
-    assert project["dependencies"] == ["httpx>=0.27"]
+    assert project["dependencies"] == ["httpx>=0.27", "msgspec>=0.19"]
     assert (package / "py.typed").is_file()
     for module in package.glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):

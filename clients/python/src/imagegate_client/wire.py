@@ -2,7 +2,11 @@
 
 Requests are plain records (``Request``); the shells turn them into httpx requests. Answers
 come back as ``Reply`` records and are read here: the envelope ``{"code", "message", "data"}``
-is opened, errors become the exceptions of errors.py, JSON becomes the records of records.py.
+is opened, errors become the exceptions of errors.py, and the ``data`` is read as the wire
+model the service itself answers with (wire_models.py, the schemas of its OpenAPI document),
+then turned into the records of records.py. An answer that does not fit its model is a
+ServerError naming the field at fault. Fields sent as ``null`` in a task count as absent, as
+some APIXO-style servers send them.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
 
 from . import errors
+from . import wire_models as models
 from .backoff import parse_retry_after
 from .records import Cancellation, ModelInfo, TaskPage, TaskStatus
 
@@ -111,26 +118,25 @@ def submit_body(prompt: str, *, images: Sequence[str], mode: str | None, aspect_
                 resolution: str, output_format: str, google_search: bool,
                 num_images: int | None, seed: int | None, callback_url: str | None,
                 source: str | None) -> bytes:
-    """The submit body of contract §4, as the bytes sent (the same bytes on every retry, which
-    an Idempotency-Key requires). Extensions are left out unless given."""
+    """The submit body of contract §4 (the wire model ``SubmitRequest``), as the bytes sent:
+    the same bytes on every retry, which an Idempotency-Key requires. ``request_type``,
+    ``output_format`` and ``google_search`` are always sent, as APIXO's page does in each of its
+    examples (it marks ``request_type`` required); other fields at their default and the
+    extensions not given are left out."""
     given = list(images)
-    inp: dict[str, Any] = {
-        "mode": mode or ("image-to-image" if given else "text-to-image"), "prompt": prompt,
-        "aspect_ratio": aspect_ratio, "resolution": resolution, "output_format": output_format,
-        "google_search": google_search}
-    if given:
-        inp["image_urls"] = given
-    if num_images is not None:
-        inp["num_images"] = num_images
-    if seed is not None:
-        inp["seed"] = seed
-    body: dict[str, Any] = {"request_type": "callback" if callback_url else "async"}
-    if callback_url:
-        body["callback_url"] = callback_url
-    if source is not None:
-        body["source"] = source
-    body["input"] = inp
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    request = models.SubmitRequest(
+        input=models.SubmitInput(
+            mode=mode or ("image-to-image" if given else "text-to-image"), prompt=prompt,
+            aspect_ratio=aspect_ratio, resolution=resolution,
+            image_urls=given or models.UNSET, output_format=output_format,
+            google_search=google_search,
+            num_images=1 if num_images is None else num_images,
+            seed=models.UNSET if seed is None else seed),
+        request_type="callback" if callback_url else "async", callback_url=callback_url,
+        source=source)
+    sent = msgspec.to_builtins(request)
+    sent["input"].update(output_format=output_format, google_search=google_search)
+    return msgspec.json.encode({"request_type": request.request_type, **sent})
 
 
 def list_params(*, state: str | Sequence[str] | None, model: str | None,
@@ -220,65 +226,81 @@ def task_id_of(data: Any) -> str:
     raise errors.ServerError("the submit answer has no taskId", status=200, body=data)
 
 
+T = TypeVar("T")
+
+
+def read_as(model: type[T], data: Any, what: str) -> T:
+    """``data`` as the wire model ``model``; a ServerError naming ``what`` and the field at
+    fault when it does not fit."""
+    try:
+        return msgspec.convert(data, model)
+    except msgspec.ValidationError as exc:
+        raise errors.ServerError(f"the {what} answered does not match the API: {exc}",
+                                 status=200, body=data) from None
+
+
 def task_status(data: Any, model: str | None = None) -> TaskStatus:
     """A status read's ``data`` (or a listed task, or an event's) as a TaskStatus."""
-    if not isinstance(data, dict) or not isinstance(data.get("taskId"), str):
+    if not isinstance(data, dict):
         raise errors.ServerError("the answer has no task", status=200, body=data)
-    cost = data.get("cost")
+    task = read_as(models.TaskListItem, {k: v for k, v in data.items() if v is not None},
+                   "task")
     return TaskStatus(
-        task_id=data["taskId"], state=str(data.get("state", "processing")),
-        stage=_opt_str(data.get("stage")), result_urls=_result_urls(data.get("resultJson")),
-        fail_code=_opt_str(data.get("failCode")), fail_msg=_opt_str(data.get("failMsg")),
-        create_time=_opt_int(data.get("createTime")),
-        complete_time=_opt_int(data.get("completeTime")),
-        cost_time=_opt_int(data.get("costTime")),
-        cost=None if cost is None else Decimal(str(cost)),
-        expire_time=_opt_int(data.get("expireTime")), source=_opt_str(data.get("source")),
+        task_id=task.taskId, state=task.state, stage=_given(task.stage),
+        result_urls=_result_urls(task.resultJson), fail_code=_given(task.failCode),
+        fail_msg=_given(task.failMsg), create_time=task.createTime,
+        complete_time=_given(task.completeTime), cost_time=_given(task.costTime),
+        cost=None if task.cost is models.UNSET else Decimal(str(task.cost)),
+        expire_time=_given(task.expireTime), source=_given(task.source),
         model=_opt_str(data.get("model")) or model, raw=dict(data))
 
 
-def _result_urls(result_json: Any) -> tuple[str, ...]:
-    # resultJson is a JSON *string* on the wire; an object is accepted too.
-    payload = json.loads(result_json) if isinstance(result_json, str) else result_json
-    urls = payload.get("resultUrls") if isinstance(payload, dict) else None
-    return tuple(str(u) for u in urls) if isinstance(urls, list) else ()
+def _given(value: T | models.UnsetType) -> T | None:
+    return None if isinstance(value, models.UnsetType) else value
+
+
+def _result_urls(result_json: str | models.UnsetType) -> tuple[str, ...]:
+    if result_json is models.UNSET:
+        return ()
+    # resultJson is a JSON *string* on the wire, holding {"resultUrls": [...]}.
+    try:
+        payload = msgspec.json.decode(result_json, type=models.ResultJson)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise errors.ServerError(f"the task's resultJson does not match the API: {exc}",
+                                 status=200, body=result_json) from None
+    return tuple(payload.resultUrls)
 
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _opt_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def cancellation(data: Any) -> Cancellation:
-    return Cancellation(task_id=str(data["taskId"]), state=data["state"],
-                        refunded=bool(data.get("refunded")))
+    answer = read_as(models.CancelData, data, "cancel answer")
+    return Cancellation(task_id=answer.taskId, state=answer.state,  # type: ignore[arg-type]
+                        refunded=answer.refunded)
 
 
 def task_page(data: Any, model: str | None) -> TaskPage:
-    tasks = tuple(task_status(item, model) for item in data.get("tasks", []))
-    cursor = data.get("nextCursor")
-    return TaskPage(tasks, cursor if isinstance(cursor, str) and cursor else None)
+    page = read_as(models.TaskPage, data, "task list")
+    items = data["tasks"]  # the raw items too: each TaskStatus keeps what was sent
+    return TaskPage(tuple(task_status(item, model) for item in items), page.nextCursor or None)
 
 
 def balance(data: Any) -> Decimal:
-    return Decimal(str(data))
+    return Decimal(str(read_as(models.Balance, data, "balance")))
 
 
 def model_infos(data: Any) -> list[ModelInfo]:
-    return [model_info(item) for item in data.get("models", [])]
+    listing = read_as(models.ModelsData, data, "model list")
+    return [model_info(item, raw) for item, raw in zip(listing.models, data["models"],
+                                                       strict=True)]
 
 
-def model_info(item: dict[str, Any]) -> ModelInfo:
+def model_info(item: models.Model, raw: dict[str, Any]) -> ModelInfo:
     return ModelInfo(
-        id=str(item["id"]), aspect_ratios=tuple(item.get("aspectRatios", ())),
-        resolutions=tuple(item.get("resolutions", ())),
-        output_formats=tuple(item.get("outputFormats", ())),
-        max_prompt_chars=_opt_int(item.get("maxPromptChars")),
-        max_references=_opt_int(item.get("maxReferences")),
-        max_images=_opt_int(item.get("maxImages")),
-        prices={k: Decimal(str(v)) for k, v in dict(item.get("prices", {})).items()},
-        google_search=bool(item.get("googleSearch")), sandbox=bool(item.get("sandbox")),
-        raw=dict(item))
+        id=item.id, aspect_ratios=tuple(item.aspectRatios), resolutions=tuple(item.resolutions),
+        output_formats=tuple(item.outputFormats), max_prompt_chars=item.maxPromptChars,
+        max_references=item.maxReferences, max_images=item.maxImages,
+        prices={k: Decimal(str(v)) for k, v in item.prices.items()},
+        google_search=item.googleSearch, sandbox=item.sandbox, raw=dict(raw))
