@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pty
+import shlex
 import signal
 import subprocess
 import sys
@@ -151,6 +152,21 @@ def test_no_wait_prints_the_task_id_and_tasks_list_shows_it(ig: User) -> None:
     assert len(page.stdout.splitlines()) == 2 and "--cursor" in page.stderr
     every = ig("tasks", "list", "--all", "--limit", "1", "--json")
     assert len(every.stdout.splitlines()) == 3 and "--cursor" not in every.stderr
+
+
+def test_the_next_page_command_it_prints_keeps_the_filters(ig: User) -> None:
+    assert ig("generate", "an old fox", "-q").returncode == 0  # not failed, oldest
+    failed = [json.loads(ig("generate", f"[sandbox:fail=PromptInvalid] fox {n}", "-q",
+                            "--json").stdout)["taskId"] for n in range(3)]
+
+    first = ig("tasks", "list", "--state", "failed", "--limit", "1")
+    assert first.stdout.splitlines()[1].startswith(failed[2])
+    [hint] = [line for line in first.stderr.splitlines() if "more tasks" in line]
+    command = hint.split("more tasks: ", 1)[1].split(" (or ", 1)[0]
+    assert command.startswith("imagegate tasks list ")
+    second = ig(*shlex.split(command)[1:])  # pasted as printed
+    assert second.returncode == 0, second.stderr
+    assert [row.split()[0] for row in second.stdout.splitlines()[1:]] == [failed[1]]
 
 
 def test_tasks_cancel_of_a_slow_task(ig: User, server: Server) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from imagegate.client_cli.outputs import (
 from imagegate.client_cli.progress import LiveProgress, ProgressRenderer
 
 _REMOTE = ("http://", "https://", "data:")
+LIST_LIMIT = 20  # tasks per page of `tasks list`, the API's default
 
 
 @dataclass
@@ -154,8 +156,22 @@ def _list(args: argparse.Namespace) -> int:
     else:
         _err("no tasks")
     if next_cursor:
-        _err(f"more tasks: imagegate tasks list --cursor {next_cursor} (or --all)")
+        _err(f"more tasks: imagegate tasks list{_list_flags(args)} --cursor {next_cursor} "
+             "(or --all instead of --cursor)")
     return Exit.OK
+
+
+def _list_flags(args: argparse.Namespace) -> str:
+    """The flags that chose this page's tasks, which the next page's command must repeat: a
+    cursor continues the list it came from, with the same filters."""
+    flags = [f"--state {state}" for state in args.state or ()]
+    if args.model:
+        flags.append(f"--model {shlex.quote(args.model)}")
+    if args.limit != LIST_LIMIT:
+        flags.append(f"--limit {args.limit}")
+    if args.json:
+        flags.append("--json")
+    return "".join(f" {flag}" for flag in flags)
 
 
 def _cancel(args: argparse.Namespace) -> int:

@@ -80,7 +80,7 @@ def register_tasks(actions: Any) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     listing.add_argument("--state", action="append", choices=("processing", "success",
                          "failed"), help="only tasks in this state (repeat for several)")
-    listing.add_argument("--limit", type=_count, default=20, metavar="N",
+    listing.add_argument("--limit", type=_count, default=commands.LIST_LIMIT, metavar="N",
                          help="tasks to show (default 20, at most 100); with --all, per request")
     listing.add_argument("--cursor", help="start after the page this cursor ended (as printed)")
     listing.add_argument("--all", action="store_true", help="every task, following the pages")
