@@ -36,7 +36,10 @@ def test_concurrent_submits_never_overdraw_and_each_task_is_paid_once() -> None:
                                              for i in range(40)))
             assert Counter(r.status_code for r in answers) == {200: 10, 402: 30}
             refused = next(r for r in answers if r.status_code == 402).json()
-            assert refused["code"] == 402 and "balance" in refused["data"]["error"]
+            assert refused["code"] == 402
+            # What the account has and what the task costs, in dollars and cents.
+            assert refused["data"]["error"] == ("the balance ($0.00) cannot pay for this task "
+                                                "($0.05); add credit to the key's account")
             accepted = [r.json()["data"]["taskId"] for r in answers if r.status_code == 200]
             assert (await c.get(BALANCE)).json()["data"] == 0
             await h.settle(accepted)

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from imagegate.errors import PaymentRequired, TooManyRequests, Unauthorized
 from imagegate.idempotency import IDEMPOTENCY_TTL_MS, Idempotency, mismatch
 from imagegate.limits import rate_limited, take_token
+from imagegate.money import format_usd
 from imagegate.store.base import RateRequest
 from imagegate.store.sql import Row
 from imagegate.tasks import Task
@@ -88,7 +89,8 @@ def admit(submits: Sequence[Submit], keys: dict[str, KeyCounts],
                 reason="unfinished_limit"))
         elif balance < task.price_micros:
             outcomes.append(PaymentRequired(
-                f"the balance cannot pay for this task (${task.price_micros / 1e6:.6f})"))
+                f"the balance ({format_usd(max(balance, 0))}) cannot pay for this task "
+                f"({format_usd(task.price_micros)}); add credit to the key's account"))
         else:
             key[0] += 1
             balance = balances[task.account_id] = balance - task.price_micros
