@@ -273,11 +273,15 @@ def test_an_unknown_key_is_refused_at_the_key_field(tab: Tab) -> None:
     tab.shot("12-unknown-key")
 
 
-def test_an_account_that_cannot_pay_is_told_at_the_top(tab: Tab) -> None:
-    tab.enter_key(tab.server.new_key("0.01"))
+def test_an_account_that_cannot_pay_is_told_at_the_top_with_what_to_do(tab: Tab) -> None:
+    key = tab.server.new_key("0.01")
+    tab.enter_key(key)
     tab.submit("a fox")
     alert = tab.page.get_by_role("alert")
     expect(alert).to_contain_text("Not enough balance (402)")
+    expect(alert).to_contain_text("The balance ($0.01) cannot pay for this task ($0.05)")
+    key_id = key.split("_")[1]  # ig_<key id>_<secret>
+    expect(alert).to_contain_text(f"imagegate accounts credit {key_id} 10")
     tab.shot("13-payment-required")
 
 

@@ -53,19 +53,36 @@ function explain(err) {
     return ["The API key is not accepted (401)",
             `${text} Check the key, or enter another with Change key.`];
   }
-  if (s === 402) return ["Not enough balance (402)", `${text} Nothing was charged.`];
-  if (s === 403) return ["Not allowed for this key (403)", text];
+  if (s === 402) {
+    const id = keyId(keyStore.get());
+    const how = id ? ` On the server, imagegate accounts credit ${id} 10 adds $10.` : "";
+    return ["Not enough balance (402)", `${text} Nothing was charged.${how}`];
+  }
+  if (s === 403) {
+    return ["Not allowed for this key (403)",
+            `${text} Choose another model, or use a key that may use this one.`];
+  }
   if (s === 429) {
     const wait = err.retryAfter ? ` Try again in ${err.retryAfter} s.` : " Try again shortly.";
     return ["Too many requests (429)", `${text}${wait}`];
   }
   if (s === 413) return ["The request is too large (413)",
                          `${text} Use smaller or fewer reference images.`];
-  if (s >= 500) return [`The server cannot answer now (${s})`, text];
+  if (s >= 500) {
+    const wait = err.retryAfter ? ` Try again in ${err.retryAfter} s.` : " Try again shortly.";
+    return [`The server cannot answer now (${s})`, `${text}${wait}`];
+  }
   return [`The request was refused (${s})`, err.field ? `${err.field}: ${text}` : text];
 }
 
 // The key ------------------------------------------------------------------------------------
+
+/** The key id of an imagegate key (``ig_<key id>_<secret>``), as the operator's commands
+ * take it; "" for a key of another form. */
+function keyId(key) {
+  const match = /^ig_([0-9a-f]+)_/.exec(key || "");
+  return match ? match[1] : "";
+}
 
 function keyLabel(key) {
   return key.length > 10 ? `${key.slice(0, 7)}…${key.slice(-3)}` : "key";
