@@ -104,8 +104,9 @@ def _states(values: Sequence[str]) -> tuple[TaskState, ...]:
         return tuple(TaskState)
     wanted = {wire for value in values for wire in value.split(",")}
     if not wanted <= WIRE_STATES.keys():
-        raise InvalidRequest("state must be processing, success or failed, or several of them "
-                             "separated by commas", field="state")
+        raise InvalidRequest("state must be processing, success or failed (a cancelled task "
+                             "is failed), or several of them separated by commas",
+                             field="state")
     return tuple(s for s in TaskState if s.wire in wanted)
 
 

@@ -192,6 +192,18 @@ def test_a_bad_query_parameter_answers_400_naming_it(params: dict[str, Any], fie
     return None
 
 
+def test_asking_for_cancelled_tasks_says_they_are_listed_as_failed() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        made = await h.new_key("10")
+        async with h.http(made.plain) as c:
+            r = await c.get(TASKS, params={"state": "canceled"})
+        assert r.status_code == 400
+        assert "(a cancelled task is failed)" in r.json()["data"]["error"]
+
+    return None
+
+
 def test_the_list_and_the_models_need_a_key() -> None:
     @scenario()
     async def _(h: Harness) -> None:
