@@ -167,10 +167,11 @@ async def first_start(store: Store, settings: Settings) -> None:
         "mode": "text-to-image", "prompt": "a lighthouse on a cliff at dawn, watercolor",
         "aspect_ratio": "16:9", "resolution": "1k"}})
     print(f"\nFirst start: created a demo API key with {format_usd(new.account.balance_micros)}"
-          f" of credit. It is shown only this once:\n\n    {new.plain}\n\nTry it:\n\n"
+          f" of credit. It is shown only this once:\n\n    {new.plain}\n\n"
+          "Try it (it answers with the finished task; resultJson holds the image's URL):\n\n"
           f"    curl -s -X POST {settings.base_url}/api/v1/generateTask/nano-banana-2 \\\n"
           f"      -H 'Authorization: Bearer {new.plain}' \\\n"
-          f"      -H 'Content-Type: application/json' \\\n"
+          f"      -H 'Content-Type: application/json' -H 'Prefer: wait=30' \\\n"
           f"      -d {shlex.quote(body)}\n\n"
           f"or open {settings.base_url}/ in a browser (the playground) and enter the key.\n",
           flush=True)

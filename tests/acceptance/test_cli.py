@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -113,10 +115,20 @@ def test_first_start_creates_a_demo_key_and_prints_a_working_curl(tmp_path: Path
     try:
         out = srv.first_output
         key = next(w for w in out.split() if w.startswith("ig_"))
-        assert "curl" in out and "generateTask/nano-banana-2" in out
         r = httpx.get(srv.base_url + "/api/v1/apikeys/current-balance",
                       headers={"Authorization": f"Bearer {key}"})
         assert r.json()["data"] == 10.0
+        # The printed command, sent as curl would send it, answers with the finished task.
+        words = shlex.split(out.split("curl ", 1)[1].split("\n\n", 1)[0].replace("\\\n", " "))
+        given = list(itertools.pairwise(words))
+        method, body = (next(v for flag, v in given if flag == name) for name in ("-X", "-d"))
+        headers = dict(v.split(": ", 1) for flag, v in given if flag == "-H")
+        url = next(w for w in words if w.startswith("http"))
+        assert (method, headers["Authorization"]) == ("POST", f"Bearer {key}")
+        task = httpx.post(url, content=body, headers=headers, timeout=60).json()["data"]
+        assert task["state"] == "success", task
+        [image] = json.loads(task["resultJson"])["resultUrls"]
+        assert httpx.get(image).content.startswith(b"\x89PNG")
     finally:
         srv.stop()
     again = Server(tmp_path / "fresh").start()
