@@ -154,6 +154,15 @@ def test_no_wait_prints_the_task_id_and_tasks_list_shows_it(ig: User) -> None:
     assert len(every.stdout.splitlines()) == 3 and "--cursor" not in every.stderr
 
 
+def test_an_output_named_for_a_format_the_service_does_not_make_is_refused(
+        ig: User, tmp_path: Path) -> None:
+    proc = ig("generate", "a fox", "-o", "fox.webp")
+    assert proc.returncode == 2
+    assert "fox.webp: the service makes PNG or JPEG images" in proc.stderr
+    assert not (tmp_path / "fox.webp").exists()
+    assert "no tasks" in ig("tasks", "list").stderr  # refused before anything was submitted
+
+
 def test_the_next_page_command_it_prints_keeps_the_filters(ig: User) -> None:
     assert ig("generate", "an old fox", "-q").returncode == 0  # not failed, oldest
     failed = [json.loads(ig("generate", f"[sandbox:fail=PromptInvalid] fox {n}", "-q",

@@ -184,7 +184,9 @@ def test_format_from_the_flag_or_the_output_extension() -> None:
     assert choose_format(None, None) == "png"
     assert choose_format(None, "fox.JPG") == "jpg"
     assert choose_format(None, "fox.jpeg") == "jpeg"
-    assert choose_format(None, "fox.webp") == "png"  # not one the API makes: no hint
+    assert choose_format(None, "fox.v2") == "png"  # not an image's extension: no hint
+    with pytest.raises(UsageError, match=r"-o fox.webp: the service makes PNG or JPEG"):
+        choose_format(None, "fox.webp")  # an image format the API does not make
     assert choose_format("JPEG", "fox.jpg") == "jpeg"  # jpg and jpeg are one format
     assert choose_format("jpg", "images/") == "jpg"
     with pytest.raises(UsageError, match=r"-o fox.png names a png file but --format is jpeg"):

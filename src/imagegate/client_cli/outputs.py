@@ -9,7 +9,8 @@
 
 The extension of a default name follows the bytes (PNG, JPEG, WebP, GIF), spelled as the
 request asked (``jpg`` or ``jpeg``). ``-o fox.jpg`` without ``--format`` asks for JPEG; a
-``--format`` that contradicts the extension of ``-o`` is a usage error. Files are written
+``--format`` that contradicts the extension of ``-o``, or an extension of another image format
+(``-o fox.webp``), is a usage error. Files are written
 whole or not at all (a temporary file renamed into place).
 """
 
@@ -21,6 +22,9 @@ from pathlib import Path
 
 FORMATS = ("png", "jpeg", "jpg")
 _SUFFIX_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpeg"}
+# Image formats the service does not write: a file named so would hold PNG or JPEG bytes.
+_OTHER_IMAGE_SUFFIXES = frozenset({".webp", ".gif", ".heic", ".heif", ".avif", ".bmp", ".tif",
+                                   ".tiff", ".jxl"})
 
 
 class UsageError(ValueError):
@@ -32,7 +36,11 @@ def choose_format(fmt: str | None, output: str | None) -> str:
     Raises UsageError when the two disagree."""
     implied = None
     if output and not is_directory_target(output):
-        implied = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
+        suffix = Path(output).suffix.lower()
+        if suffix in _OTHER_IMAGE_SUFFIXES:
+            raise UsageError(f"-o {output}: the service makes PNG or JPEG images; name the "
+                             "file .png, .jpg or .jpeg")
+        implied = _SUFFIX_FORMATS.get(suffix)
     if fmt is None:
         return implied or "png"
     fmt = fmt.lower()
