@@ -299,6 +299,24 @@ def test_the_key_stays_in_the_browser_until_it_is_forgotten(tab: Tab) -> None:
     expect(page.locator("#key-panel")).to_be_visible()
 
 
+def test_changing_the_key_can_be_given_up(tab: Tab) -> None:
+    key = tab.server.new_key("1")
+    tab.enter_key(key)
+    page = tab.page
+    page.get_by_role("button", name="Change key").click()
+    expect(page.locator("#key-panel")).to_be_visible()
+    page.get_by_label("API key").fill("ig_nobody_0000000000000000000000")
+    page.get_by_role("button", name="Use key").click()
+    expect(page.locator("#api-key-error")).to_contain_text("not accepted (401)")
+    tab.shot("16-change-key")
+    page.get_by_role("button", name="Cancel").click()  # back to the key in use
+    expect(page.locator("#key-panel")).to_be_hidden()
+    expect(page.locator("#workspace")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('imagegate.apiKey')") == key
+    page.get_by_role("button", name="Forget key").click()
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()  # no key to go back to
+
+
 def test_a_queued_task_shows_its_place_in_line_and_is_cancelled(queue_tab: Tab) -> None:
     tab = queue_tab
     key = tab.server.new_key("1")

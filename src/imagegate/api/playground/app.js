@@ -20,6 +20,7 @@ const $ = {
   keyInput: byId("api-key"),
   keyError: byId("api-key-error"),
   showKey: byId("show-key"),
+  keepKey: byId("keep-key"),
   workspace: byId("workspace"),
   runs: byId("runs"),
   runsEmpty: byId("results-empty"),
@@ -90,6 +91,8 @@ function keyLabel(key) {
 
 function askForKey(message = "") {
   show($.keyPanel);
+  // Changing the key in use can be given up; a first key, or one refused, cannot.
+  show($.keepKey, Boolean(keyStore.get()) && !$.workspace.hidden);
   $.keyError.textContent = message;
   $.keyError.hidden = !message;
   if (message) $.keyInput.setAttribute("aria-invalid", "true");
@@ -152,6 +155,14 @@ $.showKey.addEventListener("click", () => {
 });
 
 byId("change-key").addEventListener("click", () => askForKey());
+
+$.keepKey.addEventListener("click", () => {
+  $.keyInput.value = "";
+  $.keyError.hidden = true;
+  $.keyInput.removeAttribute("aria-invalid");
+  show($.keyPanel, false);
+  byId("prompt").focus();
+});
 
 byId("forget-key").addEventListener("click", () => {
   keyStore.forget();
