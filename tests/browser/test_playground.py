@@ -352,6 +352,12 @@ def test_the_page_fits_a_phone_in_dark_mode(browser: Browser, server: Server) ->
                                                                       "succeeded")
         width = tab.page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390  # nothing runs off the side
+        expect(tab.page.locator("#tasks-body tr")).to_have_count(1)
+        table, room = tab.page.evaluate("""[document.querySelector('#tasks-table').scrollWidth,
+                                            document.querySelector('.table-wrap').clientWidth]""")
+        assert table <= room  # the task list's state and cost are in view, not scrolled off
+        # A lazy image is painted once it has been in view: then the shot shows it.
+        tab.page.locator("figure.result img").scroll_into_view_if_needed()
         tab.shot("15-phone-dark")
         assert tab.problems == []
     finally:

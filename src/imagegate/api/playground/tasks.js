@@ -109,7 +109,7 @@ function row(task) {
                  h("code", {}, shortId(task.taskId)));
   return h("tr", {dataset: {taskId: task.taskId}},
     h("td", {}, open, task.source ? h("span", {class: "muted small"}, ` ${task.source}`) : null),
-    h("td", {}, dateTime(task.createTime)),
+    h("td", {class: "col-created"}, dateTime(task.createTime)),
     h("td", {}, h("span", {class: `badge state ${kind}`}, label)),
     h("td", {class: "muted col-stage"}, task.stage ?? "—"),
     h("td", {class: "num"}, task.cost !== undefined ? usd(task.cost) : "—"));
