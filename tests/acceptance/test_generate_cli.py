@@ -276,7 +276,8 @@ def _streaming_service(base: list[str]) -> type[QuietHandler]:
             assert self.path.startswith("/api/v1/streamTask/nano-banana-2?taskId=t1")
             done = {"taskId": "t1", "state": "success", "createTime": 1, "completeTime": 2,
                     "resultJson": json.dumps({"resultUrls": [base[0] + "/files/t1.png"]})}
-            events = [f"event: status\nid: {i}\ndata: {json.dumps({'taskId': 't1', **step})}"
+            events = [f"event: status\nid: {i}\ndata: "
+                      f"{json.dumps({'taskId': 't1', 'createTime': 1, **step})}"
                       for i, step in enumerate(steps)]
             events.append("event: done\nid: 9\ndata: " + json.dumps(
                 {"code": 200, "message": "success", "data": done}))
