@@ -418,6 +418,31 @@ def test_a_cut_stream_is_resumed_with_the_last_event_id(tab: Tab) -> None:
     assert asked[1]["authorization"] == f"Bearer {key}"
 
 
+def test_live_status_lost_to_an_unanswering_server_can_be_followed_again(tab: Tab) -> None:
+    key = tab.server.new_key("1")
+    page = tab.page
+
+    def unavailable(route: Route) -> None:
+        route.fulfill(status=503, headers={"retry-after": "0", "content-type": "application/json"},
+                      body=json.dumps({"code": 503, "message": "Service Unavailable",
+                                       "data": {"error": "the service is shutting down"}}))
+
+    for path in ("**/api/v1/streamTask/**", "**/api/v1/statusTask/**"):
+        page.route(path, unavailable)
+    tab.enter_key(key)
+    tab.submit("a lantern in the fog")
+    run = tab.newest_run()
+    message = run.locator(".run-message")
+    expect(message).to_contain_text("Live status stopped: the service is shutting down. "
+                                     "The task goes on at the server")
+    tab.shot("17-live-status-stopped")
+    page.unroute_all()
+    run.get_by_role("button", name="Follow again").click()
+    expect(run).to_have_attribute("data-state", "succeeded")
+    expect(message).to_be_hidden()
+    expect(run.get_by_role("button", name="Follow again")).to_be_hidden()
+
+
 def test_without_a_stream_the_task_is_followed_by_waiting_status_reads(tab: Tab) -> None:
     tab.page.route("**/api/v1/streamTask/**", lambda route: route.fulfill(
         status=404, content_type="application/json",

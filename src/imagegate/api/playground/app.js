@@ -48,7 +48,7 @@ function explain(err) {
   if (!(err instanceof ApiError)) return ["Something went wrong", String(err.message || err)];
   const s = err.status;
   const sentence = err.message.charAt(0).toUpperCase() + err.message.slice(1);
-  const text = sentence.endsWith(".") ? sentence : `${sentence}.`;
+  const text = /[.?!]$/.test(sentence) ? sentence : `${sentence}.`;
   if (s === 0) return ["No answer from the server", text];
   if (s === 401) {
     return ["The API key is not accepted (401)",

@@ -51,6 +51,8 @@ export class Run {
                    STEPS.map(([, label]) => h("li", {}, label)));
     this.cancelButton = h("button", {type: "button", class: "button danger small",
                                      onclick: () => this.cancel()}, "Cancel");
+    this.followButton = h("button", {type: "button", class: "button ghost small", hidden: true,
+                                     onclick: () => this.watch()}, "Follow again");
     this.message = h("p", {class: "run-message", hidden: true});
     this.gallery = h("div", {class: "gallery"});
     const meta = input
@@ -69,7 +71,7 @@ export class Run {
         h("p", {class: "status-line"},
           // Only the state is announced, not the clock that ticks beside it.
           h("span", {role: "status", "aria-live": "polite"}, this.statusText), this.elapsed),
-        this.cancelButton),
+        h("span", {class: "run-actions"}, this.followButton, this.cancelButton)),
       this.steps,
       this.message,
       this.gallery,
@@ -105,6 +107,8 @@ export class Run {
   /** Follow the task until it ends (stream, else long polling). */
   async watch() {
     ticking.add(this);
+    this.followButton.hidden = true;
+    if (this.message.dataset.live) this.message.hidden = true;
     try {
       const done = await watchTask({
         model: this.model, taskId: this.taskId, signal: this.controller.signal,
@@ -114,7 +118,12 @@ export class Run {
       if (done) this.finish(done);
     } catch (err) {
       if (err.name === "AbortError") return;
-      this.showMessage(`Live status stopped: ${err.message}`, "error");
+      // The task goes on at the server; it can be followed again once the server answers.
+      const reason = /[.?!]$/.test(err.message) ? err.message : `${err.message}.`;
+      this.showMessage(`Live status stopped: ${reason} The task goes on at the server: ` +
+                       "Follow again when it answers.", "error");
+      this.message.dataset.live = "stopped";
+      this.followButton.hidden = false;
     } finally {
       ticking.delete(this);
       this.tick();
@@ -155,6 +164,7 @@ export class Run {
   }
 
   showMessage(text, kind) {
+    delete this.message.dataset.live;
     this.message.textContent = text;
     this.message.className = `run-message ${kind}`;
     this.message.hidden = false;
