@@ -288,6 +288,25 @@ def _streaming_service(base: list[str]) -> type[QuietHandler]:
     return Handler
 
 
+class _WebSite(QuietHandler):
+    """A web server that is not the task API: every path answers an HTML page."""
+
+    def answer(self) -> None:
+        self.send(404, {"Content-Type": "text/html"},
+                  b"<!DOCTYPE html><html><body><h1>404 Not Found</h1></body></html>")
+
+    do_GET = do_POST = answer
+
+
+def test_a_base_url_that_is_not_the_api_is_named_as_the_likely_cause(tmp_path: Path) -> None:
+    with serve_in_thread(_WebSite) as base_url:
+        for command in (("generate", "a fox"), ("tasks", "list")):
+            proc = run(base_url, "k", *command, cwd=tmp_path)
+            assert proc.returncode == 2
+            assert "the answer is not the task API's" in proc.stderr
+            assert "--base-url" in proc.stderr and "<html>" not in proc.stderr
+
+
 def test_progress_shows_the_queue_position_a_streaming_service_sends(tmp_path: Path) -> None:
     base: list[str] = []
     with serve_in_thread(_streaming_service(base)) as base_url:

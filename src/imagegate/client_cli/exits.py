@@ -109,4 +109,9 @@ def _api_error(exc: APIError) -> Outcome:
 
 
 def _message(exc: APIError) -> str:
+    if exc.body is not None and not isinstance(exc.body, dict):
+        # Not the task API's envelope: a web page, a proxy's error, another service.
+        return ("the answer is not the task API's (no JSON envelope): is the base URL the "
+                "service's root, such as http://127.0.0.1:8000? (--base-url or "
+                "IMAGEGATE_BASE_URL)")
     return exc.message or "no message"
