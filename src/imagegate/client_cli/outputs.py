@@ -10,8 +10,8 @@
 The extension of a default name follows the bytes (PNG, JPEG, WebP, GIF), spelled as the
 request asked (``jpg`` or ``jpeg``). ``-o fox.jpg`` without ``--format`` asks for JPEG; a
 ``--format`` that contradicts the extension of ``-o``, or an extension of another image format
-(``-o fox.webp``), is a usage error. Files are written
-whole or not at all (a temporary file renamed into place).
+(``-o fox.webp``), is a usage error. Files are written whole or not at all (a temporary file
+renamed into place).
 """
 
 from __future__ import annotations
