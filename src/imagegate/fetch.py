@@ -23,10 +23,11 @@ from PIL import Image
 from imagegate.concurrency import all_or_cancel
 from imagegate.errors import ReferenceImageError
 from imagegate.imaging import ImageDecodeError, decode_image
-from imagegate.net.download import DownloadError, download, size_text
+from imagegate.net.download import DownloadError, Refused, download, size_text
 from imagegate.net.netguard import (
     AddressPolicy,
     Guard,
+    NotPublic,
     Resolver,
     is_public_address,
     resolve_host,
@@ -36,6 +37,10 @@ from imagegate.net.netguard import (
 __all__ = ["FetchLimits", "FetchedImage", "ReferenceFetcher"]
 
 _MIB = 1024 * 1024
+# Said with a refused private address: a self-hosted service fetching from its own network is
+# a choice its operator makes.
+PRIVATE_HINT = ("references are fetched from public addresses only; the operator's setting "
+                "allow_private_networks allows private ones")
 _HEADERS = {"Accept": "image/*", "Accept-Encoding": "identity"}
 
 
@@ -127,10 +132,13 @@ class ReferenceFetcher:
                                   max_bytes=self._limits.max_bytes,
                                   max_redirects=self._limits.max_redirects, headers=_HEADERS)
         except DownloadError as exc:
+            reason = exc.reason
+            if isinstance(exc, Refused) and isinstance(exc.refusal, NotPublic):
+                reason += f" ({PRIVATE_HINT})"
             if exc.hop == 0:
-                raise ReferenceImageError(shown, exc.reason) from exc
+                raise ReferenceImageError(shown, reason) from exc
             hop = _shorten(without_userinfo(str(exc.url)))
-            raise ReferenceImageError(shown, f"after redirect to {hop}: {exc.reason}") from exc
+            raise ReferenceImageError(shown, f"after redirect to {hop}: {reason}") from exc
 
 
 def _data_uri_bytes(uri: str, max_bytes: int) -> bytes:

@@ -24,7 +24,7 @@ from fakes.web_server import WebServer, fake_resolver, loopback_counts_as_public
 from PIL import Image
 
 from imagegate.errors import FailCode, ReferenceImageError
-from imagegate.fetch import FetchedImage, FetchLimits, ReferenceFetcher
+from imagegate.fetch import PRIVATE_HINT, FetchedImage, FetchLimits, ReferenceFetcher
 
 T = TypeVar("T")
 
@@ -185,16 +185,16 @@ def test_failure_after_a_redirect_names_the_hop(server: WebServer) -> None:
 
 def test_loopback_url_is_refused_by_default(server: WebServer) -> None:
     error = refusal(server.url("/good.png"), FetchLimits())
-    assert error.reason == "address 127.0.0.1 is not public"
+    assert error.reason == f"address 127.0.0.1 is not public ({PRIVATE_HINT})"
     assert str(error) == f"ImageFormatIncorrect: reference image {server.url('/good.png')}: " \
-                         "address 127.0.0.1 is not public"
+                         f"address 127.0.0.1 is not public ({PRIVATE_HINT})"
 
 
 def test_a_name_resolving_privately_is_refused_without_saying_to_what() -> None:
     resolver = fake_resolver({"images.example.test": ["127.0.0.1"]})
     error = refusal("http://images.example.test/a.png", FetchLimits(), resolver=resolver)
     assert str(error) == ("ImageFormatIncorrect: reference image http://images.example.test/a.png: "
-                          "the host is not a public address")
+                          f"the host is not a public address ({PRIVATE_HINT})")
     assert "127.0.0.1" not in str(error)
 
 
