@@ -5,6 +5,10 @@ The stream (``GET /api/v1/streamTask/{model}?taskId=``) sends ``status`` events 
 runs and one ``done`` event, with the final status envelope, when it ends. A stream cut before
 ``done`` is opened again with ``Last-Event-ID`` after the server's ``retry`` delay. A server
 without the stream (404, 405, or an answer that is not ``text/event-stream``: APIXO) is polled.
+
+The task lives on the server, so a wait outlasts the server's own outages (a restart, a
+deploy): when a request of the wait still finds no server, or a 5xx, after its retries, it is
+tried again, with backoff, until the wait's timeout; without one, for ``OUTAGE_S``.
 """
 
 from __future__ import annotations
@@ -20,14 +24,18 @@ from .calls import call
 from .effects import Flow, Notify, ReadStream, Sleep
 from .records import Progress, TaskStatus
 from .sse import ServerSentEvent, SSEParser
-from .wire import Reply, Wire
+from .wire import Reply, Request, Wire
 
-__all__ = ["STREAM_IDLE_S", "Waiter"]
+__all__ = ["OUTAGE_S", "STREAM_IDLE_S", "Waiter"]
 
 # The server sends a keep-alive comment every 15 s; this long without a byte, the connection
 # is taken for dead and opened again.
 STREAM_IDLE_S = 45.0
 _NO_STREAM = frozenset({404, 405, 406, 501})
+# How long a wait without a timeout keeps trying a server it cannot reach (or that answers 5xx)
+# before it gives up with that error.
+OUTAGE_S = 60.0
+_OUTAGE_STATUSES = frozenset({500, 502, 503, 504})
 
 
 class Waiter:
@@ -53,12 +61,42 @@ class Waiter:
         return task
 
     def _remaining(self) -> float | None:
-        if self.timeout is None:
-            return None
-        left = self.started + self.timeout - self.clock()
-        if left <= 0:
-            raise errors.WaitTimeout(self.task_id, self.timeout)
+        """Seconds the wait has left (None: no limit); raises WaitTimeout once none."""
+        left = self._left()
+        if left is not None and left <= 0:
+            raise errors.WaitTimeout(self.task_id, self.timeout or 0.0)
         return left
+
+    def _left(self) -> float | None:
+        return None if self.timeout is None else self.started + self.timeout - self.clock()
+
+    def _call(self, request: Request, read_timeout: float | None = None) -> Flow[Reply]:
+        """``call`` with a wait's patience (this module's docstring): the first answer that is
+        not a server's outage, or the outage's last answer or error once the wait cannot go
+        on."""
+        since, attempt = self.clock(), 0
+        while True:
+            try:
+                reply = yield from call(self.policy, request, read_timeout=read_timeout)
+            except errors.APIConnectionError:
+                if not (yield from self._after_outage(since, attempt)):
+                    raise
+            else:
+                if reply.status not in _OUTAGE_STATUSES:
+                    return reply
+                if not (yield from self._after_outage(since, attempt)):
+                    return reply
+            attempt += 1
+
+    def _after_outage(self, since: float, attempt: int) -> Flow[bool]:
+        """Sleep before the next try of an outage; False when the wait cannot go on."""
+        left = self._left()
+        if left is None:
+            left = since + OUTAGE_S - self.clock()
+        if left <= 0:
+            return False
+        yield Sleep(min(self.policy.backoff(attempt), left))
+        return True
 
     def _seen(self, task: TaskStatus, queue_position: int | None = None) -> Flow[None]:
         now = (task.state, task.stage, queue_position)
@@ -76,7 +114,7 @@ class Waiter:
             left = self._remaining()
             read_timeout = STREAM_IDLE_S if left is None else min(STREAM_IDLE_S, left)
             request = self.wire.stream(self.model, self.task_id, parser.last_event_id)
-            reply = yield from call(self.policy, request, read_timeout=read_timeout)
+            reply = yield from self._call(request, read_timeout)
             if not _is_stream(reply):
                 if reply.status in _NO_STREAM or reply.status < 400:
                     return None
@@ -97,6 +135,7 @@ class Waiter:
                 return None
             if not chunk:
                 return None
+            self._remaining()  # keep-alives alone must not outlast the wait's timeout
             for event in parser.feed(chunk):
                 task = yield from self._event(event)
                 if task is not None:
@@ -105,7 +144,7 @@ class Waiter:
     def _event(self, event: ServerSentEvent) -> Flow[TaskStatus | None]:
         if event.event not in ("status", "done"):
             return None
-        payload = json.loads(event.data)
+        payload = _payload(event)
         if event.event == "status":
             position = payload.get("queuePosition")
             yield from self._seen(wire.task_status(payload, self.model),
@@ -122,12 +161,24 @@ class Waiter:
             left = self._remaining()
             if delay > 0:
                 yield Sleep(delay if left is None else min(delay, left))
-            reply = yield from call(self.policy, self.wire.status(self.model, self.task_id))
+            reply = yield from self._call(self.wire.status(self.model, self.task_id))
             task = wire.task_status(wire.data_of(reply), self.model)
             yield from self._seen(task)
             if task.finished:
                 return task
             delay = self.poll_interval
+
+
+def _payload(event: ServerSentEvent) -> dict[str, Any]:
+    """An event's JSON object; a ServerError naming the event when it is not one."""
+    try:
+        payload = json.loads(event.data)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise errors.ServerError(f"the event stream sent a {event.event} event that is not a "
+                                 "JSON object", status=200, body=event.data)
+    return payload
 
 
 def _is_stream(reply: Reply) -> bool:

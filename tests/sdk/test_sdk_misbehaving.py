@@ -1,0 +1,106 @@
+"""The client against servers that misbehave (rogue_api.py on loopback): garbage in the event
+stream, streams that never end, a server that goes away during a wait and comes back, a proxy's
+HTML error pages. Each on Client and AsyncClient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from imagegate_client import APIConnectionError, GeneratedImage, ServerError, WaitTimeout
+from rogue_api import answer, done, envelope, events, hang_up, rogue_api, sse, task
+from sdk_clients import make_client
+
+KINDS = ["sync", "async"]
+SUBMITTED = answer(200, envelope({"taskId": "t1"}))
+HTML_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center>"
+            b"<h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n"
+            b"</html>\r\n")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("garbage", [
+    sse("status", "{not json"),
+    sse("status", [1, 2]),
+    sse("done", [1, 2]),
+    sse("done", {"code": 200, "data": "no task"}),
+])
+def test_an_unreadable_event_is_a_server_error(kind: str, garbage: bytes) -> None:
+    with rogue_api({"streamTask": events(garbage)}) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=0)
+        try:
+            with pytest.raises(ServerError) as raised:
+                client.wait("t1", timeout=30)
+        finally:
+            client.close()
+    assert "event" in str(raised.value) or "task" in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_wait_timeout_holds_while_the_stream_keeps_sending_keep_alives(kind: str) -> None:
+    # Keep-alives for 10 s, then the task succeeds: a wait of 0.5 s must not see that.
+    stream = events(done(), keep_alive=200, every=0.05)
+    with rogue_api({"streamTask": stream}) as api:
+        client = make_client(kind, api.base_url, "k")
+        try:
+            with pytest.raises(WaitTimeout) as raised:
+                client.wait("t1", timeout=0.5)
+        finally:
+            client.close()
+    assert raised.value.task_id == "t1"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_wait_rides_out_a_server_gone_for_a_while_and_submits_once(kind: str) -> None:
+    # The server is killed and restarted while the task runs: connections dropped, a proxy's
+    # 502 page, a 503 while it starts; then the stream again.
+    outage = [events(b"retry: 10\n\n", sse("status", task(), "1")), hang_up, hang_up,
+              answer(502, HTML_502, "text/html"),
+              answer(503, {"code": 503, "message": "starting", "data": {"error": "starting"}}),
+              hang_up, events(done())]
+    with rogue_api({"generateTask": SUBMITTED, "streamTask": outage}) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=0)
+        try:
+            generation = client.generate("a fox", timeout=60)
+        finally:
+            client.close()
+        assert generation.task.succeeded and generation.task.task_id == "t1"
+        assert api.calls("generateTask") == 1 and api.calls("streamTask") == 7
+        streams = [h for _, path, h in api.requests if "streamTask" in path]
+        assert streams[-1]["last-event-id"] == "1"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_server_that_stays_down_ends_the_wait_at_its_timeout_naming_the_task(kind: str,
+                                                                               ) -> None:
+    with rogue_api({"generateTask": SUBMITTED, "streamTask": hang_up}) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=0)
+        try:
+            with pytest.raises(APIConnectionError) as raised:
+                client.generate("a fox", timeout=0.5)
+        finally:
+            client.close()
+        assert api.calls("generateTask") == 1
+    assert raised.value.task_id == "t1"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_proxy_html_error_page_becomes_its_title(kind: str) -> None:
+    with rogue_api({"statusTask": answer(502, HTML_502, "text/html")}) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=1)
+        try:
+            with pytest.raises(ServerError) as raised:
+                client.status("t1")
+        finally:
+            client.close()
+    assert raised.value.status == 502 and raised.value.message == "502 Bad Gateway"
+    assert raised.value.body == HTML_502.decode()
+
+
+def test_saving_into_a_directory_that_does_not_exist_creates_it(tmp_path: Path) -> None:
+    image = GeneratedImage("http://x/files/t1/image-0.png", b"\x89PNG\r\n\x1a\n", "image/png")
+    assert image.save(tmp_path / "new") == tmp_path / "new"  # no slash: a file
+    written = image.save(f"{tmp_path}/out/")
+    assert written == tmp_path / "out" / "image-0.png" and written.read_bytes() == image.data
+    nested = image.save(tmp_path / "a" / "b" / "fox.png")
+    assert nested.read_bytes() == image.data
