@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fakes.apixo_server import Fail, Succeed, apixo_server
+from fakes.rogue_api import Handler, answer, envelope, events, hang_up, rogue_api, sse
 from loopback import QuietHandler, png_bytes, serve_in_thread
 from PIL import Image
 from serverproc import Server, wait_done
@@ -251,7 +252,8 @@ def _streaming_service(base: list[str]) -> type[QuietHandler]:
             assert self.path.startswith("/api/v1/streamTask/nano-banana-2?taskId=t1")
             done = {"taskId": "t1", "state": "success", "createTime": 1, "completeTime": 2,
                     "resultJson": json.dumps({"resultUrls": [base[0] + "/files/t1.png"]})}
-            events = [f"event: status\nid: {i}\ndata: {json.dumps({'taskId': 't1', **step})}"
+            events = [f"event: status\nid: {i}\ndata: "
+                      f"{json.dumps({'taskId': 't1', 'createTime': 1, **step})}"
                       for i, step in enumerate(steps)]
             events.append("event: done\nid: 9\ndata: " + json.dumps(
                 {"code": 200, "message": "success", "data": done}))
@@ -272,3 +274,20 @@ def test_progress_shows_the_queue_position_a_streaming_service_sends(tmp_path: P
     assert steps == ["queued, position 2 in line", "queued, position 1 in line",
                      "generating", "downloading 1 image"]
     assert (tmp_path / "t1.png").read_bytes().startswith(b"\x89PNG")
+
+
+SUBMITTED = answer(200, envelope({"taskId": "t1"}))
+
+
+@pytest.mark.parametrize("stream", [hang_up, events(sse("status", "{not json"))],
+                         ids=["down", "garbage"])
+def test_an_error_after_the_submit_exits_6_naming_the_task_that_goes_on(
+        stream: Handler, tmp_path: Path) -> None:
+    with rogue_api({"generateTask": SUBMITTED, "streamTask": stream}) as api:
+        proc = run(api.base_url + "/api/v1/", "k", "generate", "a fox", "-q", "--json",
+                   "--timeout", "1", cwd=tmp_path)
+        assert api.calls("generateTask") == 1
+    assert proc.returncode == 6, proc.stderr
+    assert "task t1 goes on" in proc.stderr and "imagegate tasks cancel t1" in proc.stderr
+    said = json.loads(proc.stdout)
+    assert said["taskId"] == "t1" and said["error"]["exitCode"] == 6

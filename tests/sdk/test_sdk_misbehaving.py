@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fakes.rogue_api import answer, done, envelope, events, hang_up, rogue_api, sse, task
 from imagegate_client import APIConnectionError, GeneratedImage, ServerError, WaitTimeout
-from rogue_api import answer, done, envelope, events, hang_up, rogue_api, sse, task
 from sdk_clients import make_client
 
 KINDS = ["sync", "async"]

@@ -224,6 +224,10 @@ def _explain(said: Outcome, run: _Run, args: argparse.Namespace) -> str:
     urls = run.task.result_urls if run.task is not None else ()
     if len(run.files) < len(urls):  # the task made images this run did not save
         return said.message + "; its images: " + " ".join(urls)
+    if run.command == "generate" and task is not None and run.task is None:
+        # Submitted, then the wait failed (no server, a 5xx): the task may still end.
+        return (f"{said.message}; task {task} goes on: imagegate tasks list shows it, "
+                f"imagegate tasks cancel {task}{_model_flag(args)} stops it")
     return said.message
 
 
