@@ -4,6 +4,7 @@ HTML error pages. Each on Client and AsyncClient."""
 
 from __future__ import annotations
 
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,37 @@ def test_saving_into_a_directory_that_does_not_exist_creates_it(tmp_path: Path) 
     assert written == tmp_path / "out" / "image-0.png" and written.read_bytes() == image.data
     nested = image.save(tmp_path / "a" / "b" / "fox.png")
     assert nested.read_bytes() == image.data
+
+
+def garbled_gzip(h: BaseHTTPRequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Encoding", "gzip")
+    h.send_header("Content-Length", "5")
+    h.end_headers()
+    h.wfile.write(b"junk!")
+
+
+def redirect_to_itself(h: BaseHTTPRequestHandler) -> None:
+    h.send_response(302)
+    h.send_header("Location", h.path)
+    h.send_header("Content-Length", "0")
+    h.end_headers()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_answer_that_cannot_be_decoded_or_redirects_forever_is_a_connection_error(
+        kind: str) -> None:
+    routes = {"statusTask": garbled_gzip, "streamTask": garbled_gzip,
+              "/files/loop.png": redirect_to_itself}
+    with rogue_api(routes) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=0)
+        try:
+            with pytest.raises(APIConnectionError, match="DecodingError"):
+                client.status("t1")
+            with pytest.raises(APIConnectionError, match="DecodingError"):
+                client.wait("t1", timeout=0.3)
+            with pytest.raises(APIConnectionError, match="TooManyRedirects"):
+                client.download(api.base_url + "/files/loop.png")
+        finally:
+            client.close()

@@ -194,7 +194,7 @@ class AsyncClient:
         built = glue.http_request(self._http, request, self._core.timeout)
         try:
             response = await self._http.send(built, follow_redirects=request.follow_redirects)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, request) from exc
         return glue.reply(response, response.content)
 
@@ -208,7 +208,7 @@ class AsyncClient:
                     return glue.reply(response, await response.aread())
                 finally:
                     await response.aclose()
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, request) from exc
         stream.response, stream.chunks = response, response.aiter_bytes()
         return glue.reply(response, b"")
@@ -219,5 +219,5 @@ class AsyncClient:
             return b""
         try:
             return await anext(stream.chunks, b"")
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, Request("GET", "stream")) from exc

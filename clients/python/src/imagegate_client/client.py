@@ -184,7 +184,7 @@ class Client:
         try:
             response = self._http.send(glue.http_request(self._http, request, self._core.timeout),
                                        follow_redirects=request.follow_redirects)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, request) from exc
         return glue.reply(response, response.content)
 
@@ -198,7 +198,7 @@ class Client:
                     return glue.reply(response, response.read())
                 finally:
                     response.close()
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, request) from exc
         stream.response, stream.chunks = response, response.iter_bytes()
         return glue.reply(response, b"")
@@ -207,5 +207,5 @@ class Client:
     def _read(stream: _Stream) -> bytes:
         try:
             return next(stream.chunks, b"")
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, Request("GET", "stream")) from exc

@@ -10,7 +10,8 @@
     │   ├── Conflict                    409: task already ended; Idempotency-Key reused
     │   ├── RateLimited                 429, after the retries (.retry_after)
     │   └── ServerError                 5xx, after the retries
-    ├── APIConnectionError              no answer (connect, read, timeout), after the retries
+    ├── APIConnectionError              no usable answer (connect, read, timeout, a body that
+    │                                   cannot be decoded, endless redirects), after the retries
     ├── TaskFailed                      the task ended failed (.task, .fail_code, .fail_msg)
     ├── WaitTimeout                     the task did not end within the wait's timeout
     └── WebhookVerificationError        a webhook delivery is not authentic or fresh

@@ -1,5 +1,6 @@
 """Between the wire's records and httpx, for both shells: requests built, answers recorded,
-httpx's exceptions translated into APIConnectionError (they never reach the caller)."""
+httpx's exceptions translated into APIConnectionError (they never reach the caller): no
+answer, and also none that could be used (a body that cannot be decoded, endless redirects)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def reply(response: httpx.Response, body: bytes) -> Reply:
     return Reply(response.status_code, headers, body)
 
 
-def connection_error(exc: httpx.TransportError, request: Request) -> APIConnectionError:
+def connection_error(exc: httpx.RequestError, request: Request) -> APIConnectionError:
     # Only a failure to connect proves the request never reached the server.
     sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
     what = type(exc).__name__
