@@ -291,3 +291,28 @@ def test_an_error_after_the_submit_exits_6_naming_the_task_that_goes_on(
     assert "task t1 goes on" in proc.stderr and "imagegate tasks cancel t1" in proc.stderr
     said = json.loads(proc.stdout)
     assert said["taskId"] == "t1" and said["error"]["exitCode"] == 6
+
+
+def run_into_closed_pipe(user: User, *args: str) -> subprocess.CompletedProcess[str]:
+    """``imagegate ARGS`` whose stdout is a pipe its reader has already closed (``| head -1``
+    once it has its line)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")}
+    try:
+        polls = FAST_POLLS if args[0] == "generate" else ()
+        return subprocess.run([sys.executable, "-m", "imagegate.cli", *args, *polls],
+                              cwd=user.cwd, stdout=writer, stderr=subprocess.PIPE, text=True,
+                              timeout=90, env={**clean, "IMAGEGATE_BASE_URL": user.base_url,
+                                               "IMAGEGATE_API_KEY": user.key})
+    finally:
+        os.close(writer)
+
+
+def test_a_stdout_closed_early_saves_every_image_and_exits_141_quietly(ig: User,
+                                                                     tmp_path: Path) -> None:
+    proc = run_into_closed_pipe(ig, "generate", "a fox", "-n", "2", "-o", "out/", "-q")
+    assert proc.returncode == 141 and proc.stderr == ""
+    assert len(list((tmp_path / "out").glob("*.png"))) == 2
+    listing = run_into_closed_pipe(ig, "tasks", "list")
+    assert listing.returncode == 141 and listing.stderr == ""

@@ -80,10 +80,13 @@ def _generate(args: argparse.Namespace, run: _Run) -> int:
     paths = output_paths(args.output, run.task_id, [sniff_extension(b, fmt) for b in blobs])
     for path, data in zip(paths, blobs, strict=True):
         run.files.append(str(write_file(path, data)))
-        if not args.json:
-            _out(str(path))
+    # Every file is written before the first path is printed: a reader that stops early
+    # (``| head -1``) loses lines, not images.
     if args.json:
         _out(json.dumps(_task_json(run)))
+    else:
+        for path in paths:
+            _out(str(path))
     return Exit.OK
 
 
@@ -194,6 +197,11 @@ def _guarded(args: argparse.Namespace, run: _Run, body: Callable[[], int]) -> in
     """Run ``body``; an error it was expected to meet becomes its message and exit status."""
     try:
         return body()
+    except BrokenPipeError:
+        # stdout's reader has gone (``| head``): as a program the pipe's end stops, quietly;
+        # stdout to /dev/null, so that the interpreter's last flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return Exit.PIPE_CLOSED
     except (Exception, KeyboardInterrupt) as exc:
         said = outcome(exc)
         if said is None:

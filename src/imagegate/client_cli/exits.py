@@ -12,6 +12,7 @@
          submit the message names the task, which goes on
     7    timed out waiting for the task (--timeout); the task may still end
     130  interrupted (Ctrl-C); the task id is printed so it can be found or cancelled
+    141  stdout was closed before all was printed (``| head``); the images are saved
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Exit(IntEnum):
     SERVER = 6
     TIMEOUT = 7
     INTERRUPTED = 130
+    PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a program the pipe's end stopped
 
 
 @dataclass(frozen=True)
