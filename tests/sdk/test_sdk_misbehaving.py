@@ -139,3 +139,19 @@ def test_an_answer_that_cannot_be_decoded_or_redirects_forever_is_a_connection_e
                 client.download(api.base_url + "/files/loop.png")
         finally:
             client.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_wait_through_an_outage_keeps_to_the_servers_retry_after(kind: str) -> None:
+    # Told to come back in an hour, a wait of half a second asks once and gives up at its end.
+    draining = answer(503, {"code": 503, "message": "draining", "data": {"error": "draining"}},
+                      headers=[("Retry-After", "3600")])
+    with rogue_api({"streamTask": draining}) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=0)
+        try:
+            with pytest.raises(ServerError) as raised:
+                client.wait("t1", timeout=0.5)
+        finally:
+            client.close()
+        assert api.calls("streamTask") == 1
+    assert raised.value.status == 503 and raised.value.task_id == "t1"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import errors, wire
-from .backoff import RetryPolicy
+from .backoff import RetryPolicy, parse_retry_after
 from .calls import call
 from .effects import Flow, Notify, ReadStream, Sleep
 from .records import Progress, TaskStatus
@@ -84,18 +84,21 @@ class Waiter:
             else:
                 if reply.status not in _OUTAGE_STATUSES:
                     return reply
-                if not (yield from self._after_outage(since, attempt)):
+                after = parse_retry_after(reply.header("retry-after"))
+                if not (yield from self._after_outage(since, attempt, after)):
                     return reply
             attempt += 1
 
-    def _after_outage(self, since: float, attempt: int) -> Flow[bool]:
-        """Sleep before the next try of an outage; False when the wait cannot go on."""
+    def _after_outage(self, since: float, attempt: int,
+                      retry_after: float | None = None) -> Flow[bool]:
+        """Sleep before the next try of an outage (at least the server's Retry-After); False
+        when the wait cannot go on, or the server asks to be left alone past its end."""
         left = self._left()
         if left is None:
             left = since + OUTAGE_S - self.clock()
-        if left <= 0:
+        if left <= 0 or (retry_after is not None and retry_after >= left):
             return False
-        yield Sleep(min(self.policy.backoff(attempt), left))
+        yield Sleep(min(max(self.policy.backoff(attempt), retry_after or 0.0), left))
         return True
 
     def _seen(self, task: TaskStatus, queue_position: int | None = None) -> Flow[None]:
