@@ -66,9 +66,10 @@ def done(task_id: str = "t1", state: str = "success", **fields: Any) -> bytes:
     return sse("done", envelope(task(task_id, state, **fields)), "9")
 
 
-def events(*chunks: bytes, keep_alive: int = 0, every: float = 0.05) -> Handler:
-    """An event stream: ``keep_alive`` comments ``every`` s apart, then ``chunks``, then its
-    end."""
+def events(*chunks: bytes, keep_alive: int = 0, every: float = 0.05,
+           opening: bytes = b"") -> Handler:
+    """An event stream: ``opening``, ``keep_alive`` comments ``every`` s apart, then
+    ``chunks``, then its end."""
 
     def handle(h: BaseHTTPRequestHandler) -> None:
         h.send_response(200)
@@ -77,6 +78,8 @@ def events(*chunks: bytes, keep_alive: int = 0, every: float = 0.05) -> Handler:
         h.end_headers()
         h.close_connection = True
         try:
+            h.wfile.write(opening)
+            h.wfile.flush()
             for _ in range(keep_alive):
                 h.wfile.write(b": keep-alive\n\n")
                 h.wfile.flush()

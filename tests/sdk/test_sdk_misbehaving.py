@@ -1,15 +1,37 @@
-"""The client against servers that misbehave (rogue_api.py on loopback): garbage in the event
+"""The client against servers that misbehave (fakes/rogue_api.py on loopback): garbage in the event
 stream, streams that never end, a server that goes away during a wait and comes back, a proxy's
 HTML error pages. Each on Client and AsyncClient."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import httpx
 import pytest
-from fakes.rogue_api import answer, done, envelope, events, hang_up, rogue_api, sse, task
-from imagegate_client import APIConnectionError, GeneratedImage, ServerError, WaitTimeout
+from fakes.rogue_api import (
+    Handler,
+    RogueApi,
+    answer,
+    done,
+    envelope,
+    events,
+    hang_up,
+    rogue_api,
+    sse,
+    task,
+)
+from imagegate_client import (
+    APIConnectionError,
+    AsyncClient,
+    Client,
+    GeneratedImage,
+    ServerError,
+    TaskStatus,
+    WaitTimeout,
+)
 from sdk_clients import make_client
 
 KINDS = ["sync", "async"]
@@ -155,3 +177,43 @@ def test_a_wait_through_an_outage_keeps_to_the_servers_retry_after(kind: str) ->
             client.close()
         assert api.calls("streamTask") == 1
     assert raised.value.status == 503 and raised.value.task_id == "t1"
+
+
+def test_calls_beyond_the_connection_pool_wait_for_a_connection_not_fail() -> None:
+    # One connection, held by a wait's stream for a while: a status read meanwhile waits for
+    # it, however much longer than the request timeout that takes.
+    async def scenario(api: RogueApi) -> tuple[TaskStatus, TaskStatus]:
+        transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1))
+        async with AsyncClient(api.base_url, "k", transport=transport, timeout=0.2,
+                               max_retries=0) as client:
+            streaming = asyncio.Event()
+            waiting = asyncio.create_task(client.wait(
+                "t1", timeout=30, on_progress=lambda _: streaming.set()))
+            await streaming.wait()
+            now = await client.status("t1")
+            return now, await waiting
+
+    stream = events(done(), opening=sse("status", task(), "1"), keep_alive=40, every=0.025)
+    with rogue_api({"streamTask": stream, "statusTask": answer(200, envelope(task()))}) as api:
+        now, ended = asyncio.run(scenario(api))
+    assert now.state == "processing" and ended.succeeded
+
+
+@pytest.mark.timeout(30)
+def test_a_generate_needs_no_second_connection_after_its_stream() -> None:
+    # The stream's connection is given back once the task has ended, before the downloads.
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+
+    def finished(api: RogueApi) -> bytes:
+        urls = json.dumps({"resultUrls": [api.base_url + "/files/t1.png"]})
+        return done(resultJson=urls)
+
+    stream: list[Handler] = []
+    routes = {"generateTask": SUBMITTED, "streamTask": stream,
+              "/files/t1.png": answer(200, png, "image/png")}
+    with rogue_api(routes) as api:
+        stream.append(events(finished(api)))
+        transport = httpx.HTTPTransport(limits=httpx.Limits(max_connections=1))
+        with Client(api.base_url, "k", transport=transport, max_retries=0) as client:
+            generation = client.generate("a fox", timeout=10)
+    assert generation.images[0].data == png

@@ -41,7 +41,9 @@ class Client:
     """A blocking client of imagegate's task API, or of APIXO's (see docs/sdk.md).
 
     ``base_url`` and ``api_key`` default to IMAGEGATE_BASE_URL and IMAGEGATE_API_KEY.
-    ``timeout``: seconds for each HTTP request. ``max_retries``: retries of one request after a
+    ``timeout``: seconds for each HTTP request to connect, and between its bytes (a call that
+    waits for one of the client's connections, all busy with other calls, waits as long as
+    it takes). ``max_retries``: retries of one request after a
     connection failure, a 429 or a 5xx (exponential backoff from ``retry_base_delay`` s, with
     jitter; Retry-After is honoured). ``poll_interval``: seconds between status reads when the
     server cannot stream. ``transport``: httpx's transport seam (tests, proxies).
@@ -169,6 +171,7 @@ class Client:
     def _perform(self, effect: Effect, stream: _Stream) -> Any:
         match effect:
             case Send(request):
+                stream.close()
                 return self._send(request)
             case OpenStream(request, read_timeout):
                 return self._open(request, read_timeout, stream)

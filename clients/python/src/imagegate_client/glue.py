@@ -14,7 +14,11 @@ __all__ = ["connection_error", "http_request", "reply"]
 
 def http_request(client: httpx.Client | httpx.AsyncClient, request: Request, timeout: float,
                  read_timeout: float | None = None) -> httpx.Request:
-    limits = httpx.Timeout(timeout, read=read_timeout if read_timeout is not None else timeout)
+    # No limit on waiting for one of the client's own connections: when every one is busy
+    # (many concurrent calls, each wait holding its stream), the call queues for the next that
+    # frees, as the server has nothing to do with it.
+    limits = httpx.Timeout(timeout, read=read_timeout if read_timeout is not None else timeout,
+                           pool=None)
     return client.build_request(request.method, request.url, params=list(request.params),
                                 headers=request.headers, content=request.content,
                                 timeout=limits)
