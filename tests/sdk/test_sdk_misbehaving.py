@@ -25,6 +25,7 @@ from fakes.rogue_api import (
 )
 from imagegate_client import (
     APIConnectionError,
+    APIError,
     AsyncClient,
     Client,
     GeneratedImage,
@@ -217,3 +218,30 @@ def test_a_generate_needs_no_second_connection_after_its_stream() -> None:
         with Client(api.base_url, "k", transport=transport, max_retries=0) as client:
             generation = client.generate("a fox", timeout=10)
     assert generation.images[0].data == png
+
+
+def moved_to_https(h: BaseHTTPRequestHandler) -> None:
+    page = b"<html><head><title>301 Moved Permanently</title></head></html>"
+    h.send_response(301)
+    h.send_header("Location", "https://api.example.test" + h.path)
+    h.send_header("Content-Type", "text/html")
+    h.send_header("Content-Length", str(len(page)))
+    h.end_headers()
+    h.wfile.write(page)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_api_that_redirects_says_where_to(kind: str) -> None:
+    # http:// to a server that moved to https://: the key is not sent after a redirect.
+    with rogue_api({"generateTask": moved_to_https, "streamTask": moved_to_https,
+                    "statusTask": moved_to_https}) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=0)
+        try:
+            with pytest.raises(APIError) as submitted:
+                client.submit("a fox")
+            with pytest.raises(APIError) as waited:
+                client.wait("t1", timeout=5)
+        finally:
+            client.close()
+    for raised in (submitted.value, waited.value):
+        assert raised.status == 301 and "https://api.example.test/api/v1/" in raised.message

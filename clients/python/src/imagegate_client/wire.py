@@ -220,9 +220,14 @@ def _plain(text: str) -> str:
 
 def data_of(reply: Reply) -> Any:
     """The ``data`` of a successful envelope; raises the mapped APIError for an error answer
-    (also one sent with HTTP 200 and an error ``code`` in the envelope)."""
+    (also one sent with HTTP 200 and an error ``code`` in the envelope) and for a redirect."""
     if reply.status >= 400:
         raise error_for(reply.status, reply.headers, reply.body)
+    if reply.status >= 300:
+        # Not followed: the key would go to wherever the answer points (http:// to https://).
+        where = reply.header("location") or "elsewhere"
+        raise errors.APIError(f"the server redirects to {where}: give its address as the base "
+                              "URL", status=reply.status, body=decode(reply.body))
     decoded = decode(reply.body)
     if not isinstance(decoded, dict) or "data" not in decoded:
         raise errors.ServerError("the answer is not an API envelope", status=reply.status,
