@@ -245,3 +245,14 @@ def test_an_api_that_redirects_says_where_to(kind: str) -> None:
             client.close()
     for raised in (submitted.value, waited.value):
         assert raised.status == 301 and "https://api.example.test/api/v1/" in raised.message
+
+
+def test_a_coroutine_callback_on_the_blocking_client_is_refused_clearly() -> None:
+    # A Client cannot await it: it would be dropped, never run, with only a warning at exit.
+    async def show(progress: object) -> None:
+        pass
+
+    with rogue_api({"streamTask": events(done())}) as api:
+        with Client(api.base_url, "k") as client:
+            with pytest.raises(TypeError, match="AsyncClient"):
+                client.wait("t1", timeout=5, on_progress=show)

@@ -3,6 +3,7 @@ httpx.Client."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -180,7 +181,12 @@ class Client:
             case Sleep(seconds):
                 time.sleep(seconds)
             case Notify(callback, progress):
-                callback(progress)
+                outcome = callback(progress)
+                if inspect.isawaitable(outcome):
+                    if inspect.iscoroutine(outcome):
+                        outcome.close()  # never to run: no "never awaited" warning at exit
+                    raise TypeError("on_progress returned an awaitable, which Client cannot "
+                                    "await: pass a plain function, or use AsyncClient")
         return None
 
     def _send(self, request: Request) -> Reply:
