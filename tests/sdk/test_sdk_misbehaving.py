@@ -256,3 +256,15 @@ def test_a_coroutine_callback_on_the_blocking_client_is_refused_clearly() -> Non
         with Client(api.base_url, "k") as client:
             with pytest.raises(TypeError, match="AsyncClient"):
                 client.wait("t1", timeout=5, on_progress=show)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_stream_line_without_end_is_a_server_error_not_a_growing_buffer(kind: str) -> None:
+    endless = b"data: " + b"x" * (2 << 20)  # 2 MiB and no line end yet
+    with rogue_api({"streamTask": events(endless, b"\n\n", done())}) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=0)
+        try:
+            with pytest.raises(ServerError, match="line"):
+                client.wait("t1", timeout=30)
+        finally:
+            client.close()

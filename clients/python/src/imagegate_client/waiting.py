@@ -139,7 +139,12 @@ class Waiter:
             if not chunk:
                 return None
             self._remaining()  # keep-alives alone must not outlast the wait's timeout
-            for event in parser.feed(chunk):
+            try:
+                events = parser.feed(chunk)
+            except ValueError as exc:
+                raise errors.ServerError(f"the event stream is not one: {exc}", status=200,
+                                         body=None) from None
+            for event in events:
                 task = yield from self._event(event)
                 if task is not None:
                     return task
