@@ -268,3 +268,18 @@ def test_a_stream_line_without_end_is_a_server_error_not_a_growing_buffer(kind: 
                 client.wait("t1", timeout=30)
         finally:
             client.close()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_waits_retries_keep_to_its_timeout(kind: str) -> None:
+    # Each request's own retries would sleep 5 s and more: a wait of half a second tries once,
+    # and once more at its end.
+    with rogue_api({"streamTask": hang_up}) as api:
+        client = make_client(kind, api.base_url, "k", retry_base_delay=10)
+        try:
+            with pytest.raises(APIConnectionError):
+                client.wait("t1", timeout=0.5)
+        finally:
+            client.close()
+        assert api.calls("streamTask") == 2

@@ -7,8 +7,10 @@ runs and one ``done`` event, with the final status envelope, when it ends. A str
 without the stream (404, 405, or an answer that is not ``text/event-stream``: APIXO) is polled.
 
 The task lives on the server, so a wait outlasts the server's own outages (a restart, a
-deploy): when a request of the wait still finds no server, or a 5xx, after its retries, it is
-tried again, with backoff, until the wait's timeout; without one, for ``OUTAGE_S``.
+deploy): a request of the wait that finds no server, or answers 429 or a 5xx, is tried again,
+with the policy's backoff and never sooner than a Retry-After, until the wait's timeout;
+without one, for ``OUTAGE_S``. Those tries replace the request's own retries, which would not
+keep to the timeout.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from . import errors, wire
@@ -32,10 +35,10 @@ __all__ = ["OUTAGE_S", "STREAM_IDLE_S", "Waiter"]
 # is taken for dead and opened again.
 STREAM_IDLE_S = 45.0
 _NO_STREAM = frozenset({404, 405, 406, 501})
-# How long a wait without a timeout keeps trying a server it cannot reach (or that answers 5xx)
-# before it gives up with that error.
+# How long a wait without a timeout keeps trying a server it cannot reach (or that answers 429
+# or a 5xx) before it gives up with that error.
 OUTAGE_S = 60.0
-_OUTAGE_STATUSES = frozenset({500, 502, 503, 504})
+_OUTAGE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class Waiter:
@@ -47,6 +50,7 @@ class Waiter:
         self.timeout, self.on_progress = timeout, on_progress
         self.poll_interval, self.request_timeout = poll_interval, request_timeout
         self.clock = clock
+        self.once = replace(policy, max_retries=0)  # the wait's own tries stand for retries
         self.started = clock()
         self._last: tuple[str, str | None, int | None] | None = None
 
@@ -77,7 +81,7 @@ class Waiter:
         since, attempt = self.clock(), 0
         while True:
             try:
-                reply = yield from call(self.policy, request, read_timeout=read_timeout)
+                reply = yield from call(self.once, request, read_timeout=read_timeout)
             except errors.APIConnectionError:
                 if not (yield from self._after_outage(since, attempt)):
                     raise
