@@ -85,6 +85,15 @@ def test_a_local_image_is_sent_as_a_data_uri(ig: User, tmp_path: Path) -> None:
         assert (image.format, image.size) == ("JPEG", (1264, 848))
 
 
+def test_local_images_too_large_for_a_request_say_so(ig: User, tmp_path: Path) -> None:
+    # 25 MiB, base64 in the body: past the service's 32 MiB a request.
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(25 << 20))
+    proc = ig("generate", "make it blue", "--image", "huge.png", "--json")
+    assert proc.returncode == 2 and "refused (413)" in proc.stderr
+    assert "--image huge.png" in proc.stderr and "URL" in proc.stderr
+    assert json.loads(proc.stdout)["error"]["status"] == 413
+
+
 def test_several_images_are_numbered(ig: User, tmp_path: Path) -> None:
     proc = ig("generate", "two foxes", "-n", "2", "-o", "foxes/fox.png", "--json")
     assert proc.returncode == 0, proc.stderr

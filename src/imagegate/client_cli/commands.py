@@ -226,6 +226,11 @@ def _explain(said: Outcome, run: _Run, args: argparse.Namespace) -> str:
         if run.task is None:
             return (f"interrupted; task {task} goes on: imagegate tasks cancel {task}"
                     f"{_model_flag(args)} stops it")
+    local = [ref for ref in getattr(args, "image", []) if not ref.lower().startswith(_REMOTE)]
+    if said.status == 413 and local:
+        # A local file goes inside the request, as base64: a third larger than on disk.
+        return (f"{said.message}: --image {' --image '.join(local)} went inside the request "
+                "as base64, a third larger than the file; give smaller files, or http(s) URLs")
     if said.code is Exit.TIMEOUT:
         return (f"task {task} did not end within {args.timeout:g} s and goes on: imagegate "
                 f"tasks cancel {task}{_model_flag(args)} stops it")
