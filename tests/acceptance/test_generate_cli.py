@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from fakes.apixo_server import Fail, Succeed, apixo_server
+from fakes.rogue_api import Handler, answer, envelope, events, hang_up, rogue_api, sse
 from loopback import QuietHandler, png_bytes, serve_in_thread
 from PIL import Image
 from serverproc import Server, wait_done
@@ -83,6 +84,15 @@ def test_a_local_image_is_sent_as_a_data_uri(ig: User, tmp_path: Path) -> None:
     with Image.open(tmp_path / "edit.jpeg") as image:
         # auto takes the ratio nearest the reference's 3:2: the service decoded the file
         assert (image.format, image.size) == ("JPEG", (1264, 848))
+
+
+def test_local_images_too_large_for_a_request_say_so(ig: User, tmp_path: Path) -> None:
+    # 25 MiB, base64 in the body: past the service's 32 MiB a request.
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(25 << 20))
+    proc = ig("generate", "make it blue", "--image", "huge.png", "--json")
+    assert proc.returncode == 2 and "refused (413)" in proc.stderr
+    assert "--image huge.png" in proc.stderr and "URL" in proc.stderr
+    assert json.loads(proc.stdout)["error"]["status"] == 413
 
 
 def test_several_images_are_numbered(ig: User, tmp_path: Path) -> None:
@@ -317,3 +327,45 @@ def test_progress_shows_the_queue_position_a_streaming_service_sends(tmp_path: P
     assert steps == ["queued, position 2 in line", "queued, position 1 in line",
                      "generating", "downloading 1 image"]
     assert (tmp_path / "t1.png").read_bytes().startswith(b"\x89PNG")
+
+
+SUBMITTED = answer(200, envelope({"taskId": "t1"}))
+
+
+@pytest.mark.parametrize("stream", [hang_up, events(sse("status", "{not json"))],
+                         ids=["down", "garbage"])
+def test_an_error_after_the_submit_exits_6_naming_the_task_that_goes_on(
+        stream: Handler, tmp_path: Path) -> None:
+    with rogue_api({"generateTask": SUBMITTED, "streamTask": stream}) as api:
+        proc = run(api.base_url + "/api/v1/", "k", "generate", "a fox", "-q", "--json",
+                   "--timeout", "1", cwd=tmp_path)
+        assert api.calls("generateTask") == 1
+    assert proc.returncode == 6, proc.stderr
+    assert "task t1 goes on" in proc.stderr and "imagegate tasks cancel t1" in proc.stderr
+    said = json.loads(proc.stdout)
+    assert said["taskId"] == "t1" and said["error"]["exitCode"] == 6
+
+
+def run_into_closed_pipe(user: User, *args: str) -> subprocess.CompletedProcess[str]:
+    """``imagegate ARGS`` whose stdout is a pipe its reader has already closed (``| head -1``
+    once it has its line)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEGATE_")}
+    try:
+        polls = FAST_POLLS if args[0] == "generate" else ()
+        return subprocess.run([sys.executable, "-m", "imagegate.cli", *args, *polls],
+                              cwd=user.cwd, stdout=writer, stderr=subprocess.PIPE, text=True,
+                              timeout=90, env={**clean, "IMAGEGATE_BASE_URL": user.base_url,
+                                               "IMAGEGATE_API_KEY": user.key})
+    finally:
+        os.close(writer)
+
+
+def test_a_stdout_closed_early_saves_every_image_and_exits_141_quietly(ig: User,
+                                                                     tmp_path: Path) -> None:
+    proc = run_into_closed_pipe(ig, "generate", "a fox", "-n", "2", "-o", "out/", "-q")
+    assert proc.returncode == 141 and proc.stderr == ""
+    assert len(list((tmp_path / "out").glob("*.png"))) == 2
+    listing = run_into_closed_pipe(ig, "tasks", "list")
+    assert listing.returncode == 141 and listing.stderr == ""

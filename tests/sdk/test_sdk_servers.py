@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
+import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +27,7 @@ from imagegate_client import (
     WaitTimeout,
 )
 from PIL import Image
-from sdk_clients import losing_transport, make_client
+from sdk_clients import losing_transport, make_client, recording_transport
 from serverproc import Server
 
 pytestmark = pytest.mark.slow
@@ -305,3 +308,51 @@ def test_async_progress_callbacks_may_be_coroutines(apixo: ApixoServer) -> None:
 
     asyncio.run(main())
     assert seen == ["processing", "success"]
+
+
+# A server killed and restarted under a wait -------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_generate_outlasts_a_server_killed_and_restarted_and_submits_once(
+        kind: str, tmp_path: Path) -> None:
+    # A lease of 2 s: the task the killed worker held runs again soon after the restart.
+    srv = Server(tmp_path, env={"IMAGEGATE_WORKER_LEASE_SECONDS": "2"}).start()
+    key = srv.new_key("1")
+    generating = threading.Event()
+    outcome: list[Any] = []
+    transport = recording_transport(kind)
+
+    def streams() -> int:
+        return sum(1 for r in list(transport.requests) if "streamTask" in r.url.path)
+
+    def user() -> None:
+        client = make_client(kind, srv.base_url, key, transport=transport)
+        try:
+            outcome.append(client.generate(
+                "[sandbox:delay=2] a fox", aspect_ratio="1:1", timeout=120,
+                on_progress=lambda p: p.stage == "generating" and generating.set()))
+        except BaseException as exc:  # reported by the assertion below
+            outcome.append(exc)
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=user)
+    thread.start()
+    try:
+        assert generating.wait(60)
+        before = streams()
+        srv.kill9()
+        # Down until the stream's reopening has failed more than its request's retries.
+        while streams() < before + 6 and thread.is_alive():
+            time.sleep(0.05)
+        srv.start()
+        thread.join(120)
+        generation = outcome[0]
+        assert not isinstance(generation, BaseException), generation
+        assert generation.task.succeeded and generation.images[0].data
+        with srv.client(key) as http:
+            tasks = http.get("/api/v1/tasks").json()["data"]["tasks"]
+        assert [t["taskId"] for t in tasks] == [generation.task.task_id]
+    finally:
+        srv.stop()

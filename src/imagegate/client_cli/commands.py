@@ -82,10 +82,13 @@ def _generate(args: argparse.Namespace, run: _Run) -> int:
     paths = output_paths(args.output, run.task_id, [sniff_extension(b, fmt) for b in blobs])
     for path, data in zip(paths, blobs, strict=True):
         run.files.append(str(write_file(path, data)))
-        if not args.json:
-            _out(str(path))
+    # Every file is written before the first path is printed: a reader that stops early
+    # (``| head -1``) loses lines, not images.
     if args.json:
         _out(json.dumps(_task_json(run)))
+    else:
+        for path in paths:
+            _out(str(path))
     return Exit.OK
 
 
@@ -210,6 +213,11 @@ def _guarded(args: argparse.Namespace, run: _Run, body: Callable[[], int]) -> in
     """Run ``body``; an error it was expected to meet becomes its message and exit status."""
     try:
         return body()
+    except BrokenPipeError:
+        # stdout's reader has gone (``| head``): as a program the pipe's end stops, quietly;
+        # stdout to /dev/null, so that the interpreter's last flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return Exit.PIPE_CLOSED
     except (Exception, KeyboardInterrupt) as exc:
         said = outcome(exc)
         if said is None:
@@ -234,12 +242,21 @@ def _explain(said: Outcome, run: _Run, args: argparse.Namespace) -> str:
         if run.task is None:
             return (f"interrupted; task {task} goes on: imagegate tasks cancel {task}"
                     f"{_model_flag(args)} stops it")
+    local = [ref for ref in getattr(args, "image", []) if not ref.lower().startswith(_REMOTE)]
+    if said.status == 413 and local:
+        # A local file goes inside the request, as base64: a third larger than on disk.
+        return (f"{said.message}: --image {' --image '.join(local)} went inside the request "
+                "as base64, a third larger than the file; give smaller files, or http(s) URLs")
     if said.code is Exit.TIMEOUT:
         return (f"task {task} did not end within {args.timeout:g} s and goes on: imagegate "
                 f"tasks cancel {task}{_model_flag(args)} stops it")
     urls = run.task.result_urls if run.task is not None else ()
     if len(run.files) < len(urls):  # the task made images this run did not save
         return said.message + "; its images: " + " ".join(urls)
+    if run.command == "generate" and task is not None and run.task is None:
+        # Submitted, then the wait failed (no server, a 5xx): the task may still end.
+        return (f"{said.message}; task {task} goes on: imagegate tasks list shows it, "
+                f"imagegate tasks cancel {task}{_model_flag(args)} stops it")
     return said.message
 
 

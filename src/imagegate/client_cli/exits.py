@@ -8,9 +8,11 @@
     3    authentication or permission (401, 403)
     4    insufficient balance (402)
     5    rate limited (429; when to retry is printed)
-    6    server or connection error (5xx, an unexpected answer, no connection)
+    6    server or connection error (5xx, an unexpected answer, no connection); after the
+         submit the message names the task, which goes on
     7    timed out waiting for the task (--timeout); the task may still end
     130  interrupted (Ctrl-C); the task id is printed so it can be found or cancelled
+    141  stdout was closed before all was printed (``| head``); the images are saved
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Exit(IntEnum):
     SERVER = 6
     TIMEOUT = 7
     INTERRUPTED = 130
+    PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a program the pipe's end stopped
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ BY_URL = "(asks a service by URL: --base-url, --api-key)"
 EXIT_STATUSES = """exit status: 0 ok, 1 task failed, 2 usage or invalid request,
 3 authentication or permission, 4 insufficient balance, 5 rate limited,
 6 server or connection error, 7 timed out waiting (--timeout),
-130 interrupted (the task id is printed). See docs/cli.md."""
+130 interrupted (the task id is printed), 141 stdout closed early.
+See docs/cli.md."""
 
 
 def connection_options(*, model_filter: bool = False) -> argparse.ArgumentParser:

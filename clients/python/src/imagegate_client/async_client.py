@@ -42,7 +42,9 @@ class AsyncClient:
     """An asyncio client of imagegate's task API, or of APIXO's (see docs/sdk.md).
 
     ``base_url`` and ``api_key`` default to IMAGEGATE_BASE_URL and IMAGEGATE_API_KEY.
-    ``timeout``: seconds for each HTTP request. ``max_retries``: retries of one request after a
+    ``timeout``: seconds for each HTTP request to connect, and between its bytes (a call that
+    waits for one of the client's connections, all busy with other calls, waits as long as
+    it takes). ``max_retries``: retries of one request after a
     connection failure, a 429 or a 5xx (exponential backoff from ``retry_base_delay`` s, with
     jitter; Retry-After is honoured). ``poll_interval``: seconds between status reads when the
     server cannot stream. ``transport``: httpx's transport seam (tests, proxies).
@@ -177,6 +179,7 @@ class AsyncClient:
     async def _perform(self, effect: Effect, stream: _Stream) -> Any:
         match effect:
             case Send(request):
+                await stream.close()
                 return await self._send(request)
             case OpenStream(request, read_timeout):
                 return await self._open(request, read_timeout, stream)
@@ -194,7 +197,7 @@ class AsyncClient:
         built = glue.http_request(self._http, request, self._core.timeout)
         try:
             response = await self._http.send(built, follow_redirects=request.follow_redirects)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, request) from exc
         return glue.reply(response, response.content)
 
@@ -208,7 +211,7 @@ class AsyncClient:
                     return glue.reply(response, await response.aread())
                 finally:
                     await response.aclose()
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, request) from exc
         stream.response, stream.chunks = response, response.aiter_bytes()
         return glue.reply(response, b"")
@@ -219,5 +222,5 @@ class AsyncClient:
             return b""
         try:
             return await anext(stream.chunks, b"")
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, Request("GET", "stream")) from exc

@@ -3,6 +3,7 @@ httpx.Client."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -41,7 +42,9 @@ class Client:
     """A blocking client of imagegate's task API, or of APIXO's (see docs/sdk.md).
 
     ``base_url`` and ``api_key`` default to IMAGEGATE_BASE_URL and IMAGEGATE_API_KEY.
-    ``timeout``: seconds for each HTTP request. ``max_retries``: retries of one request after a
+    ``timeout``: seconds for each HTTP request to connect, and between its bytes (a call that
+    waits for one of the client's connections, all busy with other calls, waits as long as
+    it takes). ``max_retries``: retries of one request after a
     connection failure, a 429 or a 5xx (exponential backoff from ``retry_base_delay`` s, with
     jitter; Retry-After is honoured). ``poll_interval``: seconds between status reads when the
     server cannot stream. ``transport``: httpx's transport seam (tests, proxies).
@@ -169,6 +172,7 @@ class Client:
     def _perform(self, effect: Effect, stream: _Stream) -> Any:
         match effect:
             case Send(request):
+                stream.close()
                 return self._send(request)
             case OpenStream(request, read_timeout):
                 return self._open(request, read_timeout, stream)
@@ -177,14 +181,19 @@ class Client:
             case Sleep(seconds):
                 time.sleep(seconds)
             case Notify(callback, progress):
-                callback(progress)
+                outcome = callback(progress)
+                if inspect.isawaitable(outcome):
+                    if inspect.iscoroutine(outcome):
+                        outcome.close()  # never to run: no "never awaited" warning at exit
+                    raise TypeError("on_progress returned an awaitable, which Client cannot "
+                                    "await: pass a plain function, or use AsyncClient")
         return None
 
     def _send(self, request: Request) -> Reply:
         try:
             response = self._http.send(glue.http_request(self._http, request, self._core.timeout),
                                        follow_redirects=request.follow_redirects)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, request) from exc
         return glue.reply(response, response.content)
 
@@ -198,7 +207,7 @@ class Client:
                     return glue.reply(response, response.read())
                 finally:
                     response.close()
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, request) from exc
         stream.response, stream.chunks = response, response.iter_bytes()
         return glue.reply(response, b"")
@@ -207,5 +216,5 @@ class Client:
     def _read(stream: _Stream) -> bytes:
         try:
             return next(stream.chunks, b"")
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise glue.connection_error(exc, Request("GET", "stream")) from exc

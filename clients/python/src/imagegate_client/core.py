@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from . import images, wire
+from . import errors, images, wire
 from .backoff import RetryPolicy
 from .calls import call
 from .effects import Flow
@@ -25,6 +25,7 @@ from .wire import Request, Wire
 __all__ = ["DEFAULT_MODEL", "Core"]
 
 DEFAULT_MODEL = "nano-banana-2"
+T = TypeVar("T")
 BASE_URL_VARIABLE = "IMAGEGATE_BASE_URL"
 API_KEY_VARIABLE = "IMAGEGATE_API_KEY"
 
@@ -83,7 +84,7 @@ class Core:
              first_poll_delay: float = 0.0) -> Flow[TaskStatus]:
         waiter = Waiter(self.wire, self.policy, model or self.model, task_id, timeout,
                         on_progress, self.poll_interval, self.timeout)
-        return (yield from waiter.run(first_poll_delay))
+        return (yield from _about(task_id, waiter.run(first_poll_delay)))
 
     def generate(self, prompt: str, *, timeout: float | None = None,
                  on_progress: Callable[[Any], Any] | None = None,
@@ -95,7 +96,7 @@ class Core:
                                     first_poll_delay=self.poll_interval)
         found = []
         for url in task.result_urls:
-            found.append((yield from self.download_image(url)))
+            found.append((yield from _about(task_id, self.download_image(url))))
         return Generation(task, tuple(found))
 
     def cancel(self, task_id: str, *, model: str | None = None) -> Flow[Cancellation]:
@@ -129,3 +130,13 @@ class Core:
         if not media.startswith("image/"):
             media = images.sniff_media_type(reply.body) or media or "application/octet-stream"
         return GeneratedImage(url, reply.body, media)
+
+
+def _about(task_id: str, flow: Flow[T]) -> Flow[T]:
+    """``flow``, its errors naming the task ``task_id`` (which they leave behind)."""
+    try:
+        return (yield from flow)
+    except errors.ImagegateError as exc:
+        if exc.task_id is None:
+            exc.task_id = task_id
+        raise

@@ -33,7 +33,9 @@ class OpenStream:
     """Send ``request``, whose answer may be an event stream. The result is a ``Reply``: for a
     2xx ``text/event-stream`` answer with an empty body, the stream staying open for
     ``ReadStream`` (reads wait at most ``read_timeout`` s for bytes); for any other answer with
-    its whole body. Opening a stream closes the one open before; the run's end closes it too."""
+    its whole body. Opening a stream closes the one open before, and so does a ``Send`` (its
+    connection is given back for the request: a flow reads no stream after a Send); the run's
+    end closes it too."""
 
     request: Request
     read_timeout: float

@@ -10,11 +10,16 @@
     │   ├── Conflict                    409: task already ended; Idempotency-Key reused
     │   ├── RateLimited                 429, after the retries (.retry_after)
     │   └── ServerError                 5xx, after the retries
-    ├── APIConnectionError              no answer (connect, read, timeout), after the retries
+    ├── APIConnectionError              no usable answer (connect, read, timeout, a body that
+    │                                   cannot be decoded, endless redirects), after the retries
     ├── TaskFailed                      the task ended failed (.task, .fail_code, .fail_msg)
     ├── WaitTimeout                     the task did not end within the wait's timeout
     └── WebhookVerificationError        a webhook delivery is not authentic or fresh
                                         (defined in webhooks.py, which a receiver imports)
+
+Every one carries ``task_id``: the task it leaves behind, when a task had been submitted (an
+error in ``wait``, or in ``generate`` after its submit, names the task, which may still end);
+None otherwise.
 
 httpx's exceptions never leave the client: they are translated where they enter (the shells in
 client.py and async_client.py) into ``APIConnectionError``.
@@ -33,7 +38,10 @@ __all__ = ["APIConnectionError", "APIError", "AuthenticationError", "Conflict",
 
 
 class ImagegateError(Exception):
-    """Base of every error this client raises on purpose."""
+    """Base of every error this client raises on purpose; ``task_id`` names the task it leaves
+    behind, when one had been submitted."""
+
+    task_id: str | None = None
 
 
 class APIError(ImagegateError):
@@ -107,6 +115,7 @@ class TaskFailed(ImagegateError):
     def __init__(self, task: TaskStatus) -> None:
         super().__init__(f"task {task.task_id} failed: {task.fail_code}: {task.fail_msg}")
         self.task = task
+        self.task_id = task.task_id
 
     @property
     def fail_code(self) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -71,11 +72,13 @@ class GeneratedImage:
     media_type: str
 
     def save(self, path: str | Path) -> Path:
-        """Write the bytes to ``path``; when ``path`` is a directory, to a file in it named
-        after the URL (``image-0.png``). Returns the file written."""
+        """Write the bytes to ``path``; when ``path`` is a directory (one that exists, or a path
+        ending in ``/``), to a file in it named after the URL (``image-0.png``). Missing
+        directories are created. Returns the file written."""
         target = Path(path)
-        if target.is_dir():
+        if target.is_dir() or str(path).endswith(("/", os.sep)):
             target = target / self.filename
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(self.data)
         return target
 

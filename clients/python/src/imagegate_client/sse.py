@@ -5,7 +5,9 @@ far. It follows the WHATWG rules: lines end in CRLF, LF or CR; a line starting w
 comment; ``field: value`` loses one space after the colon; ``data`` lines join with newlines;
 an empty line dispatches the event (none when it has no data); ``id`` is remembered across
 events as ``last_event_id`` (the value to send back as ``Last-Event-ID``), and ``retry`` sets
-``retry_ms``, the reconnection delay.
+``retry_ms``, the reconnection delay. A line longer than ``MAX_LINE_CHARS`` is refused
+(ValueError): an event of this API is a few kilobytes, and a stream that never ends a line
+would otherwise grow the buffer without bound.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 
-__all__ = ["SSEParser", "ServerSentEvent"]
+__all__ = ["MAX_LINE_CHARS", "SSEParser", "ServerSentEvent"]
+
+MAX_LINE_CHARS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,8 @@ class SSEParser:
         self.comments = 0
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        """The events that ``chunk`` completes, in order."""
+        """The events that ``chunk`` completes, in order; raises ValueError when a line grows
+        past MAX_LINE_CHARS."""
         text = self._decoder.decode(chunk)
         if not self._started and text:
             text, self._started = text.removeprefix("\ufeff"), True
@@ -48,6 +53,8 @@ class SSEParser:
             self._pending_cr = text.endswith("\r")
         lines = (self._buffer + text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
         self._buffer = lines.pop()
+        if len(self._buffer) > MAX_LINE_CHARS or any(len(x) > MAX_LINE_CHARS for x in lines):
+            raise ValueError(f"an event stream line is longer than {MAX_LINE_CHARS} characters")
         events = []
         for line in lines:
             event = self._line(line)

@@ -5,6 +5,12 @@ The stream (``GET /api/v1/streamTask/{model}?taskId=``) sends ``status`` events 
 runs and one ``done`` event, with the final status envelope, when it ends. A stream cut before
 ``done`` is opened again with ``Last-Event-ID`` after the server's ``retry`` delay. A server
 without the stream (404, 405, or an answer that is not ``text/event-stream``: APIXO) is polled.
+
+The task lives on the server, so a wait outlasts the server's own outages (a restart, a
+deploy): a request of the wait that finds no server, or answers 429 or a 5xx, is tried again,
+with the policy's backoff and never sooner than a Retry-After, until the wait's timeout;
+without one, for ``OUTAGE_S``. Those tries replace the request's own retries, which would not
+keep to the timeout.
 """
 
 from __future__ import annotations
@@ -12,22 +18,27 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from . import errors, wire
-from .backoff import RetryPolicy
+from .backoff import RetryPolicy, parse_retry_after
 from .calls import call
 from .effects import Flow, Notify, ReadStream, Sleep
 from .records import Progress, TaskStatus
 from .sse import ServerSentEvent, SSEParser
-from .wire import Reply, Wire
+from .wire import Reply, Request, Wire
 
-__all__ = ["STREAM_IDLE_S", "Waiter"]
+__all__ = ["OUTAGE_S", "STREAM_IDLE_S", "Waiter"]
 
 # The server sends a keep-alive comment every 15 s; this long without a byte, the connection
 # is taken for dead and opened again.
 STREAM_IDLE_S = 45.0
 _NO_STREAM = frozenset({404, 405, 406, 501})
+# How long a wait without a timeout keeps trying a server it cannot reach (or that answers 429
+# or a 5xx) before it gives up with that error.
+OUTAGE_S = 60.0
+_OUTAGE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class Waiter:
@@ -39,6 +50,7 @@ class Waiter:
         self.timeout, self.on_progress = timeout, on_progress
         self.poll_interval, self.request_timeout = poll_interval, request_timeout
         self.clock = clock
+        self.once = replace(policy, max_retries=0)  # the wait's own tries stand for retries
         self.started = clock()
         self._last: tuple[str, str | None, int | None] | None = None
 
@@ -53,12 +65,45 @@ class Waiter:
         return task
 
     def _remaining(self) -> float | None:
-        if self.timeout is None:
-            return None
-        left = self.started + self.timeout - self.clock()
-        if left <= 0:
-            raise errors.WaitTimeout(self.task_id, self.timeout)
+        """Seconds the wait has left (None: no limit); raises WaitTimeout once none."""
+        left = self._left()
+        if left is not None and left <= 0:
+            raise errors.WaitTimeout(self.task_id, self.timeout or 0.0)
         return left
+
+    def _left(self) -> float | None:
+        return None if self.timeout is None else self.started + self.timeout - self.clock()
+
+    def _call(self, request: Request, read_timeout: float | None = None) -> Flow[Reply]:
+        """``call`` with a wait's patience (this module's docstring): the first answer that is
+        not a server's outage, or the outage's last answer or error once the wait cannot go
+        on."""
+        since, attempt = self.clock(), 0
+        while True:
+            try:
+                reply = yield from call(self.once, request, read_timeout=read_timeout)
+            except errors.APIConnectionError:
+                if not (yield from self._after_outage(since, attempt)):
+                    raise
+            else:
+                if reply.status not in _OUTAGE_STATUSES:
+                    return reply
+                after = parse_retry_after(reply.header("retry-after"))
+                if not (yield from self._after_outage(since, attempt, after)):
+                    return reply
+            attempt += 1
+
+    def _after_outage(self, since: float, attempt: int,
+                      retry_after: float | None = None) -> Flow[bool]:
+        """Sleep before the next try of an outage (at least the server's Retry-After); False
+        when the wait cannot go on, or the server asks to be left alone past its end."""
+        left = self._left()
+        if left is None:
+            left = since + OUTAGE_S - self.clock()
+        if left <= 0 or (retry_after is not None and retry_after >= left):
+            return False
+        yield Sleep(min(max(self.policy.backoff(attempt), retry_after or 0.0), left))
+        return True
 
     def _seen(self, task: TaskStatus, queue_position: int | None = None) -> Flow[None]:
         now = (task.state, task.stage, queue_position)
@@ -76,7 +121,7 @@ class Waiter:
             left = self._remaining()
             read_timeout = STREAM_IDLE_S if left is None else min(STREAM_IDLE_S, left)
             request = self.wire.stream(self.model, self.task_id, parser.last_event_id)
-            reply = yield from call(self.policy, request, read_timeout=read_timeout)
+            reply = yield from self._call(request, read_timeout)
             if not _is_stream(reply):
                 if reply.status in _NO_STREAM or reply.status < 400:
                     return None
@@ -97,7 +142,13 @@ class Waiter:
                 return None
             if not chunk:
                 return None
-            for event in parser.feed(chunk):
+            self._remaining()  # keep-alives alone must not outlast the wait's timeout
+            try:
+                events = parser.feed(chunk)
+            except ValueError as exc:
+                raise errors.ServerError(f"the event stream is not one: {exc}", status=200,
+                                         body=None) from None
+            for event in events:
                 task = yield from self._event(event)
                 if task is not None:
                     return task
@@ -105,7 +156,7 @@ class Waiter:
     def _event(self, event: ServerSentEvent) -> Flow[TaskStatus | None]:
         if event.event not in ("status", "done"):
             return None
-        payload = json.loads(event.data)
+        payload = _payload(event)
         if event.event == "status":
             position = payload.get("queuePosition")
             yield from self._seen(wire.task_status(payload, self.model),
@@ -122,12 +173,24 @@ class Waiter:
             left = self._remaining()
             if delay > 0:
                 yield Sleep(delay if left is None else min(delay, left))
-            reply = yield from call(self.policy, self.wire.status(self.model, self.task_id))
+            reply = yield from self._call(self.wire.status(self.model, self.task_id))
             task = wire.task_status(wire.data_of(reply), self.model)
             yield from self._seen(task)
             if task.finished:
                 return task
             delay = self.poll_interval
+
+
+def _payload(event: ServerSentEvent) -> dict[str, Any]:
+    """An event's JSON object; a ServerError naming the event when it is not one."""
+    try:
+        payload = json.loads(event.data)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise errors.ServerError(f"the event stream sent a {event.event} event that is not a "
+                                 "JSON object", status=200, body=event.data)
+    return payload
 
 
 def _is_stream(reply: Reply) -> bool:

@@ -11,7 +11,9 @@ some APIXO-style servers send them.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -200,15 +202,32 @@ def _describe(status: int, decoded: Any) -> tuple[str, str | None]:
             return data["error"], field_ if isinstance(field_, str) and field_ else None
         if isinstance(decoded.get("message"), str):
             return decoded["message"], None
-    text = decoded.strip()[:200] if isinstance(decoded, str) else ""
+    text = _plain(decoded) if isinstance(decoded, str) else ""
     return text or f"HTTP {status}", None
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _plain(text: str) -> str:
+    """A body that is not JSON in one short line: an HTML page (a proxy's 502) as its title,
+    else its text without tags."""
+    title = _TITLE.search(text)
+    text = title.group(1) if title else _TAG.sub(" ", text)
+    return " ".join(html.unescape(text).split())[:200]
 
 
 def data_of(reply: Reply) -> Any:
     """The ``data`` of a successful envelope; raises the mapped APIError for an error answer
-    (also one sent with HTTP 200 and an error ``code`` in the envelope)."""
+    (also one sent with HTTP 200 and an error ``code`` in the envelope) and for a redirect."""
     if reply.status >= 400:
         raise error_for(reply.status, reply.headers, reply.body)
+    if reply.status >= 300:
+        # Not followed: the key would go to wherever the answer points (http:// to https://).
+        where = reply.header("location") or "elsewhere"
+        raise errors.APIError(f"the server redirects to {where}: give its address as the base "
+                              "URL", status=reply.status, body=decode(reply.body))
     decoded = decode(reply.body)
     if not isinstance(decoded, dict) or "data" not in decoded:
         raise errors.ServerError("the answer is not an API envelope", status=reply.status,
