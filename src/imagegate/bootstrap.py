@@ -327,6 +327,12 @@ class Api:
         if self.runtime is not None:
             await self.runtime.start()
 
+    def end_held_requests(self) -> None:
+        """The process is asked to stop: end its streams and answer its waits now, so that the
+        server, which waits for every open answer before it stops, is not held by them."""
+        self.streams.end_all()
+        self.tasks.end_waits()
+
     async def stop(self) -> None:
         self.draining = True
         await self.streams.close()  # their clients resume elsewhere

@@ -253,3 +253,23 @@ def test_a_waiter_wakes_when_the_sweeper_fails_a_task_no_worker_took() -> None:
             await h.sweep()
             data = (await woken(waiting)).json()["data"]
         assert (data["state"], data["failCode"]) == ("failed", "Timeout")
+
+
+def test_waits_answer_at_once_when_the_process_is_asked_to_stop() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        new = await h.new_key()
+        task_id = await h.submit(new.key)
+        async with h.http(new.plain) as c:
+            reading = await subscribed(h, c.get(STATUS, params={"taskId": task_id,
+                                                               "wait": "60"}))
+            submitting = await subscribed(
+                h, c.post(SUBMIT, json=t2i(), headers={"prefer": "wait=60"}), waiters=2)
+            h.api.end_held_requests()  # what SIGTERM does
+            read, submitted = await woken(reading), await woken(submitting)
+            later = await woken(c.get(STATUS, params={"taskId": task_id, "wait": "60"}))
+        assert read.status_code == submitted.status_code == later.status_code == 200
+        assert read.json()["data"]["state"] == later.json()["data"]["state"] == "processing"
+        assert submitted.headers["preference-applied"] == "wait=60"
+        assert set(submitted.json()["data"]) == {"taskId"}
+        assert h.api.seams.events.watching == 0

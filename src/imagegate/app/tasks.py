@@ -27,7 +27,7 @@ from imagegate.clock import Clock
 from imagegate.completion import Completion
 from imagegate.contract import parse_submit
 from imagegate.errors import Conflict, NotFound, Unauthorized, quoted
-from imagegate.events import TaskEvents
+from imagegate.events import TaskEvents, Watch
 from imagegate.idempotency import Idempotency
 from imagegate.money import ChargeState, task_price
 from imagegate.routing import Routing
@@ -83,6 +83,12 @@ class Tasks:
         # tasks, least recent first
         self._finished: OrderedDict[str, tuple[str, str, StatusAnswer, int | None]] = \
             OrderedDict()
+        self._waits_end = asyncio.Event()  # the process is stopping: waits answer at once
+
+    def end_waits(self) -> None:
+        """Answer every wait now, and each one from now on at once, as if its time were over
+        (the process is stopping: its clients read or wait again, on another process)."""
+        self._waits_end.set()
 
     async def submit(self, key: ApiKey, model_id: str, body: Any,
                      rate: RateRequest | None = None, idem: Idempotency | None = None) -> str:
@@ -152,19 +158,30 @@ class Tasks:
         """The status answer as soon as the task has finished (at once when it already has),
         else its answer after ``within_s`` seconds; ``NotFound`` as ``status``. The task is read
         once, then again only when its events say it changed, every ``events.recheck_s`` where
-        they may not, and once at the end. Cancelled, it leaves no subscription behind."""
+        they may not, and once at the end; after ``end_waits``, at once. Cancelled, it leaves
+        no subscription behind."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         with self.events.watch(task_id) as watch:  # before the read: no change slips between
             answer = await self.status(key, model_id, task_id)
-            while not answer.finished:
+            while not answer.finished and not self._waits_end.is_set():
                 left = deadline - loop.time()
                 if left <= 0:
                     break
                 recheck = self.events.recheck_s
-                await watch.wait(left if recheck is None else min(left, recheck))
+                await self._wait(watch, left if recheck is None else min(left, recheck))
                 answer = await self.status(key, model_id, task_id)
         return answer
+
+    async def _wait(self, watch: Watch, within_s: float) -> None:
+        """Until the task changes, ``within_s`` seconds pass, or the waits are ended."""
+        waits = {asyncio.ensure_future(watch.wait(within_s)),
+                 asyncio.ensure_future(self._waits_end.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     def _cached(self, task_id: str) -> tuple[str, str, StatusAnswer] | None:
         """A finished task's answer kept in memory, unless its record retention has ended (the
