@@ -11,6 +11,7 @@ test after ``PATIENCE_S`` instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -395,7 +396,7 @@ def test_a_stream_ends_when_its_key_is_revoked_and_its_client_then_gets_401() ->
 
 
 def test_a_key_holds_a_bounded_number_of_streams_and_one_more_is_429() -> None:
-    @scenario()
+    @scenario(limits_max_concurrent_tasks=3)
     async def _(h: Harness) -> None:
         h.api.streams.max_per_key = 3
         new, other = await h.new_key(), await h.new_key()
@@ -420,13 +421,17 @@ def test_a_key_holds_a_bounded_number_of_streams_and_one_more_is_429() -> None:
 
 
 def test_a_key_allowed_more_unfinished_tasks_may_stream_each_of_them() -> None:
-    @scenario()
+    @scenario(limits_max_concurrent_tasks=3)
     async def _(h: Harness) -> None:
         h.api.streams.max_per_key = 1
-        new = await h.new_key(max_concurrent_tasks=2)
-        async with h.http(new.plain, streaming=True) as c:
-            first, second = await submit(c), await submit(c)
-            async with streaming(c, first), streaming(c, second) as s:
-                assert (await s.next())["event"] == "status"
-                refused = await opening(c, first)
-        assert refused.status_code == 429
+        for limit in (2, None):  # its own limit, or the configured one
+            new = await h.new_key(max_concurrent_tasks=limit)
+            allowed = limit or 3
+            async with h.http(new.plain, streaming=True) as c:
+                task_ids = [await submit(c) for _ in range(allowed)]
+                async with contextlib.AsyncExitStack() as held:
+                    for task_id in task_ids:
+                        s = await held.enter_async_context(streaming(c, task_id))
+                        assert (await s.next())["event"] == "status"
+                    refused = await opening(c, task_ids[0])
+            assert refused.status_code == 429

@@ -81,7 +81,9 @@ class Streams:
     def __init__(self, store: Store, events: TaskEvents, positions: QueuePositions, *,
                  base_url: str, keep_alive_s: float = KEEP_ALIVE_S,
                  max_duration_s: float = MAX_STREAM_S,
-                 max_per_key: int = MAX_STREAMS_PER_KEY) -> None:
+                 max_per_key: int = MAX_STREAMS_PER_KEY, max_unfinished: int = 0) -> None:
+        """``max_unfinished``: the unfinished tasks a key without a limit of its own may have
+        (a key may hold a stream of each)."""
         self.store = store
         self.events = events
         self.positions = positions
@@ -89,6 +91,7 @@ class Streams:
         self.keep_alive_s = keep_alive_s
         self.max_duration_s = max_duration_s
         self.max_per_key = max_per_key
+        self.max_unfinished = max_unfinished
         self._open: Counter[str] = Counter()  # open streams by key id
         self._closing = asyncio.Event()
 
@@ -115,7 +118,7 @@ class Streams:
         the process closes, after ``max_duration_s``, or when ``authorize`` (asked each time
         the stream wakes) says the key may no longer read. Closed or cancelled, it leaves no
         subscription behind."""
-        allowed = max(self.max_per_key, key.max_concurrent_tasks or 0)
+        allowed = max(self.max_per_key, key.max_concurrent_tasks or self.max_unfinished)
         if self._open[key.id] >= allowed:
             raise TooManyRequests(
                 f"this API key has {allowed} task streams open on this server, as many as it "
