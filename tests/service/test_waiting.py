@@ -273,3 +273,31 @@ def test_waits_answer_at_once_when_the_process_is_asked_to_stop() -> None:
         assert submitted.headers["preference-applied"] == "wait=60"
         assert set(submitted.json()["data"]) == {"taskId"}
         assert h.api.seams.events.watching == 0
+
+
+def test_a_key_holds_a_bounded_number_of_waits() -> None:
+    @scenario(limits_max_concurrent_tasks=2)
+    async def _(h: Harness) -> None:
+        h.api.tasks.max_waits_per_key = 2
+        new, other = await h.new_key(), await h.new_key()
+        task_id = await h.submit(new.key)
+        async with h.http(new.plain) as c, h.http(other.plain) as o:
+            first = await subscribed(h, c.get(STATUS, params={"taskId": task_id, "wait": "60"}))
+            second = await subscribed(
+                h, c.get(STATUS, params={"taskId": task_id, "wait": "60"}), waiters=2)
+            # (Asking 1 s: were they let wait, they would answer processing after it.)
+            refused = await c.get(STATUS, params={"taskId": task_id, "wait": "1"})
+            unapplied = await c.post(SUBMIT, json=t2i(), headers={"prefer": "wait=1"})
+            theirs = await subscribed(h, o.post(SUBMIT, json=t2i(), headers={"prefer": "wait=60"}),
+                                      waiters=3)
+            await h.work()
+            answers = [await woken(w) for w in (first, second, theirs)]
+            again = await woken(c.get(STATUS, params={"taskId": task_id, "wait": "60"}))
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        assert unapplied.status_code == 200, unapplied.text
+        assert "preference-applied" not in unapplied.headers  # answered at once, not waited
+        assert set(unapplied.json()["data"]) == {"taskId"}
+        assert [a.json()["data"]["state"] for a in answers] == ["success"] * 3
+        assert again.json()["data"]["state"] == "success"
+        assert h.api.seams.events.watching == 0

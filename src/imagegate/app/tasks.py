@@ -11,14 +11,18 @@ one.
 A client may wait for a task to finish (``wait_status``): it subscribes to the task's events,
 reads the task, and reads it again only when an event says it changed (or, where events cannot
 reach this process, every ``events.recheck_s``): a waiting client costs no query while nothing
-happens to its task."""
+happens to its task. A key holds at most ``MAX_WAITS_PER_KEY`` waits in one process (or its
+limit of unfinished tasks, when that is higher): each holds a connection for up to 60 s
+(``wait_slot``)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import secrets
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import msgspec
@@ -37,6 +41,8 @@ from imagegate.tasks import Task, TaskState, envelope, new_task_id, render_statu
 from imagegate.webhooks import CallbackPolicy
 
 FINISHED_CACHE = 50_000
+# Open waits of one key in one process (or the key's unfinished-task limit, if higher).
+MAX_WAITS_PER_KEY = 100
 # Compact JSON, non-ASCII written as UTF-8, as json.dumps(ensure_ascii=False) writes it, in less
 # than half its CPU time: a processing task's answer is encoded on every poll
 # (bench/bench_wire.py).
@@ -84,6 +90,26 @@ class Tasks:
         self._finished: OrderedDict[str, tuple[str, str, StatusAnswer, int | None]] = \
             OrderedDict()
         self._waits_end = asyncio.Event()  # the process is stopping: waits answer at once
+        self.max_waits_per_key = MAX_WAITS_PER_KEY
+        self._waiting: Counter[str] = Counter()  # open waits by key id
+
+    def wait_slot(self, key: ApiKey) -> AbstractContextManager[None] | None:
+        """A place among the key's open waits, held for the ``with`` block; None when the key
+        holds as many as it may."""
+        allowed = max(self.max_waits_per_key, key.max_concurrent_tasks or self.max_unfinished)
+        if self._waiting[key.id] >= allowed:
+            return None
+        return self._holding(key.id)
+
+    @contextmanager
+    def _holding(self, key_id: str) -> Iterator[None]:
+        self._waiting[key_id] += 1
+        try:
+            yield
+        finally:
+            self._waiting[key_id] -= 1
+            if not self._waiting[key_id]:
+                del self._waiting[key_id]
 
     def end_waits(self) -> None:
         """Answer every wait now, and each one from now on at once, as if its time were over
