@@ -292,7 +292,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The whole body; 413 as soon as it is known to pass ``limit`` bytes. Read from the ASGI
     messages themselves (a body is nearly always one), not through Starlette's stream."""
     declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+    digits = declared.lstrip("0")  # a length may be written with any number of zeros first
+    if declared.isascii() and declared.isdigit() and (
+            len(digits) > len(str(limit)) or int(digits or "0") > limit):
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     chunks, size = [], 0
     while True:
