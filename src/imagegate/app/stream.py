@@ -13,7 +13,7 @@ process (processes sharing a SQLite file) it reads the task every ``events.reche
 Each snapshot has an id made of what it shows (the attempt, the stage, the position), so any
 process can tell whether a client that resumes with it has seen the current snapshot.
 
-A key holds at most ``MAX_STREAMS_PER_KEY`` open streams in one process (or its own limit of
+A key holds at most ``MAX_STREAMS_PER_KEY`` open streams in one process (or its limit of
 unfinished tasks, when that is higher); one more is refused (429) before it subscribes. Each
 time a stream wakes it asks whether its key is still allowed (``Authorize``: through the key
 cache, so at most one read of the key per ``auth_cache_seconds`` for all its streams): a
@@ -44,7 +44,7 @@ KEEP_ALIVE_S = 15.0  # a keep-alive when nothing was sent for this long
 MAX_STREAM_S = 600.0  # a stream ends after this long; its client resumes it
 FIRST_POSITION_S = 2.0  # a new stream of a queued task waits this long for its position
 RETRY_MS = 1000  # how long a client waits before it reconnects to a stream that ended early
-# Open streams of one key in one process (or the key's own unfinished-task limit, if higher):
+# Open streams of one key in one process (or the key's unfinished-task limit, if higher):
 # each holds a connection and its memory until its task ends, so one key cannot take them all.
 MAX_STREAMS_PER_KEY = 100
 STREAMS_RETRY_AFTER_S = 5.0
