@@ -327,6 +327,12 @@ class Api:
         if self.runtime is not None:
             await self.runtime.start()
 
+    def end_held_requests(self) -> None:
+        """The process is asked to stop: end its streams and answer its waits now, so that the
+        server, which waits for every open answer before it stops, is not held by them."""
+        self.streams.end_all()
+        self.tasks.end_waits()
+
     async def stop(self) -> None:
         self.draining = True
         await self.streams.close()  # their clients resume elsewhere
@@ -373,7 +379,8 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
     models = Models(seams.routing, [name for name, cfg in settings.routes.items()
                                     if cfg.type == "sandbox"])
     streams = Streams(seams.store, seams.events, QueuePositions(seams.store),
-                      base_url=settings.base_url)
+                      base_url=settings.base_url,
+                      max_unfinished=settings.limits_max_concurrent_tasks)
     seams.metrics.watch_waiters(seams.events)
     return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), models,
                streams, runtime, migrate)

@@ -149,6 +149,9 @@ def parse_submit(body: Any, limits: ModelLimits) -> SubmitRequest:
                              field="source")
     if source is not None:
         _check_unicode(source, "source")
+        if "\0" in source:  # the same on every store: PostgreSQL text cannot hold it
+            raise InvalidRequest("source must not contain a NUL character (\\u0000)",
+                                 field="source")
     raw = body.get("input")
     if not isinstance(raw, dict):
         raise InvalidRequest("input is required and must be an object", field="input")

@@ -8,6 +8,7 @@ may reach loopback only (``tests/loopback_only``), so no URL below is ever conta
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,29 @@ def test_result_url_with_a_non_ascii_token_is_404(client: httpx.Client, token: s
     parts = json.loads(data["resultJson"])["resultUrls"][0].split("/")
     parts[-2] = token * len(parts[-2])
     refused(httpx.get("/".join(parts)), None, status=404)
+
+
+# Headers -----------------------------------------------------------------------------------
+
+
+def raw_answer(server: Server, request: bytes) -> bytes:
+    """The server's answer to ``request`` sent as is on a socket of its own (a client may
+    write headers that httpx would correct)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := s.recv(65536)):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("length", ["0" * 5000 + "2", "0" * 4990 + "9" * 19])
+def test_a_content_length_of_thousands_of_digits_is_not_a_500(strict: Server,
+                                                              length: str) -> None:
+    key = strict.new_key("10")
+    answer = raw_answer(strict, (
+        f"POST {SUBMIT} HTTP/1.1\r\nHost: imagegate.test\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close"
+        "\r\n\r\n{}").encode())
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status < 500, answer

@@ -1,7 +1,9 @@
 """Streaming a task across processes on PostgreSQL (docs/contract.md §15, "Extension: streaming
 a task"): a task submitted through one `imagegate api`, streamed from another while a separate
 `imagegate worker` runs it, every stage arriving through LISTEN/NOTIFY; a stream cut off and
-resumed with Last-Event-ID; and a stream that ends when its server shuts down.
+resumed with Last-Event-ID; a stream that ends when its server shuts down; and one whose
+worker is killed mid-attempt, which shows the task waiting for its retry, then the second
+attempt to its end.
 
 The sandbox route waits ``DELAY_S`` before it answers, so the worker is still on the task when
 the stream opens; the stream shows each stage however fast the worker moves through the
@@ -144,3 +146,38 @@ def test_a_stream_ends_when_its_server_shuts_down(
     finally:
         a.stop()
     assert rest == []
+
+
+def test_a_stream_shows_the_retry_when_its_worker_is_killed_and_then_the_end(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    data = tmp_path / "d"
+    env = {**env, "IMAGEGATE_WORKER_LEASE_SECONDS": "1"}  # the sweeper requeues it soon
+    cli(data, "migrate", env=env)
+    key = cli(data, "keys", "create", "--credit", "10", env=env).stdout.split()[-1]
+    api = Server(data, env=env, command="api").start()
+    sweeper = Loops(data, "sweeper", env=env).start()
+    worker = Loops(data, "worker", env={**env, "IMAGEGATE_SANDBOX_DELAY_SECONDS": "60"})
+    again = Loops(data, "worker", env=env)
+    try:
+        with api.client(key) as c:
+            task_id = c.post(SUBMIT, json=t2i()).json()["data"]["taskId"]
+            with stream(c, task_id) as r:
+                seen = (m for m in messages(r) if "comment" not in m)
+                worker.start()
+                shown = [next(seen)]
+                while shown[-1]["data"].get("stage") != "generating":
+                    shown.append(next(seen))
+                worker.kill9()  # mid-attempt: its lease runs out, unrenewed
+                while shown[-1]["data"].get("stage") != "retrying":
+                    shown.append(next(seen))
+                again.start()
+                shown += list(seen)
+    finally:
+        for loops in (worker, again, sweeper):
+            if loops.proc is not None:
+                loops.stop()
+        api.stop()
+    ids = [m["id"] for m in shown]
+    assert ids.index("1.generating") < [i.startswith("1.retrying") for i in ids].index(True)
+    assert ids[-4:] == ["2.running", "2.generating", "2.storing", "2.done"], ids
+    assert shown[-1]["data"]["data"]["state"] == "success"

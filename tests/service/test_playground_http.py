@@ -88,6 +88,19 @@ def test_an_unchanged_file_is_answered_304() -> None:
         assert again.headers["etag"] == first.headers["etag"]
 
 
+def test_if_none_match_is_read_as_a_list_of_entity_tags() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        async with h.http() as c:
+            etag = (await c.get("/")).headers["etag"]
+            inner = etag.strip('"')
+            answers = {value: (await c.get("/", headers={"if-none-match": value})).status_code
+                       for value in ("*", f'"other", W/{etag}', f'"other",{etag}',
+                                     f'"x{inner}"', f'"{inner}x"', inner, '"other"')}
+        assert answers == {"*": 304, f'"other", W/{etag}': 304, f'"other",{etag}': 304,
+                           f'"x{inner}"': 200, f'"{inner}x"': 200, inner: 200, '"other"': 200}
+
+
 def test_unknown_playground_files_and_api_paths_answer_as_before() -> None:
     @scenario()
     async def _(h: Harness) -> None:

@@ -11,6 +11,7 @@ test after ``PATIENCE_S`` instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -355,3 +356,82 @@ def test_a_quiet_stream_sends_keep_alives_and_ends_after_its_longest_time() -> N
                 rest = await s.rest()
         assert [m["event"] for m in rest] == ["status"]
         assert h.api.seams.events.watching == 0
+
+
+async def opening(c: httpx.AsyncClient, task_id: str) -> httpx.Response:
+    """The answer to a stream request, its body read only when it is not a stream (an open
+    stream is closed at once)."""
+    async with c.stream("GET", STREAM, params={"taskId": task_id}) as r:
+        if r.status_code != 200:
+            await r.aread()
+        return r
+
+
+async def messages_until_the_end(s: Reader, most: int) -> list[Message] | None:
+    """The stream's messages until it ends; None when it sent ``most`` without ending."""
+    found = []
+    while (message := await s.next()) is not None:
+        found.append(message)
+        if len(found) >= most:
+            return None
+    return found
+
+
+def test_a_stream_ends_when_its_key_is_revoked_and_its_client_then_gets_401() -> None:
+    @scenario(auth_cache_seconds=0)
+    async def _(h: Harness) -> None:
+        h.api.streams.keep_alive_s = 0.01  # the stream wakes often while its task is queued
+        new = await h.new_key()
+        async with h.http(new.plain, streaming=True) as c:
+            task_id = await submit(c)
+            async with streaming(c, task_id) as s:
+                assert (await s.next())["event"] == "status"
+                await h.store.revoke_key(new.key.id, h.clock.now_ms())
+                rest = await messages_until_the_end(s, most=200)
+            again = await opening(c, task_id)
+        assert rest is not None, "the revoked key's stream went on"
+        assert all("comment" in m for m in rest), rest  # no done: the task did not end
+        assert again.status_code == 401
+        assert h.api.seams.events.watching == 0
+
+
+def test_a_key_holds_a_bounded_number_of_streams_and_one_more_is_429() -> None:
+    @scenario(limits_max_concurrent_tasks=3)
+    async def _(h: Harness) -> None:
+        h.api.streams.max_per_key = 3
+        new, other = await h.new_key(), await h.new_key()
+        async with h.http(new.plain, streaming=True) as c, \
+                h.http(other.plain, streaming=True) as o:
+            task_id = await submit(c)
+            async with streaming(c, task_id), streaming(c, task_id), \
+                    streaming(c, task_id) as third:
+                await third.next()
+                refused = await opening(c, task_id)
+                head = await c.head(STREAM, params={"taskId": task_id})
+                async with streaming(o, await submit(o)) as others:  # another key's own
+                    assert (await others.next())["event"] == "status"
+            assert h.api.streams.open_of(new.key) == 0
+            async with streaming(c, task_id) as again:  # closed ones no longer count
+                assert (await again.next())["event"] == "status"
+        assert refused.status_code == head.status_code == 429
+        assert refused.headers["content-type"] == "application/json"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "streams" in refused.json()["data"]["error"]
+        assert h.api.seams.events.watching == 0
+
+
+def test_a_key_allowed_more_unfinished_tasks_may_stream_each_of_them() -> None:
+    @scenario(limits_max_concurrent_tasks=3)
+    async def _(h: Harness) -> None:
+        h.api.streams.max_per_key = 1
+        for limit in (2, None):  # its own limit, or the configured one
+            new = await h.new_key(max_concurrent_tasks=limit)
+            allowed = limit or 3
+            async with h.http(new.plain, streaming=True) as c:
+                task_ids = [await submit(c) for _ in range(allowed)]
+                async with contextlib.AsyncExitStack() as held:
+                    for task_id in task_ids:
+                        s = await held.enter_async_context(streaming(c, task_id))
+                        assert (await s.next())["event"] == "status"
+                    refused = await opening(c, task_ids[0])
+            assert refused.status_code == 429

@@ -156,7 +156,11 @@ def test_a_submit_without_a_wait_preference_is_the_plain_answer() -> None:
         assert "preference-applied" not in r.headers
 
 
-@pytest.mark.parametrize("value", ["0", "61", "1.5", "-1", "", "soon", "\u0661"])
+# A number too long for int() to convert (Python refuses over 4300 digits) is just too big.
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("value", ["0", "61", "1.5", "-1", "", "soon", "\u0661", HUGE])
 def test_a_bad_wait_query_parameter_is_a_400_naming_it(value: str) -> None:
     @scenario()
     async def _(h: Harness) -> None:
@@ -170,7 +174,8 @@ def test_a_bad_wait_query_parameter_is_a_400_naming_it(value: str) -> None:
 
 
 @pytest.mark.parametrize("prefer", ["wait=0", "wait=61", "wait", "wait=", "wait=abc",
-                                    'respond-async, wait="2.5"', "wait=1e1"])
+                                    'respond-async, wait="2.5"', "wait=1e1",
+                                    f"wait={HUGE}"])
 def test_a_bad_wait_preference_is_a_400_naming_prefer_and_stores_nothing(prefer: str) -> None:
     @scenario()
     async def _(h: Harness) -> None:
@@ -253,3 +258,51 @@ def test_a_waiter_wakes_when_the_sweeper_fails_a_task_no_worker_took() -> None:
             await h.sweep()
             data = (await woken(waiting)).json()["data"]
         assert (data["state"], data["failCode"]) == ("failed", "Timeout")
+
+
+def test_waits_answer_at_once_when_the_process_is_asked_to_stop() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        new = await h.new_key()
+        task_id = await h.submit(new.key)
+        async with h.http(new.plain) as c:
+            reading = await subscribed(h, c.get(STATUS, params={"taskId": task_id,
+                                                               "wait": "60"}))
+            submitting = await subscribed(
+                h, c.post(SUBMIT, json=t2i(), headers={"prefer": "wait=60"}), waiters=2)
+            h.api.end_held_requests()  # what SIGTERM does
+            read, submitted = await woken(reading), await woken(submitting)
+            later = await woken(c.get(STATUS, params={"taskId": task_id, "wait": "60"}))
+        assert read.status_code == submitted.status_code == later.status_code == 200
+        assert read.json()["data"]["state"] == later.json()["data"]["state"] == "processing"
+        assert submitted.headers["preference-applied"] == "wait=60"
+        assert set(submitted.json()["data"]) == {"taskId"}
+        assert h.api.seams.events.watching == 0
+
+
+def test_a_key_holds_a_bounded_number_of_waits() -> None:
+    @scenario(limits_max_concurrent_tasks=2)
+    async def _(h: Harness) -> None:
+        h.api.tasks.max_waits_per_key = 2
+        new, other = await h.new_key(), await h.new_key()
+        task_id = await h.submit(new.key)
+        async with h.http(new.plain) as c, h.http(other.plain) as o:
+            first = await subscribed(h, c.get(STATUS, params={"taskId": task_id, "wait": "60"}))
+            second = await subscribed(
+                h, c.get(STATUS, params={"taskId": task_id, "wait": "60"}), waiters=2)
+            # (Asking 1 s: were they let wait, they would answer processing after it.)
+            refused = await c.get(STATUS, params={"taskId": task_id, "wait": "1"})
+            unapplied = await c.post(SUBMIT, json=t2i(), headers={"prefer": "wait=1"})
+            theirs = await subscribed(h, o.post(SUBMIT, json=t2i(), headers={"prefer": "wait=60"}),
+                                      waiters=3)
+            await h.work()
+            answers = [await woken(w) for w in (first, second, theirs)]
+            again = await woken(c.get(STATUS, params={"taskId": task_id, "wait": "60"}))
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        assert unapplied.status_code == 200, unapplied.text
+        assert "preference-applied" not in unapplied.headers  # answered at once, not waited
+        assert set(unapplied.json()["data"]) == {"taskId"}
+        assert [a.json()["data"]["state"] for a in answers] == ["success"] * 3
+        assert again.json()["data"]["state"] == "success"
+        assert h.api.seams.events.watching == 0

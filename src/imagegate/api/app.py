@@ -110,7 +110,8 @@ def create_app(settings: Settings, *,
         api = build(settings)
         await api.start()
         app.state.api = api
-        restore = on_termination(api.streams.end_all)  # the server waits for open streams
+        # The server waits for every open answer: streams and waits end at the signal.
+        restore = on_termination(api.end_held_requests)
         try:
             yield
         finally:

@@ -14,7 +14,13 @@ from imagegate.api.openapi import openapi_json
 from imagegate.api.waiting import prefer_wait, query_wait, unless_disconnected
 from imagegate.app.files import ResultRedirect
 from imagegate.bootstrap import Api
-from imagegate.errors import InvalidRequest, NotReady, PayloadTooLarge, UnsupportedMedia
+from imagegate.errors import (
+    InvalidRequest,
+    NotReady,
+    PayloadTooLarge,
+    TooManyRequests,
+    UnsupportedMedia,
+)
 from imagegate.idempotency import HEADER, parse_idempotency
 from imagegate.metrics import CONTENT_TYPE
 from imagegate.money import micros_to_usd
@@ -30,6 +36,7 @@ MAX_JSON_DEPTH = 64
 # The status of an answer to a client that went away while it waited: nobody reads it (the
 # convention of nginx's logs, "client closed request").
 CLIENT_GONE = 499
+WAITS_RETRY_AFTER_S = 5.0
 
 
 def api_of(request: Request) -> Api:
@@ -58,11 +65,15 @@ async def generate_task(request: Request) -> Response:
     api.seams.metrics.submit_accepted()
     if wait_s is None:
         return task_id_answer(task_id)
+    slot = api.tasks.wait_slot(key)
+    if slot is None:  # the key holds as many waits as it may: the preference is not applied
+        return task_id_answer(task_id)
     applied = {"preference-applied": f"wait={wait_s}"}
     model_id = request.path_params["model"]
     try:
-        waited = await unless_disconnected(
-            request, api.tasks.wait_status(key, model_id, task_id, wait_s))
+        with slot:
+            waited = await unless_disconnected(
+                request, api.tasks.wait_status(key, model_id, task_id, wait_s))
     except Exception:
         # The task is stored: whatever happens while waiting, the client gets its id.
         log.warning("waiting for task %s failed; answering its id", task_id, exc_info=True)
@@ -109,8 +120,15 @@ async def status_task(request: Request) -> Response:
     if wait_s is None:
         answer = await api.tasks.status(key, model_id, task_id)
     else:
-        waited = await unless_disconnected(
-            request, api.tasks.wait_status(key, model_id, task_id, wait_s))
+        slot = api.tasks.wait_slot(key)
+        if slot is None:
+            raise TooManyRequests(
+                "this API key has as many status reads waiting on this server as it may; "
+                "read without wait, or retry after Retry-After", retry_after=WAITS_RETRY_AFTER_S,
+                reason="waits_limit")
+        with slot:
+            waited = await unless_disconnected(
+                request, api.tasks.wait_status(key, model_id, task_id, wait_s))
         if waited is None:
             return Response(status_code=CLIENT_GONE)
         answer = waited[0]
@@ -274,7 +292,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The whole body; 413 as soon as it is known to pass ``limit`` bytes. Read from the ASGI
     messages themselves (a body is nearly always one), not through Starlette's stream."""
     declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+    digits = declared.lstrip("0")  # a length may be written with any number of zeros first
+    if declared.isascii() and declared.isdigit() and (
+            len(digits) > len(str(limit)) or int(digits or "0") > limit):
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     chunks, size = [], 0
     while True:

@@ -28,6 +28,7 @@ from imagegate.api.openapi_stream import stream_paths
 from imagegate.api.openapi_text import info, tags
 from imagegate.api.openapi_webhooks import webhook_paths
 from imagegate.api.waiting import MAX_WAIT_S, MIN_WAIT_S
+from imagegate.app.tasks import MAX_WAITS_PER_KEY
 from imagegate.errors import FailCode
 
 __all__ = ["openapi_document", "openapi_json"]
@@ -142,7 +143,8 @@ _SUBMIT_OK = {
                    "it). Extension: with `Prefer: wait=N`, when the task finished within "
                    "N seconds, the answer statusTask would give (data is the finished "
                    "task, state success or failed). Preference-Applied is sent whenever "
-                   "the server waited.",
+                   "the server waited; it does not wait (and sends none) while the key "
+                   "already has as many waits on this server as it may.",
     "headers": {"Preference-Applied": ref("headers", "Preference-Applied")},
     "content": {"application/json": {
         "schema": {"anyOf": [ref("schemas", "SubmitResponse"),
@@ -200,6 +202,11 @@ _STATUS = Operation(
              f"a whole number of seconds from {MIN_WAIT_S} to {MAX_WAIT_S} (field wait).",
         404: "Unknown taskId, a task of another account, or a {model} that does not match "
              "the task. Never reveals that a task of another account exists.",
+        429: error(429, "Extension: with wait, the key already has as many status reads "
+                        f"waiting on this server as it may ({MAX_WAITS_PER_KEY}, or its limit "
+                        "of unfinished tasks when that is higher). Read without wait, or "
+                        "retry after the number of seconds in Retry-After.",
+                   headers={"Retry-After": ref("headers", "Retry-After")}),
     },
 )
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagegate.api.openapi_operations import Operation, ref
-from imagegate.app.stream import KEEP_ALIVE_S, MAX_STREAM_S, RETRY_MS
+from imagegate.api.openapi_operations import Operation, error, ref
+from imagegate.app.stream import KEEP_ALIVE_S, MAX_STREAM_S, MAX_STREAMS_PER_KEY, RETRY_MS
 
 __all__ = ["stream_paths"]
 
@@ -89,8 +89,8 @@ _STREAM = Operation(
         "closes the stream. Resume with `Last-Event-ID` (EventSource does it by itself): "
         "the snapshot the client has seen is not sent again. A `: keep-alive` comment "
         f"comes every {KEEP_ALIVE_S:.0f} s while nothing changes. The server may end a "
-        f"stream before `done` (shutdown, after {MAX_STREAM_S / 60:.0f} minutes): "
-        "reconnect with Last-Event-ID. Errors before the stream starts are JSON, as for "
+        f"stream before `done` (shutdown, after {MAX_STREAM_S / 60:.0f} minutes, its key "
+        "revoked): reconnect with Last-Event-ID. Errors before the stream starts are JSON, as for "
         "statusTask."),
     params=("model", "taskId",
             {"name": "Last-Event-ID", "in": "header", "required": False,
@@ -110,5 +110,10 @@ _STREAM = Operation(
         400: "The taskId query parameter is missing or empty (field taskId).",
         404: "Unknown taskId, a task of another account, or a {model} that does not match "
              "the task.",
+        429: error(429, f"The key holds as many open streams on this server as it may "
+                        f"({MAX_STREAMS_PER_KEY}, or its limit of unfinished tasks when that "
+                        "is higher). Close one, or retry after the number of seconds in "
+                        "Retry-After.",
+                   headers={"Retry-After": ref("headers", "Retry-After")}),
     },
 )

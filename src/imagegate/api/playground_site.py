@@ -144,9 +144,16 @@ class Playground:
 
     def _answer(self, request: Request, asset: Asset, cache_control: str) -> Response:
         headers = {**self.headers, "etag": asset.etag, "cache-control": cache_control}
-        if asset.etag in request.headers.get("if-none-match", ""):
+        if _matches(request.headers.get("if-none-match", ""), asset.etag):
             return Response(status_code=304, headers=headers)
         return Response(asset.body, media_type=asset.content_type, headers=headers)
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match header names ``etag``: ``*``, or a comma-separated list of
+    entity tags compared weakly (``W/"x"`` matches ``"x"``), as RFC 9110 reads it."""
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 def routes(settings: Settings) -> list[Route]:

@@ -2,11 +2,12 @@
 (docs/contract.md §15, "Extension: streaming a task").
 
 The endpoint authenticates, parses and takes the stream's first event from the use case
-(``app/stream.py``) before it answers, so a bad key, an unknown task or a missing ``taskId``
-is the ordinary JSON error. Then ``EventStream`` sends each event as it comes, unbuffered, and
-ends when the use case ends, when the client goes away (it listens for the disconnect itself,
-whatever ASGI version the server speaks, so an idle stream's subscription is dropped at once,
-not at its next keep-alive), or when a send fails.
+(``app/stream.py``) before it answers, so a bad key, an unknown task or a missing ``taskId`` is
+the ordinary JSON error, and so is a key past its limit of open streams (429). Then
+``EventStream`` sends each event as it comes, unbuffered, and ends when the use case ends, when
+the client goes away (it listens for the disconnect itself, whatever ASGI version the server
+speaks, so an idle stream's subscription is dropped at once, not at its next keep-alive), or
+when a send fails.
 
     retry: 1000                   (the first message only)
     event: status | done
@@ -43,8 +44,10 @@ HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache",
 async def stream_task(request: Request) -> Response:
     api = api_of(request)
     key, task_id = await _key_and_task_id(api, request)
+    authorization = request.headers.get("authorization")
     events = api.streams.follow(key, request.path_params["model"], task_id,
-                                request.headers.get("last-event-id"))
+                                request.headers.get("last-event-id"),
+                                lambda: api.access.authenticate(authorization))
     first = await anext(events)  # NotFound and the like, before the answer starts
     if request.method == "HEAD":  # the headers alone: no stream is kept open for them
         await events.aclose()

@@ -2,9 +2,10 @@
 
 The ASGI server (granian) stops accepting on SIGTERM or SIGINT, then waits for every open
 answer to end before it runs the lifespan's shutdown: an event stream, which ends only when its
-task does, would hold the process (and its shutdown) for as long as the stream may last. So the
-lifespan also listens for those signals itself, beside the server's own handler, and ends the
-streams at once; their clients reconnect, to another process.
+task does, would hold the process (and its shutdown) for as long as the stream may last, and a
+waiting request for up to its 60 s. So the lifespan also listens for those signals itself,
+beside the server's own handler, and ends the streams and the waits at once; their clients
+reconnect, to another process.
 """
 
 from __future__ import annotations

@@ -73,8 +73,10 @@ async def _disconnected(request: Request) -> None:
 
 
 def _seconds(value: str, field: str, name: str) -> int:
-    if value.isascii() and value.isdigit() and MIN_WAIT_S <= int(value) <= MAX_WAIT_S:
-        return int(value)
+    digits = value.lstrip("0")  # "01" is 1; and no int() of thousands of digits, which raises
+    if (value.isascii() and value.isdigit() and len(digits) <= len(str(MAX_WAIT_S))
+            and MIN_WAIT_S <= int(digits or "0") <= MAX_WAIT_S):
+        return int(digits)
     raise InvalidRequest(f"{name} must be a whole number of seconds from {MIN_WAIT_S} to "
                          f"{MAX_WAIT_S}", field=field)
 

@@ -12,6 +12,12 @@ process (processes sharing a SQLite file) it reads the task every ``events.reche
 
 Each snapshot has an id made of what it shows (the attempt, the stage, the position), so any
 process can tell whether a client that resumes with it has seen the current snapshot.
+
+A key holds at most ``MAX_STREAMS_PER_KEY`` open streams in one process (or its limit of
+unfinished tasks, when that is higher); one more is refused (429) before it subscribes. Each
+time a stream wakes it asks whether its key is still allowed (``Authorize``: through the key
+cache, so at most one read of the key per ``auth_cache_seconds`` for all its streams): a
+revoked key's streams end, and their clients reconnect to a 401.
 """
 
 from __future__ import annotations
@@ -19,24 +25,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncGenerator
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from imagegate.app.queue_positions import QueuePositions, Spot
 from imagegate.app.tasks import StatusAnswer
-from imagegate.errors import NotFound, quoted
+from imagegate.errors import NotFound, TooManyRequests, Unauthorized, quoted
 from imagegate.events import Progress, TaskEvents, Watch
 from imagegate.store.base import ApiKey, Store
 from imagegate.tasks import Task, TaskState, render_status
 
-__all__ = ["KEEP_ALIVE", "KEEP_ALIVE_S", "MAX_STREAM_S", "RETRY_MS", "EventKind",
-           "StreamEvent", "Streams"]
+__all__ = ["KEEP_ALIVE", "KEEP_ALIVE_S", "MAX_STREAMS_PER_KEY", "MAX_STREAM_S", "RETRY_MS",
+           "Authorize", "EventKind", "StreamEvent", "Streams"]
 
 KEEP_ALIVE_S = 15.0  # a keep-alive when nothing was sent for this long
 MAX_STREAM_S = 600.0  # a stream ends after this long; its client resumes it
 FIRST_POSITION_S = 2.0  # a new stream of a queued task waits this long for its position
 RETRY_MS = 1000  # how long a client waits before it reconnects to a stream that ended early
+# Open streams of one key in one process (or the key's unfinished-task limit, if higher):
+# each holds a connection and its memory until its task ends, so one key cannot take them all.
+MAX_STREAMS_PER_KEY = 100
+STREAMS_RETRY_AFTER_S = 5.0
 # A running attempt's stages in their order: a progress note that is not ahead of what the
 # stream has shown is stale (a read already showed more) and is dropped.
 RUNNING_STAGES = ("running", "fetching", "generating", "storing")
@@ -60,20 +71,33 @@ class StreamEvent:
 
 KEEP_ALIVE = StreamEvent(EventKind.KEEP_ALIVE)
 
+# Says whether the stream's key may still read its task: returns, or raises ``Unauthorized``.
+Authorize = Callable[[], Awaitable[object]]
+
 
 class Streams:
     """``follow`` a task. ``close`` ends every stream of the process (shutdown)."""
 
     def __init__(self, store: Store, events: TaskEvents, positions: QueuePositions, *,
                  base_url: str, keep_alive_s: float = KEEP_ALIVE_S,
-                 max_duration_s: float = MAX_STREAM_S) -> None:
+                 max_duration_s: float = MAX_STREAM_S,
+                 max_per_key: int = MAX_STREAMS_PER_KEY, max_unfinished: int = 0) -> None:
+        """``max_unfinished``: the unfinished tasks a key without a limit of its own may have
+        (a key may hold a stream of each)."""
         self.store = store
         self.events = events
         self.positions = positions
         self.base_url = base_url
         self.keep_alive_s = keep_alive_s
         self.max_duration_s = max_duration_s
+        self.max_per_key = max_per_key
+        self.max_unfinished = max_unfinished
+        self._open: Counter[str] = Counter()  # open streams by key id
         self._closing = asyncio.Event()
+
+    def open_of(self, key: ApiKey) -> int:
+        """How many streams ``key`` holds open in this process now."""
+        return self._open[key.id]
 
     def end_all(self) -> None:
         """End every stream now and refuse none: new ones end after their first event (the
@@ -85,12 +109,35 @@ class Streams:
         await self.positions.close()
 
     async def follow(self, key: ApiKey, model_id: str, task_id: str,
-                     last_event_id: str | None = None) -> AsyncGenerator[StreamEvent, None]:
+                     last_event_id: str | None = None, authorize: Authorize | None = None,
+                     ) -> AsyncGenerator[StreamEvent, None]:
         """The stream of the key's task of ``model_id``. Its first event comes at once: the
         task now, or a keep-alive when ``last_event_id`` is the id of the task now; the
-        ``done`` event is the last. ``NotFound`` (before any event) as for a status read. It
-        ends early when the process closes or after ``max_duration_s``. Closed or cancelled,
-        it leaves no subscription behind."""
+        ``done`` event is the last. ``NotFound`` (before any event) as for a status read, and
+        ``TooManyRequests`` when the key holds as many streams as it may. It ends early when
+        the process closes, after ``max_duration_s``, or when ``authorize`` (asked each time
+        the stream wakes) says the key may no longer read. Closed or cancelled, it leaves no
+        subscription behind."""
+        allowed = max(self.max_per_key, key.max_concurrent_tasks or self.max_unfinished)
+        if self._open[key.id] >= allowed:
+            raise TooManyRequests(
+                f"this API key has {allowed} task streams open on this server, as many as it "
+                "may; close one, or poll statusTask", retry_after=STREAMS_RETRY_AFTER_S,
+                reason="streams_limit")
+        self._open[key.id] += 1
+        events = self._follow(key, model_id, task_id, last_event_id, authorize)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # now, not when collected: it holds the subscriptions
+            self._open[key.id] -= 1
+            if not self._open[key.id]:
+                del self._open[key.id]
+
+    async def _follow(self, key: ApiKey, model_id: str, task_id: str,
+                      last_event_id: str | None, authorize: Authorize | None,
+                      ) -> AsyncGenerator[StreamEvent, None]:
         loop = asyncio.get_running_loop()
         ends = loop.time() + self.max_duration_s
         with self.events.watch(task_id) as watch, self.positions.track(task_id) as spot:
@@ -112,6 +159,8 @@ class Streams:
                 left = min(quiet_since + self.keep_alive_s, ends, recheck_at) - loop.time()
                 if not await self._wait(watch, spot, max(0.0, left)) or loop.time() >= ends:
                     return  # the process is closing, or the stream has run its time
+                if not await _still_allowed(authorize):
+                    return  # the key was revoked: its client reconnects to a 401
                 versions, read = self._heard(task, watch, spot)
                 if read or loop.time() >= recheck_at:
                     versions.append(await self._read(key, model_id, task_id))
@@ -175,6 +224,16 @@ class Streams:
     def _done(self, task: Task) -> StreamEvent:
         answer = StatusAnswer(render_status(task, self.base_url))
         return StreamEvent(EventKind.DONE, f"{task.attempt}.done", answer.body)
+
+
+async def _still_allowed(authorize: Authorize | None) -> bool:
+    if authorize is None:
+        return True
+    try:
+        await authorize()
+    except Unauthorized:
+        return False
+    return True
 
 
 def _advanced(task: Task, note: Progress) -> Task | None:

@@ -11,14 +11,18 @@ one.
 A client may wait for a task to finish (``wait_status``): it subscribes to the task's events,
 reads the task, and reads it again only when an event says it changed (or, where events cannot
 reach this process, every ``events.recheck_s``): a waiting client costs no query while nothing
-happens to its task."""
+happens to its task. A key holds at most ``MAX_WAITS_PER_KEY`` waits in one process (or its
+limit of unfinished tasks, when that is higher): each holds a connection for up to 60 s
+(``wait_slot``)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import secrets
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import msgspec
@@ -27,7 +31,7 @@ from imagegate.clock import Clock
 from imagegate.completion import Completion
 from imagegate.contract import parse_submit
 from imagegate.errors import Conflict, NotFound, Unauthorized, quoted
-from imagegate.events import TaskEvents
+from imagegate.events import TaskEvents, Watch
 from imagegate.idempotency import Idempotency
 from imagegate.money import ChargeState, task_price
 from imagegate.routing import Routing
@@ -37,6 +41,8 @@ from imagegate.tasks import Task, TaskState, envelope, new_task_id, render_statu
 from imagegate.webhooks import CallbackPolicy
 
 FINISHED_CACHE = 50_000
+# Open waits of one key in one process (or the key's unfinished-task limit, if higher).
+MAX_WAITS_PER_KEY = 100
 # Compact JSON, non-ASCII written as UTF-8, as json.dumps(ensure_ascii=False) writes it, in less
 # than half its CPU time: a processing task's answer is encoded on every poll
 # (bench/bench_wire.py).
@@ -83,6 +89,32 @@ class Tasks:
         # tasks, least recent first
         self._finished: OrderedDict[str, tuple[str, str, StatusAnswer, int | None]] = \
             OrderedDict()
+        self._waits_end = asyncio.Event()  # the process is stopping: waits answer at once
+        self.max_waits_per_key = MAX_WAITS_PER_KEY
+        self._waiting: Counter[str] = Counter()  # open waits by key id
+
+    def wait_slot(self, key: ApiKey) -> AbstractContextManager[None] | None:
+        """A place among the key's open waits, held for the ``with`` block; None when the key
+        holds as many as it may."""
+        allowed = max(self.max_waits_per_key, key.max_concurrent_tasks or self.max_unfinished)
+        if self._waiting[key.id] >= allowed:
+            return None
+        return self._holding(key.id)
+
+    @contextmanager
+    def _holding(self, key_id: str) -> Iterator[None]:
+        self._waiting[key_id] += 1
+        try:
+            yield
+        finally:
+            self._waiting[key_id] -= 1
+            if not self._waiting[key_id]:
+                del self._waiting[key_id]
+
+    def end_waits(self) -> None:
+        """Answer every wait now, and each one from now on at once, as if its time were over
+        (the process is stopping: its clients read or wait again, on another process)."""
+        self._waits_end.set()
 
     async def submit(self, key: ApiKey, model_id: str, body: Any,
                      rate: RateRequest | None = None, idem: Idempotency | None = None) -> str:
@@ -152,19 +184,30 @@ class Tasks:
         """The status answer as soon as the task has finished (at once when it already has),
         else its answer after ``within_s`` seconds; ``NotFound`` as ``status``. The task is read
         once, then again only when its events say it changed, every ``events.recheck_s`` where
-        they may not, and once at the end. Cancelled, it leaves no subscription behind."""
+        they may not, and once at the end; after ``end_waits``, at once. Cancelled, it leaves
+        no subscription behind."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         with self.events.watch(task_id) as watch:  # before the read: no change slips between
             answer = await self.status(key, model_id, task_id)
-            while not answer.finished:
+            while not answer.finished and not self._waits_end.is_set():
                 left = deadline - loop.time()
                 if left <= 0:
                     break
                 recheck = self.events.recheck_s
-                await watch.wait(left if recheck is None else min(left, recheck))
+                await self._wait(watch, left if recheck is None else min(left, recheck))
                 answer = await self.status(key, model_id, task_id)
         return answer
+
+    async def _wait(self, watch: Watch, within_s: float) -> None:
+        """Until the task changes, ``within_s`` seconds pass, or the waits are ended."""
+        waits = {asyncio.ensure_future(watch.wait(within_s)),
+                 asyncio.ensure_future(self._waits_end.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     def _cached(self, task_id: str) -> tuple[str, str, StatusAnswer] | None:
         """A finished task's answer kept in memory, unless its record retention has ended (the

@@ -156,6 +156,8 @@ class SqlStore:
         return await self._write(lambda t: tx.insert_tasks(t, submits))
 
     async def get_task(self, task_id: str) -> Task | None:
+        if "\0" in task_id:  # no task has it (PostgreSQL text cannot hold a NUL), and a read
+            return None  # of it would fail the whole batch of reads it joined
         return await self._task_reads(task_id)
 
     async def _get_tasks(self, task_ids: Sequence[str]) -> list[Task | None]:
