@@ -318,3 +318,34 @@ def test_a_stream_cut_inside_an_event_resumes_from_the_last_whole_one(kind: str)
     resumed = [headers.get("last-event-id") for _, path, headers in api.requests
                if "streamTask" in path]
     assert resumed == [None, "e1"]
+
+
+MODEL = {"id": "m", "aspectRatios": [], "resolutions": [], "outputFormats": [],
+         "maxPromptChars": 0, "maxReferences": 0, "maxImages": 0, "prices": {},
+         "googleSearch": False, "sandbox": True}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_answers_beyond_the_services_own_limits_are_read_not_refused(kind: str) -> None:
+    # A server may raise its limits (a longer page, a longer source) or list a model it has
+    # nothing of yet; the answers keep their meaning, and a client must not refuse them.
+    listed = [task(f"t{i}", source="s" * 300, completeTime=None) for i in range(150)]
+    routes: dict[str, Handler | list[Handler]] = {
+        "tasks": answer(200, envelope({"tasks": listed, "nextCursor": None})),
+        "models": answer(200, envelope({"models": [MODEL]})),
+        "streamTask": events(sse("status", task(stage="queued", queuePosition=0), "e1"),
+                             done()),
+    }
+    seen: list[int | None] = []
+    with rogue_api(routes) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=0)
+        try:
+            page = client.list_tasks()
+            models = client.models()
+            client.wait("t1", timeout=30, on_progress=lambda p: seen.append(p.queue_position))
+        finally:
+            client.close()
+    assert len(page.tasks) == 150 and page.tasks[0].source == "s" * 300
+    assert page.tasks[0].complete_time is None
+    assert models[0].aspect_ratios == () and models[0].max_images == 0
+    assert seen[0] == 0
