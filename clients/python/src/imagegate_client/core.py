@@ -45,12 +45,15 @@ class Core:
     def configure(cls, base_url: str | None, api_key: str | None, *, model: str,
                   timeout: float, max_retries: int, poll_interval: float,
                   retry_base_delay: float, environ: Mapping[str, str] | None = None) -> Core:
-        """Raises ValueError naming the argument and the variable when either is missing."""
+        """Raises ValueError naming the argument (and the variable) when either is missing,
+        or when the base URL is not an http(s) one."""
         env = os.environ if environ is None else environ
         base_url = base_url or env.get(BASE_URL_VARIABLE)
         api_key = api_key or env.get(API_KEY_VARIABLE)
         if not base_url:
             raise ValueError(f"base_url is missing: pass it or set {BASE_URL_VARIABLE}")
+        if not base_url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"base_url {base_url!r} must start with http:// or https://")
         if not api_key:
             raise ValueError(f"api_key is missing: pass it or set {API_KEY_VARIABLE}")
         policy = RetryPolicy(max_retries=max_retries, base=retry_base_delay)
