@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
-from . import glue
+from . import httpx_adapter
 from .core import DEFAULT_MODEL, Core
 from .effects import Effect, Flow, Notify, OpenStream, ReadStream, Send, Sleep, Stepper
 from .errors import APIConnectionError
@@ -191,30 +191,30 @@ class Client:
 
     def _send(self, request: Request) -> Reply:
         try:
-            response = self._http.send(glue.http_request(self._http, request, self._core.timeout),
-                                       follow_redirects=request.follow_redirects)
+            built = httpx_adapter.http_request(self._http, request, self._core.timeout)
+            response = self._http.send(built, follow_redirects=request.follow_redirects)
         except httpx.RequestError as exc:
-            raise glue.connection_error(exc, request) from exc
-        return glue.reply(response, response.content)
+            raise httpx_adapter.connection_error(exc, request) from exc
+        return httpx_adapter.reply(response, response.content)
 
     def _open(self, request: Request, read_timeout: float, stream: _Stream) -> Reply:
         stream.close()
-        built = glue.http_request(self._http, request, self._core.timeout, read_timeout)
+        built = httpx_adapter.http_request(self._http, request, self._core.timeout, read_timeout)
         try:
             response = self._http.send(built, stream=True)
-            if not glue.is_event_stream(response):
+            if not httpx_adapter.is_event_stream(response):
                 try:
-                    return glue.reply(response, response.read())
+                    return httpx_adapter.reply(response, response.read())
                 finally:
                     response.close()
         except httpx.RequestError as exc:
-            raise glue.connection_error(exc, request) from exc
+            raise httpx_adapter.connection_error(exc, request) from exc
         stream.response, stream.chunks = response, response.iter_bytes()
-        return glue.reply(response, b"")
+        return httpx_adapter.reply(response, b"")
 
     @staticmethod
     def _read(stream: _Stream) -> bytes:
         try:
             return next(stream.chunks, b"")
         except httpx.RequestError as exc:
-            raise glue.connection_error(exc, Request("GET", "stream")) from exc
+            raise httpx_adapter.connection_error(exc, Request("GET", "stream")) from exc

@@ -36,8 +36,8 @@ USER_AGENT = "imagegate-client/0.1.0"
 @dataclass(frozen=True)
 class Request:
     """One HTTP request. ``repeatable``: sending it twice does no harm (reads; submits, which
-    carry an Idempotency-Key). ``stream``: the answer may be an event stream, read as it comes.
-    """
+    carry an Idempotency-Key). Whether the answer is read as an event stream is the effect's
+    choice (effects.OpenStream), not the request's."""
 
     method: str
     url: str
