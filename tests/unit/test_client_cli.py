@@ -378,3 +378,18 @@ def test_a_refused_argument_of_an_operator_command_prints_no_json(
         capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "keys", "list", "--json", "--bogus")
     assert code == 2 and out == ""
+
+
+def test_tasks_list_all_prints_one_header_and_pages_that_line_up(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    pages: list[Handler] = [
+        answer(200, envelope({"tasks": [task("a" * 32, "failed", failCode="X", failMsg="m")],
+                              "nextCursor": "c1"})),
+        answer(200, envelope({"tasks": [task("b" * 32, stage="queued")], "nextCursor": None})),
+    ]
+    with rogue_api({"tasks": pages}) as api:
+        code, out, _ = cli(capsys, "tasks", "list", "--all", "--base-url", api.base_url,
+                           "--api-key", "k")
+    header, first, second = out.splitlines()
+    assert code == Exit.OK and header.startswith("TASK ID")
+    assert header.index("DETAIL") == first.index("X: m") == second.index("queued")
