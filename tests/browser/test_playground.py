@@ -602,3 +602,30 @@ def test_a_task_list_answer_older_than_the_latest_reload_is_dropped(tab: Tab) ->
     held[0].fulfill(status=200, content_type="application/json", body=listed("a" * 32))
     tab.page.evaluate("() => fetch('/healthz').then((r) => r.text())")  # the answer is in
     assert rows.evaluate_all("rows => rows.map(r => r.dataset.taskId)") == ["b" * 32]
+
+
+def test_an_error_while_showing_a_status_is_not_taken_for_a_lost_connection(tab: Tab) -> None:
+    answers = [{"taskId": "t1", "state": "processing", "stage": "queued", "createTime": 1},
+               {"code": 200, "message": "success",
+                "data": {"taskId": "t1", "state": "failed", "failCode": "Canceled",
+                         "createTime": 1, "completeTime": 2}}]
+    asked: list[str] = []
+
+    def stream(route: Route) -> None:
+        kind = "done" if asked else "status"
+        data = json.dumps(answers[len(asked)])
+        asked.append(kind)
+        body = f"retry: 10\nevent: {kind}\nid: {len(asked)}\ndata: {data}\n\n"
+        route.fulfill(status=200, body=body, headers={"content-type": "text/event-stream"})
+
+    tab.page.route("**/api/v1/streamTask/**", stream)
+    tab.enter_key(tab.server.new_key("1"))
+    outcome = in_stream_module(tab, """
+        try {
+            await stream.watchTask({model: "nano-banana-2", taskId: "t1",
+                                    onStatus: (data) => data.missing.field});
+            return "followed to the end";
+        } catch (err) {
+            return `${err.name}: ${err.message}`;
+        }""")
+    assert outcome.startswith("TypeError") and asked == ["status"]

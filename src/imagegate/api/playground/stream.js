@@ -95,6 +95,7 @@ async function stream({model, taskId, onStatus, onTransport, signal}) {
     let response;
     // Aborts this connection alone when it goes quiet; ``signal`` stops the whole watch.
     const idle = new AbortController();
+    const unanswered = setTimeout(() => idle.abort(), timing.streamIdleMs);
     try {
       const headers = {...authHeaders(), Accept: "text/event-stream"};
       if (lastEventId) headers["Last-Event-ID"] = lastEventId;
@@ -106,6 +107,8 @@ async function stream({model, taskId, onStatus, onTransport, signal}) {
       if (++failures >= MAX_FAILURES) throw new NoStream(String(err));
       await sleep(retryMs * failures, signal);
       continue;
+    } finally {
+      clearTimeout(unanswered);
     }
     const type = response.headers.get("content-type") || "";
     if (response.ok && !type.startsWith("text/event-stream")) throw new NoStream("not a stream");
