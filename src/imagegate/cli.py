@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 from imagegate import accounts, serving
 from imagegate.availability import problem_line
 from imagegate.bootstrap import check_routes, open_store
-from imagegate.client_cli.parser import register_generate, register_tasks
+from imagegate.client_cli.parser import CommandParser, parse, register_generate, register_tasks
 from imagegate.clock import SystemClock
 from imagegate.config import Settings, reference_markdown
 from imagegate.errors import ConfigError, ImagegateError, RequestError
@@ -61,7 +61,7 @@ T = TypeVar("T")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if not hasattr(args, "run"):  # a command without its action: that command's help
         print(getattr(args, "usage", parser.format_help)(), file=sys.stderr, end="")
         return 2
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--data-dir", default=argparse.SUPPRESS,
                         help="data directory (default ./imagegate-data)")
     common.add_argument("--config", default=argparse.SUPPRESS, help="TOML configuration file")
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = CommandParser(
         prog="imagegate", description="Image-generation task service, wire-compatible with "
         "APIXO's task API.", epilog="generate, tasks list and tasks cancel talk to a service "
         "by URL (--base-url/--api-key or IMAGEGATE_BASE_URL/IMAGEGATE_API_KEY); the other "

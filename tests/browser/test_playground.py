@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -487,3 +488,144 @@ def test_the_task_list_is_read_a_page_at_a_time(tab: Tab) -> None:
     expect(tab.page.get_by_role("button", name="Load more")).to_be_hidden()
     ids = rows.evaluate_all("rows => rows.map(r => r.dataset.taskId)")
     assert len(set(ids)) == 23
+
+
+def in_stream_module(tab: Tab, body: str) -> Any:
+    """``body`` run in the page as an async function, with stream.js as ``stream``."""
+    return tab.page.evaluate("""async () => {
+        const src = document.querySelector("script[type=module]").src;
+        const stream = await import(new URL("stream.js", src));""" + body + "}")
+
+
+def test_an_event_id_is_the_one_to_resume_from_only_once_its_event_is_whole(tab: Tab) -> None:
+    tab.enter_key(tab.server.new_key("1"))
+    state = in_stream_module(tab, """
+        const seen = [];
+        const parser = stream.eventParser((e) => seen.push(e));
+        parser.feed("id: 1\\ndata: a\\n\\nid: 2\\nevent: status\\ndata: {\\"half");
+        const next = stream.eventParser((e) => seen.push(e), parser.state);
+        next.feed("data: b\\n\\n");
+        return {seen, first: parser.state, next: next.state};""")
+    assert state["first"] == {"lastEventId": "1", "retryMs": None}
+    assert state["seen"] == [{"event": "message", "data": "a", "id": "1"},
+                             {"event": "message", "data": "b", "id": "1"}]
+
+
+def test_a_stream_cut_inside_an_event_resumes_from_the_last_whole_one(tab: Tab) -> None:
+    key = tab.server.new_key("1")
+    asked: list[dict[str, str]] = []
+
+    def stream(route: Route) -> None:
+        asked.append(route.request.headers)
+        task_id = route.request.url.rsplit("taskId=", 1)[1]
+        if len(asked) == 1:  # one whole event, then the stream ends inside the next one
+            snapshot = {"taskId": task_id, "state": "processing", "stage": "queued",
+                        "createTime": 1}
+            body = (f"retry: 10\nevent: status\nid: e1\ndata: {json.dumps(snapshot)}\n\n"
+                    f"event: status\nid: e2\ndata: {json.dumps(snapshot)[:20]}")
+        else:
+            with tab.server.client(key) as c:
+                done = wait_done(c, task_id)
+            envelope = {"code": 200, "message": "success", "data": done}
+            body = f"event: done\nid: e3\ndata: {json.dumps(envelope)}\n\n"
+        route.fulfill(status=200, body=body, headers={"content-type": "text/event-stream"})
+
+    tab.page.route("**/api/v1/streamTask/**", stream)
+    tab.enter_key(key)
+    tab.submit("a heron at dawn")
+    run = tab.newest_run()
+    expect(run).to_have_attribute("data-state", "succeeded")
+    assert [headers.get("last-event-id") for headers in asked] == [None, "e1"]
+
+
+def test_a_stream_that_goes_quiet_is_opened_again(tab: Tab) -> None:
+    # The stream sends nothing while the task generates; past the idle limit (shortened here
+    # from 45 s) the connection is taken for dead and opened again from the last event.
+    asked: list[dict[str, str]] = []
+
+    def stream(route: Route) -> None:
+        asked.append(route.request.headers)
+        route.continue_()
+
+    tab.page.route("**/api/v1/streamTask/**", stream)
+    tab.enter_key(tab.server.new_key("1"))
+    in_stream_module(tab, "stream.timing.streamIdleMs = 500;")
+    tab.submit("[sandbox:delay=4] a mill by the river")
+    run = tab.newest_run()
+    expect(run).to_have_attribute("data-state", "succeeded")
+    assert len(asked) >= 2 and asked[1].get("last-event-id")
+
+
+def test_a_result_url_with_a_stray_percent_still_shows_its_image_card(tab: Tab) -> None:
+    key = tab.server.new_key("1")
+
+    def stream(route: Route) -> None:
+        task_id = route.request.url.rsplit("taskId=", 1)[1]
+        with tab.server.client(key) as c:
+            done = wait_done(c, task_id)
+        url = json.loads(done["resultJson"])["resultUrls"][0]
+        odd = url.rsplit("/", 1)[0] + "/100%25-%E0%A4%A.png"
+        done["resultJson"] = json.dumps({"resultUrls": [odd]})
+        body = f"event: done\nid: e1\ndata: {json.dumps({'code': 200, 'data': done})}\n\n"
+        route.fulfill(status=200, body=body, headers={"content-type": "text/event-stream"})
+
+    tab.page.route("**/api/v1/streamTask/**", stream)
+    tab.enter_key(key)
+    tab.submit("a percent sign")
+    run = tab.newest_run()
+    expect(run).to_have_attribute("data-state", "succeeded")
+    link = run.get_by_role("link", name="Download")
+    expect(link).to_have_attribute("download", re.compile(r"-100%25-%E0%A4%A\.png$"))
+    tab.problems = [p for p in tab.problems if "Failed to load resource" not in p]
+
+
+def test_a_task_list_answer_older_than_the_latest_reload_is_dropped(tab: Tab) -> None:
+    held: list[Route] = []
+
+    def listed(task_id: str) -> str:
+        item = {"taskId": task_id, "state": "failed", "failCode": "Canceled", "createTime": 1}
+        return json.dumps({"code": 200, "message": "success",
+                           "data": {"tasks": [item], "nextCursor": None}})
+
+    def tasks(route: Route) -> None:
+        if not held:  # the list the key opens with: answered only after the next one
+            held.append(route)
+        else:
+            route.fulfill(status=200, content_type="application/json", body=listed("b" * 32))
+
+    tab.page.route(re.compile(r"/api/v1/tasks\?"), tasks)
+    tab.enter_key(tab.server.new_key("1"))
+    tab.page.locator("#tasks-state").select_option("failed")
+    rows = tab.page.locator("#tasks-body tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-task-id", "b" * 32)
+    held[0].fulfill(status=200, content_type="application/json", body=listed("a" * 32))
+    tab.page.evaluate("() => fetch('/healthz').then((r) => r.text())")  # the answer is in
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.taskId)") == ["b" * 32]
+
+
+def test_an_error_while_showing_a_status_is_not_taken_for_a_lost_connection(tab: Tab) -> None:
+    answers = [{"taskId": "t1", "state": "processing", "stage": "queued", "createTime": 1},
+               {"code": 200, "message": "success",
+                "data": {"taskId": "t1", "state": "failed", "failCode": "Canceled",
+                         "createTime": 1, "completeTime": 2}}]
+    asked: list[str] = []
+
+    def stream(route: Route) -> None:
+        kind = "done" if asked else "status"
+        data = json.dumps(answers[len(asked)])
+        asked.append(kind)
+        body = f"retry: 10\nevent: {kind}\nid: {len(asked)}\ndata: {data}\n\n"
+        route.fulfill(status=200, body=body, headers={"content-type": "text/event-stream"})
+
+    tab.page.route("**/api/v1/streamTask/**", stream)
+    tab.enter_key(tab.server.new_key("1"))
+    outcome = in_stream_module(tab, """
+        try {
+            await stream.watchTask({model: "nano-banana-2", taskId: "t1",
+                                    onStatus: (data) => data.missing.field});
+            return "followed to the end";
+        } catch (err) {
+            return `${err.name}: ${err.message}`;
+        }""")
+    assert outcome.startswith("TypeError") and asked == ["status"]

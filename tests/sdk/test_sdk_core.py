@@ -347,3 +347,12 @@ def test_a_stream_error_before_it_starts_is_the_status_error() -> None:
         shell = Shell([failure(status, field="taskId")])
         with pytest.raises(cls):
             shell.run(waiter(shell).run(first_poll_delay=0))
+
+
+def test_the_pages_of_iter_tasks_follow_the_cursor_to_the_last_page() -> None:
+    shell = Shell([envelope({"tasks": [TASK], "nextCursor": "c1"}),
+                   envelope({"tasks": [DONE], "nextCursor": None})])
+    pages = [shell.run(flow) for flow in core().task_pages(limit=1)]
+    assert [[t.task_id for t in p.tasks] for p in pages] == [["t1"], ["t1"]]
+    assert [dict(r.params) for r in shell.requests] == [{"limit": "1"},
+                                                        {"limit": "1", "cursor": "c1"}]

@@ -130,6 +130,23 @@ def test_saving_into_a_directory_that_does_not_exist_creates_it(tmp_path: Path) 
     assert nested.read_bytes() == image.data
 
 
+@pytest.mark.parametrize(("url", "name"), [
+    ("http://x/files/..%2F..%2Fpwned.png", "pwned.png"),
+    ("http://x/files/..%5C..%5Cpwned.png", "pwned.png"),
+    ("http://x/files/sub%2Fpwned.png", "pwned.png"),
+    ("http://x/files/..", "image.png"),
+    ("http://x/files/%2E%2E", "image.png"),
+    ("http://x/files/.", "image.png"),
+])
+def test_an_image_url_naming_a_path_is_saved_inside_the_directory(
+        tmp_path: Path, url: str, name: str) -> None:
+    inside = tmp_path / "a" / "b"
+    inside.mkdir(parents=True)
+    written = GeneratedImage(url, b"\x89PNG\r\n\x1a\n", "image/png").save(inside)
+    assert written == inside / name and written.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [name]
+
+
 def garbled_gzip(h: BaseHTTPRequestHandler) -> None:
     h.send_response(200)
     h.send_header("Content-Type", "application/json")
@@ -283,3 +300,52 @@ def test_a_waits_retries_keep_to_its_timeout(kind: str) -> None:
         finally:
             client.close()
         assert api.calls("streamTask") == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_stream_cut_inside_an_event_resumes_from_the_last_whole_one(kind: str) -> None:
+    # The first stream ends halfway through its second event: that half is dropped, and the
+    # stream is opened again from the id of the last event received whole.
+    half = sse("status", task(stage="generating"), "e2")[:-12]
+    first = events(b"retry: 10\n" + sse("status", task(stage="queued"), "e1") + half)
+    with rogue_api({"streamTask": [first, events(done())]}) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=0)
+        try:
+            finished = client.wait("t1", timeout=30)
+        finally:
+            client.close()
+    assert finished.succeeded
+    resumed = [headers.get("last-event-id") for _, path, headers in api.requests
+               if "streamTask" in path]
+    assert resumed == [None, "e1"]
+
+
+MODEL = {"id": "m", "aspectRatios": [], "resolutions": [], "outputFormats": [],
+         "maxPromptChars": 0, "maxReferences": 0, "maxImages": 0, "prices": {},
+         "googleSearch": False, "sandbox": True}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_answers_beyond_the_services_own_limits_are_read_not_refused(kind: str) -> None:
+    # A server may raise its limits (a longer page, a longer source) or list a model it has
+    # nothing of yet; the answers keep their meaning, and a client must not refuse them.
+    listed = [task(f"t{i}", source="s" * 300, completeTime=None) for i in range(150)]
+    routes: dict[str, Handler | list[Handler]] = {
+        "tasks": answer(200, envelope({"tasks": listed, "nextCursor": None})),
+        "models": answer(200, envelope({"models": [MODEL]})),
+        "streamTask": events(sse("status", task(stage="queued", queuePosition=0), "e1"),
+                             done()),
+    }
+    seen: list[int | None] = []
+    with rogue_api(routes) as api:
+        client = make_client(kind, api.base_url, "k", max_retries=0)
+        try:
+            page = client.list_tasks()
+            models = client.models()
+            client.wait("t1", timeout=30, on_progress=lambda p: seen.append(p.queue_position))
+        finally:
+            client.close()
+    assert len(page.tasks) == 150 and page.tasks[0].source == "s" * 300
+    assert page.tasks[0].complete_time is None
+    assert models[0].aspect_ratios == () and models[0].max_images == 0
+    assert seen[0] == 0

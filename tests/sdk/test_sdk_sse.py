@@ -14,7 +14,7 @@ def parse(*chunks: bytes) -> tuple[list[ServerSentEvent], SSEParser]:
 def test_an_event_with_type_id_and_data_is_dispatched_on_the_empty_line() -> None:
     events, parser = parse(b'retry: 1000\nevent: status\nid: 7\ndata: {"state":"processing"}\n',
                            b"\n")
-    assert events == [ServerSentEvent("status", '{"state":"processing"}', "7", 1000)]
+    assert events == [ServerSentEvent("status", '{"state":"processing"}', "7")]
     assert parser.last_event_id == "7" and parser.retry_ms == 1000
 
 
@@ -29,10 +29,9 @@ def test_multi_line_data_joins_with_newlines_and_keeps_inner_spaces() -> None:
     assert events[0].event == "message"
 
 
-def test_comments_are_skipped_and_counted() -> None:
-    events, parser = parse(b": keep-alive\n\n: keep-alive\n", b"data: x\n\n")
+def test_comments_are_skipped() -> None:
+    events, _ = parse(b": keep-alive\n\n: keep-alive\n", b"data: x\n\n")
     assert [e.data for e in events] == ["x"]
-    assert parser.comments == 2
 
 
 def test_crlf_cr_and_lf_line_ends_split_anywhere_between_chunks() -> None:
@@ -72,3 +71,15 @@ def test_a_field_without_colon_has_an_empty_value_and_a_leading_bom_is_dropped()
     assert events[0].data == "\n"
     events, _ = parse(b"\xef\xbb\xbf", b"event: status\ndata: y\n\n")
     assert events[0].event == "status"
+
+
+def test_an_id_becomes_the_last_event_id_only_when_its_event_is_dispatched() -> None:
+    events, parser = parse(b"id: 1\ndata: a\n\nid: 2\nevent: status\ndata: b")
+    assert [e.id for e in events] == ["1"]
+    assert parser.last_event_id == "1"
+
+
+def test_a_parser_for_a_new_connection_starts_from_the_last_id_and_retry_only() -> None:
+    parser = SSEParser("e1", 250)
+    assert parser.feed(b"data: x\n\n") == [ServerSentEvent("message", "x", "e1")]
+    assert parser.last_event_id == "e1" and parser.retry_ms == 250

@@ -9,8 +9,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import httpx
 import imagegate_client
 import imagegate_client.errors as errors_module
+import pytest
 
 from imagegate.signing import ReplayGuard as ServiceReplayGuard
 from imagegate.signing import verify
@@ -77,3 +79,12 @@ def test_verifying_webhooks_loads_the_standard_library_only() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+def test_a_misspelt_submit_option_is_refused_before_anything_is_sent() -> None:
+    sent: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(500))
+    with imagegate_client.Client("http://h", "k", transport=transport) as client, \
+            pytest.raises(TypeError, match="aspect_ration"):
+        client.submit("a fox", aspect_ration="1:1")  # type: ignore[call-arg]
+    assert sent == []

@@ -4,6 +4,7 @@ task table and the exit statuses."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.rogue_api import Handler, answer, envelope, rogue_api, task
 from imagegate_client import (
     APIConnectionError,
     APIError,
     AuthenticationError,
+    Client,
     Conflict,
     InsufficientBalance,
     InvalidRequest,
@@ -30,10 +33,12 @@ from imagegate_client import (
     WaitTimeout,
 )
 
+from imagegate.cli import main
 from imagegate.client_cli.exits import Exit, outcome
 from imagegate.client_cli.listing import table
 from imagegate.client_cli.outputs import (
     UsageError,
+    WriteError,
     check_target,
     choose_format,
     output_paths,
@@ -276,7 +281,8 @@ def test_task_table_cuts_long_lines_to_the_width() -> None:
     (APIConnectionError("connection refused"), Exit.SERVER, "cannot reach the service"),
     (WaitTimeout("t1", 5), Exit.TIMEOUT, "t1 did not end within 5 s"),
     (KeyboardInterrupt(), Exit.INTERRUPTED, "interrupted"),
-    (OSError(28, "No space left on device"), Exit.TASK_FAILED, "cannot write the image"),
+    (WriteError("cannot write the image x.png: No space left on device"), Exit.TASK_FAILED,
+     "cannot write the image"),
 ])
 def test_each_class_of_failure_has_its_exit_status(exc: BaseException, code: Exit,
                                                   words: str) -> None:
@@ -303,3 +309,87 @@ def test_client_commands_import_nothing_of_the_service() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"  # only the SDK, imagegate_client, which other servers' users have too
+
+
+# the commands, in process, against a scripted API -------------------------------------------
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``imagegate ARGV``: its exit status, stdout and stderr."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_tasks_list_all_asks_limit_tasks_a_page_and_prints_each_page_as_it_comes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    first = [task(f"t{i}", "success") for i in range(2)]
+    pages: list[Handler] = [
+        answer(200, envelope({"tasks": first, "nextCursor": "c1"})),
+        answer(401, {"code": 401, "message": "Unauthorized", "data": {"error": "key revoked"}}),
+    ]
+    with rogue_api({"tasks": pages}) as api:
+        code, out, _ = cli(capsys, "tasks", "list", "--all", "--limit", "2", "--json",
+                             "--base-url", api.base_url, "--api-key", "k")
+    assert [path for _, path, _ in api.requests] == ["/api/v1/tasks?limit=2",
+                                                     "/api/v1/tasks?limit=2&cursor=c1"]
+    # The first page is out before the second request failed.
+    assert code == Exit.AUTH
+    assert [json.loads(line).get("taskId") for line in out.splitlines()] == ["t0", "t1", None]
+
+
+def test_an_image_file_that_cannot_be_read_is_a_usage_error_not_a_write_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # /proc/self/mem is a file that answers every read from its start with an I/O error.
+    code, out, err = cli(capsys, "generate", "a fox", "--image", "/proc/self/mem", "--json",
+                         "--base-url", "http://127.0.0.1:9", "--api-key", "k")
+    assert code == Exit.USAGE and "cannot read it" in err and "write" not in err
+    assert json.loads(out)["error"]["exitCode"] == 2
+
+
+def test_a_base_url_without_its_scheme_is_refused_by_the_client_and_the_command() -> None:
+    with pytest.raises(ValueError, match="must start with http:// or https://"):
+        Client("127.0.0.1:8000", "k")
+
+
+def test_a_command_names_its_option_for_a_base_url_without_scheme(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "tasks", "list", "--base-url", "127.0.0.1:8000", "--api-key", "k")
+    assert code == Exit.USAGE and "--base-url '127.0.0.1:8000' must start with http://" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ("tasks", "list", "--limit", "0", "--json"),
+    ("generate", "--json"),
+    ("tasks", "cancel", "t1", "--json", "--bogus"),
+])
+def test_a_refused_argument_of_a_client_command_with_json_prints_a_json_error(
+        capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]) -> None:
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and "error:" in err
+    error = json.loads(out)["error"]
+    assert error["exitCode"] == 2 and error["message"] in err
+
+
+def test_a_refused_argument_of_an_operator_command_prints_no_json(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "keys", "list", "--json", "--bogus")
+    assert code == 2 and out == ""
+
+
+def test_tasks_list_all_prints_one_header_and_pages_that_line_up(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    pages: list[Handler] = [
+        answer(200, envelope({"tasks": [task("a" * 32, "failed", failCode="X", failMsg="m")],
+                              "nextCursor": "c1"})),
+        answer(200, envelope({"tasks": [task("b" * 32, stage="queued")], "nextCursor": None})),
+    ]
+    with rogue_api({"tasks": pages}) as api:
+        code, out, _ = cli(capsys, "tasks", "list", "--all", "--base-url", api.base_url,
+                           "--api-key", "k")
+    header, first, second = out.splitlines()
+    assert code == Exit.OK and header.startswith("TASK ID")
+    assert header.index("DETAIL") == first.index("X: m") == second.index("queued")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegate_client import Client, TaskFailed, TaskStatus, image_data_uri
+from imagegate_client.core import DEFAULT_MODEL
 
 from imagegate.client_cli.exits import Exit, Outcome, outcome
 from imagegate.client_cli.listing import table
@@ -123,7 +124,10 @@ def _reference(ref: str) -> str:
     if not path.is_file():
         raise UsageError(f"--image {ref}: no such file (give a path, an http(s) URL or a data: "
                          "URI)")
-    return image_data_uri(path)
+    try:
+        return image_data_uri(path)
+    except OSError as exc:
+        raise UsageError(f"--image {ref}: cannot read it: {exc.strerror or exc}") from exc
 
 
 def _live_progress() -> LiveProgress:
@@ -141,23 +145,27 @@ def _live_progress() -> LiveProgress:
 def _list(args: argparse.Namespace) -> int:
     filters: dict[str, Any] = {"state": ",".join(args.state) if args.state else None,
                                "model": args.model}
-    next_cursor = None
+    # Cut to a terminal's width; into a pipe or a file, whole lines.
+    width = max(80, shutil.get_terminal_size().columns) if sys.stdout.isatty() else None
+    printed = 0
+    cursor = args.cursor
     with _client(args) as client:
-        if args.all:
-            tasks = list(client.iter_tasks(**filters))
-        else:
-            page = client.list_tasks(limit=args.limit, cursor=args.cursor, **filters)
-            tasks, next_cursor = list(page.tasks), page.next_cursor
-    if args.json:
-        for task in tasks:
-            _out(json.dumps(task.raw))
-    elif tasks:
-        # Cut to a terminal's width; into a pipe or a file, whole lines.
-        width = max(80, shutil.get_terminal_size().columns) if sys.stdout.isatty() else None
-        for line in table(tasks, width=width):
-            _out(line)
-    else:
+        while True:  # with --all, each page printed as it comes, --limit tasks a request
+            page = client.list_tasks(limit=args.limit, cursor=cursor, **filters)
+            if args.json:
+                for task in page.tasks:
+                    _out(json.dumps(task.raw))
+            elif page.tasks:
+                lines = table(page.tasks, width=width)
+                for line in lines if not printed else lines[1:]:
+                    _out(line)
+            printed += len(page.tasks)
+            cursor = page.next_cursor
+            if not (args.all and cursor):
+                break
+    if not printed and not args.json:
         _err("no tasks")
+    next_cursor = None if args.all else cursor
     if next_cursor:
         _err(f"more tasks: imagegate tasks list{_list_flags(args)} --cursor {next_cursor} "
              "(or --all instead of --cursor)")
@@ -195,18 +203,16 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    base_url = args.base_url or os.environ.get("IMAGEGATE_BASE_URL")
-    api_key = args.api_key or os.environ.get("IMAGEGATE_API_KEY")
-    if not base_url:
-        raise UsageError("no service to talk to: pass --base-url URL or set IMAGEGATE_BASE_URL")
-    if not base_url.lower().startswith(("http://", "https://")):
-        raise UsageError(f"the base URL {base_url!r} must start with http:// or https://")
-    if not api_key:
-        raise UsageError("no API key: pass --api-key KEY or set IMAGEGATE_API_KEY")
+    """The SDK's client, which reads the environment and checks the URL; its words for a
+    missing or wrong argument name the command's options."""
     extra: dict[str, Any] = {}
     if getattr(args, "poll_interval", None) is not None:
         extra["poll_interval"] = args.poll_interval
-    return Client(base_url, api_key, model=args.model or "nano-banana-2", **extra)
+    try:
+        return Client(args.base_url, args.api_key, model=args.model or DEFAULT_MODEL, **extra)
+    except ValueError as exc:
+        message = str(exc).replace("base_url", "--base-url").replace("api_key", "--api-key")
+        raise UsageError(message) from None
 
 
 def _guarded(args: argparse.Namespace, run: _Run, body: Callable[[], int]) -> int:
@@ -261,7 +267,7 @@ def _explain(said: Outcome, run: _Run, args: argparse.Namespace) -> str:
 
 
 def _model_flag(args: argparse.Namespace) -> str:
-    return "" if args.model == "nano-banana-2" else f" --model {args.model}"
+    return "" if args.model == DEFAULT_MODEL else f" --model {args.model}"
 
 
 def _task_json(run: _Run) -> dict[str, Any]:

@@ -3,8 +3,8 @@
     0    ok
     1    the task failed (its failCode and failMsg are printed), or its images could not be
          written
-    2    usage: a bad argument, or a request the service refused as invalid (400, 404, 409,
-         413, 415, 422; the field at fault is named)
+    2    usage: a bad argument, or a request the service refused as invalid (400, 404, 405,
+         409, 410, 413, 415, 422; the field at fault is named)
     3    authentication or permission (401, 403)
     4    insufficient balance (402)
     5    rate limited (429; when to retry is printed)
@@ -34,7 +34,7 @@ from imagegate_client import (
     WaitTimeout,
 )
 
-from imagegate.client_cli.outputs import UsageError
+from imagegate.client_cli.outputs import UsageError, WriteError
 
 
 class Exit(IntEnum):
@@ -80,8 +80,8 @@ def outcome(exc: BaseException) -> Outcome | None:
         return Outcome(Exit.SERVER, f"cannot reach the service: {exc}")
     if isinstance(exc, ImagegateError):
         return Outcome(Exit.SERVER, str(exc))
-    if isinstance(exc, OSError):
-        return Outcome(Exit.TASK_FAILED, f"cannot write the image: {exc}")
+    if isinstance(exc, WriteError):
+        return Outcome(Exit.TASK_FAILED, str(exc))
     return None
 
 

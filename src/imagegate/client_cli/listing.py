@@ -11,6 +11,9 @@ from typing import Protocol
 from imagegate.client_cli.progress import describe
 
 HEADER = ("TASK ID", "STATE", "CREATED", "COST", "DETAIL")
+# The widest cell each column usually has (an imagegate task id, "processing", a time, cents),
+# so that the pages of ``tasks list --all``, each printed as it comes, line up.
+MIN_WIDTHS = (32, len("processing"), len("2026-01-01 00:00:00Z"), len("$0.00"))
 
 
 class TaskLike(Protocol):
@@ -60,10 +63,10 @@ def row(task: TaskLike) -> tuple[str, str, str, str, str]:
 
 
 def table(tasks: Iterable[TaskLike], *, width: int | None = 120) -> list[str]:
-    """The header and one line per task; columns sized to their longest cell, the last one
-    cut to ``width`` (None: never cut)."""
+    """The header and one line per task; columns sized to their longest cell (at least
+    MIN_WIDTHS), the last one cut to ``width`` (None: never cut)."""
     rows = [HEADER, *(row(t) for t in tasks)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER) - 1)]
+    widths = [max(MIN_WIDTHS[i], *(len(r[i]) for r in rows)) for i in range(len(HEADER) - 1)]
     lines = []
     for r in rows:
         head = "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False))

@@ -31,6 +31,10 @@ class UsageError(ValueError):
     """An argument that cannot work; exit status 2 before anything is sent."""
 
 
+class WriteError(Exception):
+    """An image that could not be written (a full disk, a directory without permission)."""
+
+
 def choose_format(fmt: str | None, output: str | None) -> str:
     """The ``output_format`` to ask for: ``--format``, else the extension of ``-o``, else png.
     Raises UsageError when the two disagree."""
@@ -103,16 +107,22 @@ def output_paths(output: str | None, task_id: str, extensions: list[str],
 
 
 def write_file(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` whole (creating its directory), replacing any file there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    """Write ``data`` to ``path`` whole (creating its directory), replacing any file there;
+    raises WriteError when the system refuses."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise WriteError(f"cannot write the image {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would outlive the rename
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise WriteError(f"cannot write the image {path}: {exc.strerror or exc}") from exc
         raise
     return path
 

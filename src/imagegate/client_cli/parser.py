@@ -3,19 +3,71 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
-from typing import Any
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from imagegate_client.core import DEFAULT_MODEL
 
 from imagegate.client_cli import commands
 from imagegate.client_cli.outputs import FORMATS
 
-DEFAULT_MODEL = "nano-banana-2"
 BY_URL = "(asks a service by URL: --base-url, --api-key)"
 EXIT_STATUSES = """exit status: 0 ok, 1 task failed, 2 usage or invalid request,
 3 authentication or permission, 4 insufficient balance, 5 rate limited,
 6 server or connection error, 7 timed out waiting (--timeout),
 130 interrupted (the task id is printed), 141 stdout closed early.
 See docs/cli.md."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """``imagegate``'s parser: its subcommands' parsers are of this class too, and a refused
+    argument raises ArgumentsRefused (exit status 2, the message on stderr as argparse says
+    it) so that ``parse`` can answer a client command's --json with a JSON error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        text = f"{self.prog}: error: {message}"
+        print(text, file=sys.stderr)
+        raise ArgumentsRefused(text)
+
+
+class ArgumentsRefused(SystemExit):
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+
+def parse(parser: argparse.ArgumentParser,
+          argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; when it refuses an argument of a client command given
+    --json, stdout also gets the JSON error object the command prints for its other errors."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return parser.parse_args(words)
+    except ArgumentsRefused as exc:
+        if "--json" in words and _client_command(words):
+            print(json.dumps({"error": {"message": exc.message, "exitCode": 2,
+                                        "status": None, "field": None}}), flush=True)
+        raise
+
+
+def _client_command(words: list[str]) -> bool:
+    """Whether ``words`` name a client command (generate, tasks list, tasks cancel)."""
+    names = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in ("--data-dir", "--config"):
+            skip = True
+        elif not word.startswith("-"):
+            names.append(word)
+            if len(names) == 2:
+                break
+    return names[:1] == ["generate"] or names in (["tasks", "list"], ["tasks", "cancel"])
 
 
 def connection_options(*, model_filter: bool = False) -> argparse.ArgumentParser:
@@ -31,7 +83,7 @@ def connection_options(*, model_filter: bool = False) -> argparse.ArgumentParser
     else:
         common.add_argument("--model", default=os.environ.get("IMAGEGATE_MODEL") or
                             DEFAULT_MODEL, help="model id (default: $IMAGEGATE_MODEL or "
-                            "nano-banana-2)")
+                            f"{DEFAULT_MODEL})")
     common.add_argument("--json", action="store_true", help="print JSON for programs")
     common.set_defaults(client=True)
     return common

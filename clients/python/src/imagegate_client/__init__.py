@@ -5,6 +5,10 @@
     with Client("http://127.0.0.1:8000", "ig_...") as client:
         generation = client.generate("a fox in watercolor", aspect_ratio="16:9")
         generation.images[0].save(".")
+
+Inside: ``wire_models.py`` holds the API's JSON as msgspec structs (shared with the service),
+``wire.py`` turns requests and answers into them and back, and ``records.py`` holds what the
+client hands its caller, apart from the wire.
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack, cast
 
 import httpx
 
-from . import glue
-from .core import DEFAULT_MODEL, Core
+from . import httpx_adapter
+from .core import DEFAULT_MODEL, Core, SubmitOptions
 from .effects import Effect, Flow, Notify, OpenStream, ReadStream, Send, Sleep, Stepper
 from .errors import APIConnectionError
 from .records import Cancellation, Generation, ModelInfo, Progress, TaskPage, TaskStatus
@@ -79,20 +79,11 @@ class AsyncClient:
 
     # The API --------------------------------------------------------------------------------
 
-    async def submit(self, prompt: str, *, images: Sequence[str] = (), model: str | None = None,
-                     mode: str | None = None, aspect_ratio: str = "auto", resolution: str = "1k",
-                     output_format: str = "png", google_search: bool = False,
-                     num_images: int | None = None, seed: int | None = None,
-                     callback_url: str | None = None, source: str | None = None,
-                     idempotency_key: str | None = None) -> str:
+    async def submit(self, prompt: str, **options: Unpack[SubmitOptions]) -> str:
         """Submit a task; its id. Retried safely: the same Idempotency-Key (``idempotency_key``,
         or a uuid4 made for this call) goes with every try, so the task is made and charged
         once."""
-        return await self._run(self._core.submit(
-            prompt, images=images, model=model, mode=mode, aspect_ratio=aspect_ratio,
-            resolution=resolution, output_format=output_format, google_search=google_search,
-            num_images=num_images, seed=seed, callback_url=callback_url, source=source,
-            idempotency_key=idempotency_key))
+        return await self._run(self._core.submit(prompt, **options))
 
     async def status(self, task_id: str, *, model: str | None = None) -> TaskStatus:
         return await self._run(self._core.status(task_id, model=model))
@@ -105,20 +96,13 @@ class AsyncClient:
         return await self._run(self._core.wait(task_id, model=model, timeout=timeout,
                                                on_progress=on_progress))
 
-    async def generate(self, prompt: str, *, images: Sequence[str] = (), model: str | None = None,
-                       mode: str | None = None, aspect_ratio: str = "auto", resolution: str = "1k",
-                       output_format: str = "png", google_search: bool = False,
-                       num_images: int | None = None, seed: int | None = None,
-                       callback_url: str | None = None, source: str | None = None,
-                       idempotency_key: str | None = None,
+    async def generate(self, prompt: str, *,
                        timeout: float | None = None,  # noqa: ASYNC109 (the same as Client's)
-                       on_progress: Callable[[Progress], object] | None = None) -> Generation:
+                       on_progress: Callable[[Progress], object] | None = None,
+                       **options: Unpack[SubmitOptions]) -> Generation:
         """Submit, wait, and download every result image (raises as submit and wait do)."""
-        return await self._run(self._core.generate(
-            prompt, images=images, model=model, mode=mode, aspect_ratio=aspect_ratio,
-            resolution=resolution, output_format=output_format, google_search=google_search,
-            num_images=num_images, seed=seed, callback_url=callback_url, source=source,
-            idempotency_key=idempotency_key, timeout=timeout, on_progress=on_progress))
+        return await self._run(self._core.generate(prompt, timeout=timeout,
+                                                  on_progress=on_progress, **options))
 
     async def cancel(self, task_id: str, *, model: str | None = None) -> Cancellation:
         return await self._run(self._core.cancel(task_id, model=model))
@@ -139,16 +123,11 @@ class AsyncClient:
                          created_before: int | datetime | None = None, limit: int | None = None,
                          cursor: str | None = None) -> AsyncIterator[TaskStatus]:
         """Every task the filters select, page after page (``limit`` per page)."""
-        while True:
-            page = await self.list_tasks(state=state, model=model,
-                                         created_after=created_after,
-                                         created_before=created_before, limit=limit,
-                                         cursor=cursor)
-            for task in page.tasks:
+        for page in self._core.task_pages(state=state, model=model, created_after=created_after,
+                                          created_before=created_before, limit=limit,
+                                          cursor=cursor):
+            for task in (await self._run(page)).tasks:
                 yield task
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
 
     async def balance(self) -> Decimal:
         return await self._run(self._core.balance())
@@ -194,27 +173,27 @@ class AsyncClient:
         return None
 
     async def _send(self, request: Request) -> Reply:
-        built = glue.http_request(self._http, request, self._core.timeout)
+        built = httpx_adapter.http_request(self._http, request, self._core.timeout)
         try:
             response = await self._http.send(built, follow_redirects=request.follow_redirects)
         except httpx.RequestError as exc:
-            raise glue.connection_error(exc, request) from exc
-        return glue.reply(response, response.content)
+            raise httpx_adapter.connection_error(exc, request) from exc
+        return httpx_adapter.reply(response, response.content)
 
     async def _open(self, request: Request, read_timeout: float, stream: _Stream) -> Reply:
         await stream.close()
-        built = glue.http_request(self._http, request, self._core.timeout, read_timeout)
+        built = httpx_adapter.http_request(self._http, request, self._core.timeout, read_timeout)
         try:
             response = await self._http.send(built, stream=True)
-            if not glue.is_event_stream(response):
+            if not httpx_adapter.is_event_stream(response):
                 try:
-                    return glue.reply(response, await response.aread())
+                    return httpx_adapter.reply(response, await response.aread())
                 finally:
                     await response.aclose()
         except httpx.RequestError as exc:
-            raise glue.connection_error(exc, request) from exc
+            raise httpx_adapter.connection_error(exc, request) from exc
         stream.response, stream.chunks = response, response.aiter_bytes()
-        return glue.reply(response, b"")
+        return httpx_adapter.reply(response, b"")
 
     @staticmethod
     async def _read(stream: _Stream) -> bytes:
@@ -223,4 +202,4 @@ class AsyncClient:
         try:
             return await anext(stream.chunks, b"")
         except httpx.RequestError as exc:
-            raise glue.connection_error(exc, Request("GET", "stream")) from exc
+            raise httpx_adapter.connection_error(exc, Request("GET", "stream")) from exc

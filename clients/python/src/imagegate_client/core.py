@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from . import errors, images, wire
 from .backoff import RetryPolicy
@@ -22,12 +22,31 @@ from .records import Cancellation, GeneratedImage, Generation, ModelInfo, TaskPa
 from .waiting import Waiter
 from .wire import Request, Wire
 
-__all__ = ["DEFAULT_MODEL", "Core"]
+__all__ = ["DEFAULT_MODEL", "Core", "SubmitOptions"]
 
 DEFAULT_MODEL = "nano-banana-2"
 T = TypeVar("T")
 BASE_URL_VARIABLE = "IMAGEGATE_BASE_URL"
 API_KEY_VARIABLE = "IMAGEGATE_API_KEY"
+
+
+class SubmitOptions(TypedDict, total=False):
+    """The keywords of ``submit`` and ``generate`` (docs/sdk.md). Left out: ``images`` (),
+    ``aspect_ratio`` "auto", ``resolution`` "1k", ``output_format`` "png", ``google_search``
+    False, ``model`` the client's, a new ``idempotency_key`` per call, the others not sent."""
+
+    images: Sequence[str]
+    model: str | None
+    mode: str | None
+    aspect_ratio: str
+    resolution: str
+    output_format: str
+    google_search: bool
+    num_images: int | None
+    seed: int | None
+    callback_url: str | None
+    source: str | None
+    idempotency_key: str | None
 
 
 @dataclass(frozen=True)
@@ -45,12 +64,15 @@ class Core:
     def configure(cls, base_url: str | None, api_key: str | None, *, model: str,
                   timeout: float, max_retries: int, poll_interval: float,
                   retry_base_delay: float, environ: Mapping[str, str] | None = None) -> Core:
-        """Raises ValueError naming the argument and the variable when either is missing."""
+        """Raises ValueError naming the argument (and the variable) when either is missing,
+        or when the base URL is not an http(s) one."""
         env = os.environ if environ is None else environ
         base_url = base_url or env.get(BASE_URL_VARIABLE)
         api_key = api_key or env.get(API_KEY_VARIABLE)
         if not base_url:
             raise ValueError(f"base_url is missing: pass it or set {BASE_URL_VARIABLE}")
+        if not base_url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"base_url {base_url!r} must start with http:// or https://")
         if not api_key:
             raise ValueError(f"api_key is missing: pass it or set {API_KEY_VARIABLE}")
         policy = RetryPolicy(max_retries=max_retries, base=retry_base_delay)
@@ -60,18 +82,21 @@ class Core:
         reply = yield from call(self.policy, request)
         return wire.data_of(reply)
 
-    def submit(self, prompt: str, *, images: Sequence[str] = (), model: str | None = None,
-               mode: str | None = None, aspect_ratio: str = "auto", resolution: str = "1k",
-               output_format: str = "png", google_search: bool = False,
-               num_images: int | None = None, seed: int | None = None,
-               callback_url: str | None = None, source: str | None = None,
-               idempotency_key: str | None = None) -> Flow[str]:
+    def submit(self, prompt: str, **options: Unpack[SubmitOptions]) -> Flow[str]:
+        unknown = options.keys() - SubmitOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"submit() got unexpected keyword arguments: {sorted(unknown)}")
         body = wire.submit_body(
-            prompt, images=images, mode=mode, aspect_ratio=aspect_ratio, resolution=resolution,
-            output_format=output_format, google_search=google_search, num_images=num_images,
-            seed=seed, callback_url=callback_url, source=source)
-        key = idempotency_key or str(uuid.uuid4())
-        data = yield from self._data(self.wire.submit(model or self.model, body, key))
+            prompt, images=options.get("images", ()), mode=options.get("mode"),
+            aspect_ratio=options.get("aspect_ratio", "auto"),
+            resolution=options.get("resolution", "1k"),
+            output_format=options.get("output_format", "png"),
+            google_search=options.get("google_search", False),
+            num_images=options.get("num_images"), seed=options.get("seed"),
+            callback_url=options.get("callback_url"), source=options.get("source"))
+        key = options.get("idempotency_key") or str(uuid.uuid4())
+        model = options.get("model") or self.model
+        data = yield from self._data(self.wire.submit(model, body, key))
         return wire.task_id_of(data)
 
     def status(self, task_id: str, *, model: str | None = None) -> Flow[TaskStatus]:
@@ -88,7 +113,7 @@ class Core:
 
     def generate(self, prompt: str, *, timeout: float | None = None,
                  on_progress: Callable[[Any], Any] | None = None,
-                 **submit: Any) -> Flow[Generation]:
+                 **submit: Unpack[SubmitOptions]) -> Flow[Generation]:
         task_id = yield from self.submit(prompt, **submit)
         # The task was just made: the first status read waits a poll interval (contract §14).
         task = yield from self.wait(task_id, model=submit.get("model"), timeout=timeout,
@@ -112,6 +137,22 @@ class Core:
         data = yield from self._data(self.wire.tasks(params))
         return wire.task_page(data, model)
 
+    def task_pages(self, *, state: str | Sequence[str] | None = None, model: str | None = None,
+                   created_after: int | datetime | None = None,
+                   created_before: int | datetime | None = None, limit: int | None = None,
+                   cursor: str | None = None) -> Iterator[Flow[TaskPage]]:
+        """The flows of the pages the filters select, in order, for ``iter_tasks``: a shell
+        runs each before it takes the next, which starts where that page ended; none after
+        the last page."""
+        while True:
+            ran: list[TaskPage] = []
+            yield _into(ran, self.list_tasks(
+                state=state, model=model, created_after=created_after,
+                created_before=created_before, limit=limit, cursor=cursor))
+            if not ran or ran[0].next_cursor is None:
+                return
+            cursor = ran[0].next_cursor
+
     def balance(self) -> Flow[Decimal]:
         return wire.balance((yield from self._data(self.wire.balance())))
 
@@ -130,6 +171,13 @@ class Core:
         if not media.startswith("image/"):
             media = images.sniff_media_type(reply.body) or media or "application/octet-stream"
         return GeneratedImage(url, reply.body, media)
+
+
+def _into(ran: list[T], flow: Flow[T]) -> Flow[T]:
+    """``flow``, its result also appended to ``ran``."""
+    result = yield from flow
+    ran.append(result)
+    return result
 
 
 def _about(task_id: str, flow: Flow[T]) -> Flow[T]:

@@ -85,8 +85,13 @@ class GeneratedImage:
     @property
     def filename(self) -> str:
         """The last segment of the URL's path, with an extension from the media type when it
-        has none."""
-        name = unquote(urlsplit(self.url).path.rsplit("/", 1)[-1]) or "image"
+        has none. Only a plain file name: what decodes to a path (``..%2Fx.png``) keeps its last
+        part, and ``.``, ``..`` or nothing becomes ``image``, so that ``save(directory)``
+        never writes outside the directory."""
+        segment = unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
+        name = segment.replace("\\", "/").rsplit("/", 1)[-1].replace("\0", "")
+        if name in ("", ".", ".."):
+            name = "image"
         if "." not in name:
             name += _EXTENSIONS.get(self.media_type, "")
         return name

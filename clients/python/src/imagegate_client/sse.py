@@ -3,9 +3,14 @@
 Feed it the bytes as they arrive, in chunks of any size; it returns the events completed so
 far. It follows the WHATWG rules: lines end in CRLF, LF or CR; a line starting with ``:`` is a
 comment; ``field: value`` loses one space after the colon; ``data`` lines join with newlines;
-an empty line dispatches the event (none when it has no data); ``id`` is remembered across
-events as ``last_event_id`` (the value to send back as ``Last-Event-ID``), and ``retry`` sets
-``retry_ms``, the reconnection delay. A line longer than ``MAX_LINE_CHARS`` is refused
+an empty line dispatches the event (none when it has no data); ``retry`` sets ``retry_ms``, the
+reconnection delay. An ``id`` line fills the last event ID buffer, which becomes
+``last_event_id`` (the value to send back as ``Last-Event-ID``) only when the event is
+dispatched: a stream cut inside an event must not resume past it.
+
+One parser reads one connection. A reconnection starts a new one, given the previous one's
+``last_event_id`` and ``retry_ms``: half an event left by a cut stream is dropped, not glued
+onto the next stream's first line. A line longer than ``MAX_LINE_CHARS`` is refused
 (ValueError): an event of this API is a few kilobytes, and a stream that never ends a line
 would otherwise grow the buffer without bound.
 """
@@ -25,21 +30,19 @@ class ServerSentEvent:
     event: str
     data: str
     id: str | None
-    retry: int | None = None
 
 
 class SSEParser:
-    def __init__(self) -> None:
+    def __init__(self, last_event_id: str | None = None, retry_ms: int | None = None) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""
         self._started = False
         self._pending_cr = False
         self._event = ""
         self._data: list[str] = []
-        self._retry: int | None = None
-        self.last_event_id: str | None = None
-        self.retry_ms: int | None = None
-        self.comments = 0
+        self._id_buffer = last_event_id
+        self.last_event_id = last_event_id
+        self.retry_ms = retry_ms
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """The events that ``chunk`` completes, in order; raises ValueError when a line grows
@@ -66,7 +69,6 @@ class SSEParser:
         if not line:
             return self._dispatch()
         if line.startswith(":"):
-            self.comments += 1
             return None
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
@@ -76,14 +78,15 @@ class SSEParser:
         elif name == "data":
             self._data.append(value)
         elif name == "id" and "\0" not in value:
-            self.last_event_id = value
+            self._id_buffer = value
         elif name == "retry" and value.isascii() and value.isdigit():
-            self.retry_ms = self._retry = int(value)
+            self.retry_ms = int(value)
         return None
 
     def _dispatch(self) -> ServerSentEvent | None:
-        data, event, retry = self._data, self._event, self._retry
-        self._data, self._event, self._retry = [], "", None
+        data, event = self._data, self._event
+        self._data, self._event = [], ""
+        self.last_event_id = self._id_buffer
         if not data:
             return None
-        return ServerSentEvent(event or "message", "\n".join(data), self.last_event_id, retry)
+        return ServerSentEvent(event or "message", "\n".join(data), self.last_event_id)

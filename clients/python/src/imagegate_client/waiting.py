@@ -116,20 +116,24 @@ class Waiter:
 
     def _stream(self) -> Flow[TaskStatus | None]:
         """The finished task, or None when the server has no stream to offer."""
-        parser = SSEParser()
+        last_event_id: str | None = None
+        retry_ms: int | None = None
         while True:
             left = self._remaining()
             read_timeout = STREAM_IDLE_S if left is None else min(STREAM_IDLE_S, left)
-            request = self.wire.stream(self.model, self.task_id, parser.last_event_id)
+            request = self.wire.stream(self.model, self.task_id, last_event_id)
             reply = yield from self._call(request, read_timeout)
             if not _is_stream(reply):
                 if reply.status in _NO_STREAM or reply.status < 400:
                     return None
                 raise wire.error_for(reply.status, reply.headers, reply.body)
+            # One parser per connection: what a cut left half-read is dropped with it.
+            parser = SSEParser(last_event_id, retry_ms)
             task = yield from self._read(parser)
             if task is not None:
                 return task
-            delay = (parser.retry_ms if parser.retry_ms is not None else 1000) / 1000
+            last_event_id, retry_ms = parser.last_event_id, parser.retry_ms
+            delay = (retry_ms if retry_ms is not None else 1000) / 1000
             left = self._remaining()
             yield Sleep(delay if left is None else min(delay, left))
 

@@ -36,8 +36,8 @@ USER_AGENT = "imagegate-client/0.1.0"
 @dataclass(frozen=True)
 class Request:
     """One HTTP request. ``repeatable``: sending it twice does no harm (reads; submits, which
-    carry an Idempotency-Key). ``stream``: the answer may be an event stream, read as it comes.
-    """
+    carry an Idempotency-Key). Whether the answer is read as an event stream is the effect's
+    choice (effects.OpenStream), not the request's."""
 
     method: str
     url: str
@@ -301,9 +301,15 @@ def cancellation(data: Any) -> Cancellation:
 
 
 def task_page(data: Any, model: str | None) -> TaskPage:
-    page = read_as(models.TaskPage, data, "task list")
-    items = data["tasks"]  # the raw items too: each TaskStatus keeps what was sent
-    return TaskPage(tuple(task_status(item, model) for item in items), page.nextCursor or None)
+    """A list answer's ``data``; each listed task is read as a status read's (task_status),
+    nulls and all, and keeps what was sent."""
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    cursor = data.get("nextCursor") if isinstance(data, dict) else None
+    if not isinstance(tasks, list) or not isinstance(cursor, str | None):
+        raise errors.ServerError("the task list answered does not match the API: it needs "
+                                 "tasks (an array) and nextCursor (a string or null)",
+                                 status=200, body=data)
+    return TaskPage(tuple(task_status(item, model) for item in tasks), cursor or None)
 
 
 def balance(data: Any) -> Decimal:

@@ -11,6 +11,12 @@ answer is ``UNSET``, never ``None``: the service omits what does not apply.
 A struct may carry ``json_schema_extra``, keywords its schema needs beyond its fields' own (the
 rules between fields: ``if``/``then``/``else``).
 
+The limits of what only the service answers (a page's length, a source's, a queue position,
+a model's lists and counts) are written as ``extra_json_schema``: the document states them,
+but decoding does not enforce them, so that a server that raises one of its input limits does
+not break the clients already deployed. The limits of what a client sends stay ``Meta``
+constraints, which the service enforces.
+
     >>> import msgspec
     >>> msgspec.json.decode(b'{"taskId": "t", "state": "processing", "createTime": 1}',
     ...                     type=Task).state
@@ -253,20 +259,22 @@ class Task(Struct, kw_only=True, omit_defaults=True):
         description="Extension: Unix ms after which the result URLs answer 410. Present only "
                     "when state is success.")] | UnsetType = UNSET
     cost: Annotated[float, Meta(
-        ge=0, description="Extension: USD charged. Present only once the charge is settled "
-                          "(a successful task).")] | UnsetType = UNSET
+        extra_json_schema={"minimum": 0},
+        description="Extension: USD charged. Present only once the charge is settled "
+                    "(a successful task).")] | UnsetType = UNSET
     queuePosition: Annotated[int, Meta(
-        ge=1, description="Extension, in streamTask's status events only, while the task "
-                          "waits in the queue (stage queued or retrying): 1 + the queued tasks "
-                          "of its model ahead of it, in the order workers claim them (1 = "
-                          "next to be claimed).")] | UnsetType = UNSET
+        extra_json_schema={"minimum": 1},
+        description="Extension, in streamTask's status events only, while the task waits in "
+                    "the queue (stage queued or retrying): 1 + the queued tasks of its model "
+                    "ahead of it, in the order workers claim them (1 = next to be claimed).",
+    )] | UnsetType = UNSET
 
 
 class TaskListItem(Task, kw_only=True, omit_defaults=True):
     """A task exactly as statusTask answers it, and its source."""
 
     source: Annotated[str, Meta(
-        max_length=MAX_SOURCE_CHARS,
+        extra_json_schema={"maxLength": MAX_SOURCE_CHARS},
         description="Extension of the list: the source the submit sent; absent when it sent "
                     "none.")] | UnsetType = UNSET
 
@@ -275,7 +283,7 @@ class TaskPage(Struct, kw_only=True):
     """The ``data`` of a list answer: a page of the key's tasks."""
 
     tasks: Annotated[list[TaskListItem], Meta(
-        max_length=MAX_PAGE_TASKS, description="Newest first; at most limit.")]
+        extra_json_schema={"maxItems": MAX_PAGE_TASKS}, description="Newest first; at most limit.")]
     nextCursor: Annotated[str | None, Meta(
         description="The cursor of the next page; null on the last.")]
 
@@ -295,11 +303,11 @@ class CancelData(Struct, kw_only=True):
 # The catalogue (docs/contract.md §9) -------------------------------------------------------------
 
 
-_LISTED = Meta(min_length=1, extra_json_schema={"uniqueItems": True})
+_LISTED = Meta(extra_json_schema={"minItems": 1, "uniqueItems": True})
 _Ratios = Annotated[list[Annotated[str, one_of(RATIOS)]], _LISTED]
 _Resolutions = Annotated[list[Annotated[str, one_of(RESOLUTIONS)]], _LISTED]
 _OutputFormats = Annotated[list[Annotated[str, one_of(OUTPUT_FORMATS)]], _LISTED]
-_COUNT = Meta(ge=1)
+_COUNT = Meta(extra_json_schema={"minimum": 1})
 
 
 class Model(Struct, kw_only=True):
@@ -318,7 +326,7 @@ class Model(Struct, kw_only=True):
         description="The most image_urls of an image-to-image task.")]
     maxImages: Annotated[int, _COUNT, Meta(
         description="The largest num_images of a task.")]
-    prices: Annotated[dict[str, Annotated[float, Meta(ge=0)]], Meta(
+    prices: Annotated[dict[str, Annotated[float, Meta(extra_json_schema={"minimum": 0})]], Meta(
         description="USD charged per output image, by resolution (each of resolutions).",
         extra_json_schema={"propertyNames": {"enum": list(RESOLUTIONS)}})]
     googleSearch: Annotated[bool, Meta(

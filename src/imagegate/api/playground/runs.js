@@ -235,7 +235,7 @@ export class Run {
   }
 
   figure(url, index) {
-    const name = decodeURIComponent(new URL(url, location.href).pathname.split("/").pop() || "");
+    const name = fileName(url);
     const file = `${this.taskId.slice(0, 8)}-${name || `image-${index}`}`;
     const size = h("span", {class: "muted small"});
     const img = h("img", {src: url, alt: `Result ${index + 1} of task ${this.taskId}`,
@@ -254,5 +254,15 @@ export class Run {
         h("span", {}, `Image ${index + 1} `, size),
         h("a", {href: url, download: file, class: "button ghost small download"}, "Download")));
     return figure;
+  }
+}
+
+/** The last segment of a URL's path, decoded where it decodes (a stray % stays as sent). */
+function fileName(url) {
+  const segment = new URL(url, location.href).pathname.split("/").pop() || "";
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
   }
 }

@@ -9,20 +9,28 @@ import {ApiError, api, authHeaders, errorOf} from "./api.js";
 // the task as it is then, so that the stage shown stays current.
 const POLL_WAIT_S = 2;
 const MAX_FAILURES = 4;
+// The server sends a keep-alive comment every 15 s; this long without a byte, the connection
+// is taken for dead (a half-open one never ends by itself) and opened again.
+export const timing = {streamIdleMs: 45_000};
 
 /**
  * An incremental parser of the text/event-stream format (the WHATWG HTML standard, "server-sent
- * events"): feed it decoded text; it calls ``onEvent({event, data, id})`` for each message and
- * remembers the last event id and the retry delay the server asked for.
+ * events") for one connection: feed it decoded text; it calls ``onEvent({event, data, id})``
+ * for each message and keeps the retry delay the server asked for and the last event id. An
+ * ``id`` line fills the last event ID buffer, which becomes ``state.lastEventId`` (the id to
+ * resume from) only when its event is dispatched: a stream cut inside an event must not resume
+ * past it. A reconnection gets a new parser, started from the previous one's ``state``.
  */
-export function eventParser(onEvent) {
+export function eventParser(onEvent, {lastEventId = "", retryMs = null} = {}) {
   let buffer = "";
   let data = [];
   let type = "";
-  const state = {lastEventId: "", retryMs: null};
+  let idBuffer = lastEventId;
+  const state = {lastEventId, retryMs};
 
   function line(text) {
     if (text === "") {
+      state.lastEventId = idBuffer;
       if (data.length) onEvent({event: type || "message", data: data.join("\n"),
                                 id: state.lastEventId});
       data = [];
@@ -36,7 +44,7 @@ export function eventParser(onEvent) {
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "event") type = value;
     else if (field === "data") data.push(value);
-    else if (field === "id" && !value.includes("\0")) state.lastEventId = value;
+    else if (field === "id" && !value.includes("\0")) idBuffer = value;
     else if (field === "retry" && /^\d+$/.test(value)) state.retryMs = Number(value);
   }
 
@@ -85,15 +93,22 @@ async function stream({model, taskId, onStatus, onTransport, signal}) {
   let announced = false;
   while (!signal?.aborted) {
     let response;
+    // Aborts this connection alone when it goes quiet; ``signal`` stops the whole watch.
+    const idle = new AbortController();
+    const unanswered = setTimeout(() => idle.abort(), timing.streamIdleMs);
     try {
       const headers = {...authHeaders(), Accept: "text/event-stream"};
       if (lastEventId) headers["Last-Event-ID"] = lastEventId;
-      response = await fetch(api.streamUrl(model, taskId), {headers, signal, cache: "no-store"});
+      const either = signal ? AbortSignal.any([signal, idle.signal]) : idle.signal;
+      response = await fetch(api.streamUrl(model, taskId),
+                             {headers, signal: either, cache: "no-store"});
     } catch (err) {
       if (signal?.aborted) return undefined;
       if (++failures >= MAX_FAILURES) throw new NoStream(String(err));
       await sleep(retryMs * failures, signal);
       continue;
+    } finally {
+      clearTimeout(unanswered);
     }
     const type = response.headers.get("content-type") || "";
     if (response.ok && !type.startsWith("text/event-stream")) throw new NoStream("not a stream");
@@ -112,8 +127,8 @@ async function stream({model, taskId, onStatus, onTransport, signal}) {
       onTransport?.("stream");
     }
     failures = 0;
-    const outcome = await readStream(response, onStatus, signal);
-    if (outcome.lastEventId) lastEventId = outcome.lastEventId;
+    const outcome = await readStream(response, onStatus, idle, {lastEventId, retryMs});
+    lastEventId = outcome.lastEventId;
     if (outcome.retryMs !== null) retryMs = outcome.retryMs;
     if (outcome.done) return outcome.done;
     if (!signal?.aborted) await sleep(retryMs, signal);  // ended early: resume from the last id
@@ -121,7 +136,12 @@ async function stream({model, taskId, onStatus, onTransport, signal}) {
   return undefined;
 }
 
-async function readStream(response, onStatus, signal) {
+/**
+ * The events of one connection until ``done`` or the stream's end: a connection that fails, or
+ * sends nothing for ``timing.streamIdleMs`` (then ``idle`` aborts it), ends the read, to be
+ * resumed. Only the reads are guarded: an error of ``onStatus`` is not a lost connection.
+ */
+async function readStream(response, onStatus, idle, resumeFrom) {
   let done = null;
   const parser = eventParser(({event, data}) => {
     let parsed;
@@ -132,17 +152,28 @@ async function readStream(response, onStatus, signal) {
     }
     if (event === "status") onStatus(parsed);
     else if (event === "done") done = parsed.data ?? parsed;
-  });
+  }, resumeFrom);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let timer;
+  const quiet = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => idle.abort(), timing.streamIdleMs);
+  };
   try {
+    quiet();
     while (!done) {
-      const {value, done: ended} = await reader.read();
-      if (ended) break;
-      parser.feed(value);
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch {
+        break;  // the connection failed, or was aborted (by the page, or as idle)
+      }
+      if (chunk.done) break;
+      quiet();
+      parser.feed(chunk.value);
     }
-  } catch (err) {
-    if (!signal?.aborted && err.name !== "AbortError" && !(err instanceof TypeError)) throw err;
   } finally {
+    clearTimeout(timer);
     reader.cancel().catch(() => {});
   }
   return {done, lastEventId: parser.state.lastEventId, retryMs: parser.state.retryMs};

@@ -23,6 +23,7 @@ const $ = {
 
 let cursor = null;
 let loading = null;
+let reloads = 0;  // an answer asked for before the latest reload is dropped
 let opened = null;
 let hooks = {};
 
@@ -73,14 +74,17 @@ export const tasks = {
   },
 };
 
-async function load(fresh) {
-  if (loading) await loading;
+function load(fresh) {
+  if (fresh) reloads += 1;
+  else if (loading) return loading;  // "Load more" while a page is coming: that page
+  const mine = reloads;
   const params = {limit: String(PAGE)};
   if (!fresh && cursor) params.cursor = cursor;
   if ($.state.value) params.state = $.state.value;
   if ($.model.value) params.model = $.model.value;
   $.error.hidden = true;
-  loading = api.tasks(params).then((page) => {
+  const request = api.tasks(params).then((page) => {
+    if (mine !== reloads) return;
     if (fresh) clear($.body);
     $.body.append(...page.tasks.map(row));
     cursor = page.nextCursor;
@@ -88,11 +92,15 @@ async function load(fresh) {
     $.empty.hidden = $.body.childElementCount > 0;
     $.head.hidden = !$.empty.hidden;
   }).catch((err) => {
+    if (mine !== reloads) return;
     $.error.textContent = `The task list cannot be read (${err.status || "no answer"}): ` +
                           err.message;
     $.error.hidden = false;
-  }).finally(() => { loading = null; });
-  return loading;
+  }).finally(() => {
+    if (loading === request) loading = null;
+  });
+  loading = request;
+  return request;
 }
 
 function stateLabel(task) {
