@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from imagegate.app.queue_positions import QueuePositions, Spot
-from imagegate.app.tasks import StatusAnswer
-from imagegate.errors import NotFound, TooManyRequests, Unauthorized, quoted
+from imagegate.app.tasks import Tasks, json_bytes
+from imagegate.errors import TooManyRequests, Unauthorized
 from imagegate.events import Progress, TaskEvents, Watch
-from imagegate.store.base import ApiKey, Store
+from imagegate.store.base import ApiKey
 from imagegate.tasks import Task, TaskState, render_status
 
 __all__ = ["KEEP_ALIVE", "KEEP_ALIVE_S", "MAX_STREAMS_PER_KEY", "MAX_STREAM_S", "RETRY_MS",
@@ -78,16 +77,15 @@ Authorize = Callable[[], Awaitable[object]]
 class Streams:
     """``follow`` a task. ``close`` ends every stream of the process (shutdown)."""
 
-    def __init__(self, store: Store, events: TaskEvents, positions: QueuePositions, *,
-                 base_url: str, keep_alive_s: float = KEEP_ALIVE_S,
+    def __init__(self, tasks: Tasks, events: TaskEvents, positions: QueuePositions, *,
+                 keep_alive_s: float = KEEP_ALIVE_S,
                  max_duration_s: float = MAX_STREAM_S,
                  max_per_key: int = MAX_STREAMS_PER_KEY, max_unfinished: int = 0) -> None:
         """``max_unfinished``: the unfinished tasks a key without a limit of its own may have
         (a key may hold a stream of each)."""
-        self.store = store
+        self.tasks = tasks
         self.events = events
         self.positions = positions
-        self.base_url = base_url
         self.keep_alive_s = keep_alive_s
         self.max_duration_s = max_duration_s
         self.max_per_key = max_per_key
@@ -141,7 +139,7 @@ class Streams:
         loop = asyncio.get_running_loop()
         ends = loop.time() + self.max_duration_s
         with self.events.watch(task_id) as watch, self.positions.track(task_id) as spot:
-            task = await self._read(key, model_id, task_id)  # after the watch began
+            task = await self.tasks.owned(key, task_id, model_id)  # after the watch began
             sent, opened, versions = last_event_id, False, [task]
             quiet_since, recheck_at = loop.time(), self._recheck_at(loop)
             while True:
@@ -163,7 +161,7 @@ class Streams:
                     return  # the key was revoked: its client reconnects to a 401
                 versions, read = self._heard(task, watch, spot)
                 if read or loop.time() >= recheck_at:
-                    versions.append(await self._read(key, model_id, task_id))
+                    versions.append(await self.tasks.owned(key, task_id, model_id))
                     recheck_at = self._recheck_at(loop)
                 elif not versions and spot.moved.is_set():
                     versions = [task]  # only its position changed
@@ -171,12 +169,6 @@ class Streams:
                 if not versions and loop.time() >= quiet_since + self.keep_alive_s:
                     quiet_since = loop.time()
                     yield KEEP_ALIVE
-
-    async def _read(self, key: ApiKey, model_id: str, task_id: str) -> Task:
-        task = await self.store.get_task(task_id)
-        if task is None or task.account_id != key.account_id or task.model != model_id:
-            raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
-        return task
 
     def _recheck_at(self, loop: asyncio.AbstractEventLoop) -> float:
         recheck = self.events.recheck_s
@@ -212,18 +204,18 @@ class Streams:
     async def _snapshot(self, task: Task, spot: Spot) -> StreamEvent:
         queued = task.state is TaskState.QUEUED
         spot.want(queued)
-        data = render_status(task, self.base_url)
+        data = render_status(task, self.tasks.base_url)
         event_id = f"{task.attempt}.{task.stage}"
         if queued:
             position = spot.position if spot.known else await spot.first(FIRST_POSITION_S)
             if position is not None:
                 data["queuePosition"] = position
                 event_id += f".{position}"
-        return StreamEvent(EventKind.STATUS, event_id, _json(data))
+        return StreamEvent(EventKind.STATUS, event_id, json_bytes(data))
 
     def _done(self, task: Task) -> StreamEvent:
-        answer = StatusAnswer(render_status(task, self.base_url))
-        return StreamEvent(EventKind.DONE, f"{task.attempt}.done", answer.body)
+        """The status answer's whole body, the very bytes statusTask answers."""
+        return StreamEvent(EventKind.DONE, f"{task.attempt}.done", self.tasks.answer(task).body)
 
 
 async def _still_allowed(authorize: Authorize | None) -> bool:
@@ -247,8 +239,3 @@ def _advanced(task: Task, note: Progress) -> Task | None:
         return None
     return dataclasses.replace(task, state=TaskState.RUNNING, stage=note.stage,
                                attempt=note.attempt)
-
-
-def _json(data: dict[str, object]) -> bytes:
-    return json.dumps(data, ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":")).encode()
