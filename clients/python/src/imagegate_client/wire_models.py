@@ -263,8 +263,12 @@ class Task(Struct, kw_only=True, omit_defaults=True):
 
 
 class TaskListItem(Task, kw_only=True, omit_defaults=True):
-    """A task exactly as statusTask answers it, and its source."""
+    """A task exactly as statusTask answers it, its model, and its source."""
 
+    model: Annotated[str, Meta(
+        examples=["nano-banana-2"],
+        description="Extension of the list, always sent: the model the task was submitted "
+                    "to, the {model} to read, stream or cancel it with.")] | UnsetType = UNSET
     source: Annotated[str, Meta(
         max_length=MAX_SOURCE_CHARS,
         description="Extension of the list: the source the submit sent; absent when it sent "
