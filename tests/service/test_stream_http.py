@@ -173,6 +173,27 @@ def test_the_queue_position_counts_down_as_earlier_tasks_are_claimed() -> None:
         assert [(await h.task(t)).state.value for t in ahead] == ["succeeded", "succeeded"]
 
 
+def test_the_queue_position_counts_other_models_and_retries_once_they_are_due() -> None:
+    @scenario(worker_max_attempts=2, worker_retry_backoff_seconds=5)
+    async def _(h: Harness) -> None:
+        quick_positions(h)
+        new = await h.new_key()
+        retried = await h.submit(new.key, prompt="[sandbox:fail=Timeout:1] a fox")
+        await h.work()  # its first attempt fails: it waits 5 s for its second
+        h.clock.advance(1)
+        async with h.http(new.plain, streaming=True) as c:
+            r = await c.post("/api/v1/generateTask/nano-banana-pro", json=t2i("first"))
+            assert r.status_code == 200, r.text
+            h.clock.advance(1)
+            task_id = await submit(c, "second")
+            async with streaming(c, task_id) as s:
+                before_due = (await s.status())["data"]["queuePosition"]
+                h.clock.advance(5)  # the retry is due: a worker would take it first
+                once_due = (await s.status())["data"]["queuePosition"]
+        assert (await h.task(retried)).stage == "retrying"
+        assert (before_due, once_due) == (2, 3)
+
+
 def test_streams_of_many_queued_tasks_share_one_position_read() -> None:
     @scenario()
     async def _(h: Harness) -> None:

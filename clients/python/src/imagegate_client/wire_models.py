@@ -258,8 +258,11 @@ class Task(Struct, kw_only=True, omit_defaults=True):
     queuePosition: Annotated[int, Meta(
         ge=1, description="Extension, in streamTask's status events only, while the task "
                           "waits in the queue (stage queued or retrying): 1 + the queued tasks "
-                          "of its model ahead of it, in the order workers claim them (1 = "
-                          "next to be claimed).")] | UnsetType = UNSET
+                          "of any model, ready to run, that workers claim before it (oldest "
+                          "first; 1 = next to be claimed). A task waiting for its retry is "
+                          "placed where it stands once due. With workers dedicated to some "
+                          "models it counts other models' tasks too: at most the number "
+                          "ahead.")] | UnsetType = UNSET
 
 
 class TaskListItem(Task, kw_only=True, omit_defaults=True):
