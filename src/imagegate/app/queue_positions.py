@@ -50,7 +50,7 @@ class Spot:
     def queued(self) -> bool:
         return self._queued
 
-    def want(self, queued: bool) -> None:
+    def set_queued(self, queued: bool) -> None:
         """Say whether the stream's task is queued now (its position is then kept fresh)."""
         if queued == self._queued:
             return
@@ -108,7 +108,7 @@ class QueuePositions:
         try:
             yield spot
         finally:
-            spot.want(False)
+            spot.set_queued(False)
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
