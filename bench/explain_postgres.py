@@ -109,9 +109,10 @@ def queue_paths(done: int, queued: int) -> list[tuple[str, str, Any]]:
     (tsk_{done+1} is its oldest), and the same with one stream at its back."""
     front = [f"tsk_{done + g}" for g in range(1, 21)]
     return [
-        ("queue positions, 20 streams near the front", "queue_positions", {"ids": front}),
+        ("queue positions, 20 streams near the front", "queue_positions",
+         {"ids": front, "now": NOW}),
         ("queue positions, one of them at the back of the backlog", "queue_positions",
-         {"ids": [*front, f"tsk_{done + queued - 1}"]}),
+         {"ids": [*front, f"tsk_{done + queued - 1}"], "now": NOW}),
     ]
 
 

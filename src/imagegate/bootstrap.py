@@ -378,8 +378,7 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
                   redirect=settings.results_delivery == "redirect")
     models = Models(seams.routing, [name for name, cfg in settings.routes.items()
                                     if cfg.type == "sandbox"])
-    streams = Streams(seams.store, seams.events, QueuePositions(seams.store),
-                      base_url=settings.base_url,
+    streams = Streams(tasks, seams.events, QueuePositions(seams.store, seams.clock),
                       max_unfinished=settings.limits_max_concurrent_tasks)
     seams.metrics.watch_waiters(seams.events)
     return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), models,

@@ -151,9 +151,11 @@ def decode_cursor(text: str) -> tuple[int, str]:
 
 
 def render_item(task: Task, base_url: str) -> dict[str, Any]:
-    """A task as the list shows it: its status answer's ``data`` (``render_status``) and, when
-    the submit gave one, its ``source`` (an extension of the list alone)."""
+    """A task as the list shows it: its status answer's ``data`` (``render_status``), its
+    ``model`` (the ``{model}`` a client reads or cancels it under) and, when the submit gave
+    one, its ``source`` (extensions of the list alone)."""
     data = render_status(task, base_url)
+    data["model"] = task.model
     if task.source is not None:
         data["source"] = task.source
     return data

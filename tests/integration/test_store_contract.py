@@ -587,29 +587,36 @@ def test_claim_takes_the_oldest_first_and_starts_an_attempt_under_a_lease(store:
     run(scenario())
 
 
-def test_queue_positions_count_the_queued_tasks_of_the_model_ahead_in_claim_order(
-        store: Store) -> None:
+def test_queue_positions_count_what_claims_take_first_of_every_model(store: Store) -> None:
     async def scenario() -> None:
         await open_account(store, LOTS)
+        retried = make_task(created_ms=NOW)
+        await submitted(store, retried)
+        await claim_one(store, NOW + 1)
+        assert await store.retry_later(retried.id, 1, NOW + 10_000, (), "wait")
         first, second = make_task(created_ms=NOW + 10), make_task(created_ms=NOW + 20)
         tied = sorted([make_task(created_ms=NOW + 30), make_task(created_ms=NOW + 30)],
                       key=lambda t: t.id)
         other_model = make_task(created_ms=NOW + 5, model="another-model")
         later = make_task(created_ms=NOW + 40)
         await submitted(store, later, *tied, second, other_model, first)
-        ids = [first.id, second.id, *(t.id for t in tied), other_model.id, later.id]
-        assert await store.queue_positions(ids) == {
-            first.id: 1, second.id: 2, tied[0].id: 3, tied[1].id: 4, other_model.id: 1,
-            later.id: 5}
-        assert await store.queue_positions([later.id]) == {later.id: 5}
-        claimed = await claim_one(store, NOW + 100)  # other_model's task, the oldest
-        assert claimed.id == other_model.id
-        claimed = await claim_one(store, NOW + 100)
-        assert claimed.id == first.id
-        assert await store.queue_positions(ids) == {
-            second.id: 1, tied[0].id: 2, tied[1].id: 3, later.id: 4}
-        assert await store.queue_positions([first.id, "no-such-task"]) == {}
-        assert await store.queue_positions([]) == {}
+        ids = [retried.id, first.id, second.id, *(t.id for t in tied), other_model.id,
+               later.id]
+        # Before its retry is due the retried task is passed over (it stands first once due).
+        assert await store.queue_positions(ids, NOW + 100) == {
+            retried.id: 1, other_model.id: 1, first.id: 2, second.id: 3, tied[0].id: 4,
+            tied[1].id: 5, later.id: 6}
+        assert await store.queue_positions([later.id], NOW + 100) == {later.id: 6}
+        assert await store.queue_positions([later.id], NOW + 10_000) == {later.id: 7}
+        # From then on, position 1 is the task the next claim takes, whatever its model.
+        for left in range(len(ids), 0, -1):
+            positions = await store.queue_positions(ids, NOW + 10_000)
+            assert sorted(positions.values()) == list(range(1, left + 1))
+            claimed = await claim_one(store, NOW + 10_000)
+            assert positions[claimed.id] == 1
+        assert await store.queue_positions(ids, NOW + 10_000) == {}
+        assert await store.queue_positions([first.id, "no-such-task"], NOW) == {}
+        assert await store.queue_positions([], NOW) == {}
 
     run(scenario())
 

@@ -67,7 +67,7 @@ def test_the_list_pages_through_the_keys_tasks_newest_first() -> None:
     return None
 
 
-def test_each_item_is_the_status_answer_with_its_source() -> None:
+def test_each_item_is_the_status_answer_with_its_model_and_source() -> None:
     @scenario()
     async def _(h: Harness) -> None:
         made = await h.new_key("10")
@@ -83,10 +83,27 @@ def test_each_item_is_the_status_answer_with_its_source() -> None:
                 r = await c.get("/api/v1/statusTask/nano-banana-2", params={"taskId": task_id})
                 status = r.json()["data"]
                 extra = {"source": "my-app/2.0"} if task_id == tagged else {}
-                assert items[task_id] == {**status, **extra}
+                assert items[task_id] == {**status, "model": "nano-banana-2", **extra}
             assert items[tagged]["state"] == "success" and "resultJson" in items[tagged]
             assert items[failing]["failCode"] == "SensitiveContent"
             assert "source" not in items[queued]
+
+    return None
+
+
+def test_each_listed_task_can_be_cancelled_under_its_listed_model() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        made = await h.new_key("10")
+        async with h.http(made.plain) as c:
+            submitted = {await submit(c, model="nano-banana-pro"): "nano-banana-pro",
+                         await submit(c): "nano-banana-2"}
+            items = (await page(c))["tasks"]
+            assert {t["taskId"]: t["model"] for t in items} == submitted
+            for item in items:
+                r = await c.post(f"/api/v1/cancelTask/{item['model']}",
+                                 params={"taskId": item["taskId"]})
+                assert r.json()["data"]["state"] == "canceled", r.text
 
     return None
 

@@ -18,7 +18,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 from harness import Harness, scenario, t2i
+from starlette.types import ASGIApp
+from starlette.types import Message as AsgiMessage
+
+from imagegate.api.app import create_app
 
 STREAM = "/api/v1/streamTask/nano-banana-2"
 STATUS = "/api/v1/statusTask/nano-banana-2"
@@ -168,6 +173,27 @@ def test_the_queue_position_counts_down_as_earlier_tasks_are_claimed() -> None:
         assert [(await h.task(t)).state.value for t in ahead] == ["succeeded", "succeeded"]
 
 
+def test_the_queue_position_counts_other_models_and_retries_once_they_are_due() -> None:
+    @scenario(worker_max_attempts=2, worker_retry_backoff_seconds=5)
+    async def _(h: Harness) -> None:
+        quick_positions(h)
+        new = await h.new_key()
+        retried = await h.submit(new.key, prompt="[sandbox:fail=Timeout:1] a fox")
+        await h.work()  # its first attempt fails: it waits 5 s for its second
+        h.clock.advance(1)
+        async with h.http(new.plain, streaming=True) as c:
+            r = await c.post("/api/v1/generateTask/nano-banana-pro", json=t2i("first"))
+            assert r.status_code == 200, r.text
+            h.clock.advance(1)
+            task_id = await submit(c, "second")
+            async with streaming(c, task_id) as s:
+                before_due = (await s.status())["data"]["queuePosition"]
+                h.clock.advance(5)  # the retry is due: a worker would take it first
+                once_due = (await s.status())["data"]["queuePosition"]
+        assert (await h.task(retried)).stage == "retrying"
+        assert (before_due, once_due) == (2, 3)
+
+
 def test_streams_of_many_queued_tasks_share_one_position_read() -> None:
     @scenario()
     async def _(h: Harness) -> None:
@@ -310,6 +336,7 @@ def test_a_head_request_answers_the_headers_and_keeps_nothing_open() -> None:
             unknown = await c.head(STREAM, params={"taskId": "nope"})
         assert r.status_code == 200
         assert r.headers["content-type"] == "text/event-stream"
+        assert r.content == b""  # no body frame, not even the first event's
         assert unknown.status_code == 404
         assert h.api.seams.events.watching == 0
 
@@ -435,3 +462,81 @@ def test_a_key_allowed_more_unfinished_tasks_may_stream_each_of_them() -> None:
                         assert (await s.next())["event"] == "status"
                     refused = await opening(c, task_ids[0])
             assert refused.status_code == 429
+
+
+def asgi_app(h: Harness) -> ASGIApp:
+    """The HTTP app over the harness's service, to be called with a server's own ``receive``
+    and ``send``."""
+    app = create_app(h.api.settings, build=lambda settings: h.api)
+    app.state.api = h.api
+    return app
+
+
+def stream_scope(secret: str, task_id: str) -> dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1", "method": "GET", "scheme": "http", "path": STREAM,
+            "raw_path": STREAM.encode(), "query_string": f"taskId={task_id}".encode(),
+            "headers": [(b"authorization", f"Bearer {secret}".encode())],
+            "server": ("imagegate.test", 80), "client": ("127.0.0.1", 123), "root_path": ""}
+
+
+def test_a_client_gone_before_the_last_frame_is_no_error_of_the_app() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        new = await h.new_key()
+        task_id = await h.submit(new.key)
+        await h.work()  # ended: the stream is its done event, then the end of the answer
+        sent: list[AsgiMessage] = []
+
+        async def receive() -> AsgiMessage:
+            await asyncio.Event().wait()  # the server has not seen the client go yet
+            raise AssertionError("unreachable")
+
+        async def send(message: AsgiMessage) -> None:
+            if message["type"] == "http.response.body" and not message["more_body"]:
+                raise OSError("the connection was reset")  # as a server's send says it
+            sent.append(message)
+
+        await asgi_app(h)(stream_scope(new.plain, task_id), receive, send)
+        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+        assert b"event: done" in sent[1]["body"]
+        assert h.api.seams.events.watching == 0
+
+
+def test_a_stream_handler_cancelled_while_its_sending_stops_stays_cancelled() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        new = await h.new_key()
+        task_id = await h.submit(new.key)
+        first_sent, client_gone, send_stopping, send_gives_up = (
+            asyncio.Event() for _ in range(4))
+
+        async def receive() -> AsgiMessage:
+            await client_gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: AsgiMessage) -> None:
+            if message["type"] != "http.response.body":
+                return
+            first_sent.set()
+            try:
+                await asyncio.Event().wait()  # a slow client: the frame is not taken
+            except asyncio.CancelledError:
+                send_stopping.set()  # a server's send that takes a moment to give up
+                await send_gives_up.wait()
+                raise
+
+        handler = asyncio.ensure_future(
+            asgi_app(h)(stream_scope(new.plain, task_id), receive, send))
+        await first_sent.wait()
+        client_gone.set()  # the stream stops its sending, and waits for it to stop
+        await send_stopping.wait()
+        handler.cancel()  # meanwhile the server cancels the handler itself
+        with pytest.raises(asyncio.CancelledError):
+            await handler
+        send_gives_up.set()  # the sending stops on its own, and lets the task's events go
+        for _ in range(100):  # a few turns of the loop: the sending task ends
+            if not h.api.seams.events.watching:
+                break
+            await asyncio.sleep(0)
+        assert h.api.seams.events.watching == 0

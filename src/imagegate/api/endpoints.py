@@ -103,7 +103,7 @@ async def _submit(api: Api, request: Request) -> tuple[ApiKey, str, int | None]:
     return key, await api.tasks.submit(key, model_id, parse_json(raw), rate, idem), wait_s
 
 
-async def _key_and_task_id(api: Api, request: Request) -> tuple[ApiKey, str]:
+async def key_and_task_id(api: Api, request: Request) -> tuple[ApiKey, str]:
     """The caller's key and the ``taskId`` query parameter (400 when absent)."""
     key = await api.access.authenticate(request.headers.get("authorization"))
     task_id = request.query_params.get("taskId", "")
@@ -114,7 +114,7 @@ async def _key_and_task_id(api: Api, request: Request) -> tuple[ApiKey, str]:
 
 async def status_task(request: Request) -> Response:
     api = api_of(request)
-    key, task_id = await _key_and_task_id(api, request)
+    key, task_id = await key_and_task_id(api, request)
     model_id = request.path_params["model"]
     wait_s = query_wait(request)
     if wait_s is None:
@@ -137,7 +137,7 @@ async def status_task(request: Request) -> Response:
 
 async def cancel_task(request: Request) -> Response:
     api = api_of(request)
-    key, task_id = await _key_and_task_id(api, request)
+    key, task_id = await key_and_task_id(api, request)
     return ok(await api.tasks.cancel(key, request.path_params["model"], task_id))
 
 

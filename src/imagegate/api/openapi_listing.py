@@ -31,9 +31,9 @@ def listing_paths() -> Json:
                     "same filters, for the next page; nextCursor is null on the last. Tasks "
                     "submitted meanwhile never shift a page: pages neither repeat nor skip a "
                     "task. Each item is what statusTask answers for the task, plus its "
-                    "source. A task whose record retention ended is not listed. A parameter "
-                    "that is given must be valid (an empty value is not); unknown parameters "
-                    "are ignored.",
+                    "model and its source. A task whose record retention ended is not "
+                    "listed. A parameter that is given must be valid (an empty value is not); "
+                    "unknown parameters are ignored.",
         params=tuple(_task_parameters()),
         answers={200: ok("A page of tasks.", "TaskListResponse", _page_examples()),
                  400: "A query parameter is not valid, or given more than once (all but "
@@ -77,7 +77,8 @@ def _task_parameters() -> list[Json]:
 
 def _page_examples() -> Json:
     task = {"taskId": "0f8e4c1b2a3d4e5f60718293a4b5c6d7", "state": "processing",
-            "createTime": 1767225600000, "stage": "queued", "source": "my-app"}
+            "createTime": 1767225600000, "stage": "queued", "model": "nano-banana-2",
+            "source": "my-app"}
     return {
         "morePages": {"value": enveloped({"tasks": [task], "nextCursor": _CURSOR_EXAMPLE})},
         "lastPage": {"value": enveloped({"tasks": [], "nextCursor": None})},

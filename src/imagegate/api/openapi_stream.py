@@ -25,7 +25,8 @@ _FORMAT = (
     "Messages separated by a blank line, each `event: status` or `event: done`, an `id:` "
     "and one `data:` line of JSON; the first message also carries `retry: "
     f"{RETRY_MS}`. `status` data is statusTask's data for the task now, plus queuePosition "
-    "(1 = next to be claimed) while it waits in the queue (stage queued or retrying). `done` "
+    "(1 + the ready tasks of any model claimed before it; 1 = next to be claimed) while it "
+    "waits in the queue (stage queued or retrying). `done` "
     "data is statusTask's whole answer, {code, message, data}, for the ended task (state "
     "success or failed). Lines starting with `:` are comments (keep-alives).")
 

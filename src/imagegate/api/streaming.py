@@ -20,7 +20,6 @@ when a send fails.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncGenerator
 
@@ -28,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from imagegate.api.endpoints import _key_and_task_id, api_of
+from imagegate.api.endpoints import api_of, key_and_task_id
 from imagegate.app.stream import RETRY_MS, EventKind, StreamEvent
 
 __all__ = ["EventStream", "frame", "stream_task"]
@@ -43,7 +42,7 @@ HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache",
 
 async def stream_task(request: Request) -> Response:
     api = api_of(request)
-    key, task_id = await _key_and_task_id(api, request)
+    key, task_id = await key_and_task_id(api, request)
     authorization = request.headers.get("authorization")
     events = api.streams.follow(key, request.path_params["model"], task_id,
                                 request.headers.get("last-event-id"),
@@ -51,13 +50,8 @@ async def stream_task(request: Request) -> Response:
     first = await anext(events)  # NotFound and the like, before the answer starts
     if request.method == "HEAD":  # the headers alone: no stream is kept open for them
         await events.aclose()
-        return EventStream(first, _no_more())
+        return EventStream(None, None)
     return EventStream(first, events)
-
-
-async def _no_more() -> AsyncGenerator[StreamEvent, None]:
-    return
-    yield  # an async generator that yields nothing
 
 
 def frame(event: StreamEvent, *, first: bool = False) -> bytes:
@@ -70,9 +64,11 @@ def frame(event: StreamEvent, *, first: bool = False) -> bytes:
 
 
 class EventStream(Response):
-    """A ``text/event-stream`` answer of ``first`` and then the rest of ``events``."""
+    """A ``text/event-stream`` answer of ``first`` and then the rest of ``events``; with
+    neither, the headers alone (a HEAD request's answer: no body frame)."""
 
-    def __init__(self, first: StreamEvent, events: AsyncGenerator[StreamEvent, None]) -> None:
+    def __init__(self, first: StreamEvent | None,
+                 events: AsyncGenerator[StreamEvent, None] | None) -> None:
         # Not Response.__init__: it would give the answer a Content-Length of its empty body.
         self.status_code = 200
         self.background = None
@@ -81,24 +77,32 @@ class EventStream(Response):
         self.events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sending = asyncio.ensure_future(self._send_all(send))
+        if self.first is None or self.events is None:
+            await self._start(send)
+            await _end(send)
+            return
+        sending = asyncio.ensure_future(self._send_all(self.first, self.events, send))
         gone = asyncio.ensure_future(_disconnected(receive))
         try:
             await asyncio.wait({sending, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
             sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sending
-            await self.events.aclose()
+            # Until the sending has stopped: it raises nothing (it ends the answer and closes
+            # the events itself), and a cancellation of this handler goes on up from here.
+            await asyncio.wait({sending})
 
-    async def _send_all(self, send: Send) -> None:
+    async def _start(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code,
                     "headers": self.raw_headers})
+
+    async def _send_all(self, first: StreamEvent, events: AsyncGenerator[StreamEvent, None],
+                        send: Send) -> None:
         try:
-            await send({"type": "http.response.body", "body": frame(self.first, first=True),
+            await self._start(send)
+            await send({"type": "http.response.body", "body": frame(first, first=True),
                         "more_body": True})
-            async for event in self.events:
+            async for event in events:
                 await send({"type": "http.response.body", "body": frame(event),
                             "more_body": True})
         except OSError:
@@ -106,7 +110,19 @@ class EventStream(Response):
         except Exception:
             # The answer has started: the stream ends; its client resumes with Last-Event-ID.
             log.warning("a task stream failed; ending it", exc_info=True)
+        finally:
+            await events.aclose()  # now, not when collected: it holds the subscriptions
+        await _end(send)
+
+
+async def _end(send: Send) -> None:
+    """The answer's last (empty) body frame; a client that has gone by then is no error."""
+    try:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except OSError:
+        pass
+    except Exception:
+        log.warning("ending a task stream failed", exc_info=True)
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from imagegate.clock import Clock
 from imagegate.store.base import Store
 
 __all__ = ["QueuePositions", "Spot"]
@@ -31,9 +32,9 @@ COST_FACTOR = 10.0
 
 class Spot:
     """One stream's view of its task's place in the queue. ``position`` is 1 for the next task
-    to be claimed, None once the task is no longer queued; ``known`` whether it was read since
-    the stream said the task is queued; ``moved`` is set whenever either changes (the stream
-    clears it)."""
+    to be claimed (``Store.queue_positions``), None once the task is no longer queued;
+    ``known`` whether it was read since the stream said the task is queued; ``moved`` is set
+    whenever either changes (the stream clears it)."""
 
     __slots__ = ("_owner", "_queued", "known", "moved", "position", "task_id")
 
@@ -49,7 +50,7 @@ class Spot:
     def queued(self) -> bool:
         return self._queued
 
-    def want(self, queued: bool) -> None:
+    def set_queued(self, queued: bool) -> None:
         """Say whether the stream's task is queued now (its position is then kept fresh)."""
         if queued == self._queued:
             return
@@ -80,9 +81,10 @@ class Spot:
 
 
 class QueuePositions:
-    def __init__(self, store: Store, *, interval_s: float = INTERVAL_S,
+    def __init__(self, store: Store, clock: Clock, *, interval_s: float = INTERVAL_S,
                  min_gap_s: float = MIN_GAP_S, cost_factor: float = COST_FACTOR) -> None:
         self.store = store
+        self.clock = clock
         self.interval_s = interval_s
         self.min_gap_s = min_gap_s
         self.cost_factor = cost_factor
@@ -106,7 +108,7 @@ class QueuePositions:
         try:
             yield spot
         finally:
-            spot.want(False)
+            spot.set_queued(False)
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
@@ -152,7 +154,7 @@ class QueuePositions:
         started = loop.time()
         self.reads += 1
         try:
-            found = await self.store.queue_positions(ids)
+            found = await self.store.queue_positions(ids, self.clock.now_ms())
         except Exception as exc:
             log.warning("reading queue positions failed (%s); trying again in %.0f s", exc,
                         self.interval_s)

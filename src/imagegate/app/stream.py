@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from enum import StrEnum
 
 from imagegate.app.queue_positions import QueuePositions, Spot
-from imagegate.app.tasks import StatusAnswer
-from imagegate.errors import NotFound, TooManyRequests, Unauthorized, quoted
+from imagegate.app.tasks import Tasks, json_bytes
+from imagegate.errors import TooManyRequests, Unauthorized
 from imagegate.events import Progress, TaskEvents, Watch
-from imagegate.store.base import ApiKey, Store
+from imagegate.store.base import ApiKey
 from imagegate.tasks import Task, TaskState, render_status
 
 __all__ = ["KEEP_ALIVE", "KEEP_ALIVE_S", "MAX_STREAMS_PER_KEY", "MAX_STREAM_S", "RETRY_MS",
@@ -75,19 +75,38 @@ KEEP_ALIVE = StreamEvent(EventKind.KEEP_ALIVE)
 Authorize = Callable[[], Awaitable[object]]
 
 
+@dataclass
+class _Following:
+    """One stream between its events: the task as last shown or read, the id of the snapshot
+    the client has (its ``Last-Event-ID`` at first), and its clock (loop time)."""
+
+    task: Task
+    sent: str | None
+    quiet_since: float  # when the stream last sent something (or opened)
+    recheck_at: float  # when to read the task again where events may not reach the process
+    ends: float  # when the stream has run its time
+    opened: bool = False  # whether the stream has sent anything
+    finished: bool = False  # the done event is sent: the stream ends
+
+    def sent_at(self, now: float) -> None:
+        self.opened, self.quiet_since = True, now
+
+    def keep_alive_due(self, now: float, keep_alive_s: float) -> bool:
+        return now >= self.quiet_since + keep_alive_s
+
+
 class Streams:
     """``follow`` a task. ``close`` ends every stream of the process (shutdown)."""
 
-    def __init__(self, store: Store, events: TaskEvents, positions: QueuePositions, *,
-                 base_url: str, keep_alive_s: float = KEEP_ALIVE_S,
+    def __init__(self, tasks: Tasks, events: TaskEvents, positions: QueuePositions, *,
+                 keep_alive_s: float = KEEP_ALIVE_S,
                  max_duration_s: float = MAX_STREAM_S,
                  max_per_key: int = MAX_STREAMS_PER_KEY, max_unfinished: int = 0) -> None:
         """``max_unfinished``: the unfinished tasks a key without a limit of its own may have
         (a key may hold a stream of each)."""
-        self.store = store
+        self.tasks = tasks
         self.events = events
         self.positions = positions
-        self.base_url = base_url
         self.keep_alive_s = keep_alive_s
         self.max_duration_s = max_duration_s
         self.max_per_key = max_per_key
@@ -139,44 +158,70 @@ class Streams:
                       last_event_id: str | None, authorize: Authorize | None,
                       ) -> AsyncGenerator[StreamEvent, None]:
         loop = asyncio.get_running_loop()
-        ends = loop.time() + self.max_duration_s
         with self.events.watch(task_id) as watch, self.positions.track(task_id) as spot:
-            task = await self._read(key, model_id, task_id)  # after the watch began
-            sent, opened, versions = last_event_id, False, [task]
-            quiet_since, recheck_at = loop.time(), self._recheck_at(loop)
+            task = await self.tasks.owned(key, task_id, model_id)  # after the watch began
+            state = _Following(task, last_event_id, quiet_since=loop.time(),
+                               recheck_at=self._recheck_at(loop),
+                               ends=loop.time() + self.max_duration_s)
+            versions = [task]
             while True:
-                for task in versions:
-                    if task.state.terminal:
-                        yield self._done(task)
-                        return
-                    event = await self._snapshot(task, spot)
-                    if event.id != sent:
-                        sent, opened, quiet_since = event.id, True, loop.time()
+                async with aclosing(self._show(versions, state, spot, loop)) as shown:
+                    async for event in shown:
                         yield event
-                if not opened:  # resumed where the client was: say the stream is open
-                    opened, quiet_since = True, loop.time()
-                    yield KEEP_ALIVE
-                left = min(quiet_since + self.keep_alive_s, ends, recheck_at) - loop.time()
-                if not await self._wait(watch, spot, max(0.0, left)) or loop.time() >= ends:
+                if state.finished:
+                    return
+                waited = await self._wait(watch, spot, self._quiet_for(state, loop.time()))
+                if not waited or loop.time() >= state.ends:
                     return  # the process is closing, or the stream has run its time
                 if not await _still_allowed(authorize):
                     return  # the key was revoked: its client reconnects to a 401
-                versions, read = self._heard(task, watch, spot)
-                if read or loop.time() >= recheck_at:
-                    versions.append(await self._read(key, model_id, task_id))
-                    recheck_at = self._recheck_at(loop)
-                elif not versions and spot.moved.is_set():
-                    versions = [task]  # only its position changed
-                spot.moved.clear()
-                if not versions and loop.time() >= quiet_since + self.keep_alive_s:
-                    quiet_since = loop.time()
+                versions = await self._next_versions(
+                    state, watch, spot, lambda: self.tasks.owned(key, task_id, model_id),
+                    loop)
+                if not versions and state.keep_alive_due(loop.time(), self.keep_alive_s):
+                    state.sent_at(loop.time())
                     yield KEEP_ALIVE
 
-    async def _read(self, key: ApiKey, model_id: str, task_id: str) -> Task:
-        task = await self.store.get_task(task_id)
-        if task is None or task.account_id != key.account_id or task.model != model_id:
-            raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
-        return task
+    async def _show(self, versions: list[Task], state: _Following, spot: Spot,
+                    loop: asyncio.AbstractEventLoop) -> AsyncGenerator[StreamEvent, None]:
+        """The events for ``versions`` of the task, in order: a snapshot of each that differs
+        from what the client has, or the ``done`` event of an ended one (the last); a
+        keep-alive when the stream opens with nothing to send (its client is up to date)."""
+        for task in versions:
+            state.task = task
+            if task.state.terminal:
+                state.finished = True
+                yield self._done(task)
+                return
+            event = await self._snapshot(task, spot)
+            if event.id != state.sent:
+                state.sent = event.id
+                state.sent_at(loop.time())
+                yield event
+        if not state.opened:  # resumed where the client was: say the stream is open
+            state.sent_at(loop.time())
+            yield KEEP_ALIVE
+
+    def _quiet_for(self, state: _Following, now: float) -> float:
+        """How long the stream may wait for a change before it must do something else: send
+        a keep-alive, read the task again, or end."""
+        return max(0.0, min(state.quiet_since + self.keep_alive_s, state.ends,
+                            state.recheck_at) - now)
+
+    async def _next_versions(self, state: _Following, watch: Watch, spot: Spot,
+                             read: Callable[[], Awaitable[Task]],
+                             loop: asyncio.AbstractEventLoop) -> list[Task]:
+        """After a wake: the versions of the task to show next (none when nothing changed).
+        Those its progress notes tell, the task read again when a change came without a note
+        or its recheck is due, or the task as shown when only its position moved."""
+        versions, must_read = self._heard(state.task, watch, spot)
+        if must_read or loop.time() >= state.recheck_at:
+            versions.append(await read())
+            state.recheck_at = self._recheck_at(loop)
+        elif not versions and spot.moved.is_set():
+            versions = [state.task]  # only its position changed
+        spot.moved.clear()
+        return versions
 
     def _recheck_at(self, loop: asyncio.AbstractEventLoop) -> float:
         recheck = self.events.recheck_s
@@ -211,19 +256,19 @@ class Streams:
 
     async def _snapshot(self, task: Task, spot: Spot) -> StreamEvent:
         queued = task.state is TaskState.QUEUED
-        spot.want(queued)
-        data = render_status(task, self.base_url)
+        spot.set_queued(queued)
+        data = render_status(task, self.tasks.base_url)
         event_id = f"{task.attempt}.{task.stage}"
         if queued:
             position = spot.position if spot.known else await spot.first(FIRST_POSITION_S)
             if position is not None:
                 data["queuePosition"] = position
                 event_id += f".{position}"
-        return StreamEvent(EventKind.STATUS, event_id, _json(data))
+        return StreamEvent(EventKind.STATUS, event_id, json_bytes(data))
 
     def _done(self, task: Task) -> StreamEvent:
-        answer = StatusAnswer(render_status(task, self.base_url))
-        return StreamEvent(EventKind.DONE, f"{task.attempt}.done", answer.body)
+        """The status answer's whole body, the very bytes statusTask answers."""
+        return StreamEvent(EventKind.DONE, f"{task.attempt}.done", self.tasks.answer(task).body)
 
 
 async def _still_allowed(authorize: Authorize | None) -> bool:
@@ -247,8 +292,3 @@ def _advanced(task: Task, note: Progress) -> Task | None:
         return None
     return dataclasses.replace(task, state=TaskState.RUNNING, stage=note.stage,
                                attempt=note.attempt)
-
-
-def _json(data: dict[str, object]) -> bytes:
-    return json.dumps(data, ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":")).encode()

@@ -49,6 +49,26 @@ MAX_WAITS_PER_KEY = 100
 _ENCODER = msgspec.json.Encoder()
 
 
+def json_bytes(data: Any) -> bytes:
+    """``data`` as compact JSON (UTF-8, non-ASCII unescaped): every status body and event."""
+    return _ENCODER.encode(data)
+
+
+def not_found(task_id: str, model_id: str | None = None) -> NotFound:
+    """The answer to a read of a task that is not the key's (or not of ``model_id``), the same
+    as to one that does not exist: the service never says whose a task is."""
+    of_model = "" if model_id is None else f" for model {quoted(model_id)}"
+    return NotFound(f"no task {quoted(task_id)}{of_model}")
+
+
+def check_owner(key: ApiKey, task_id: str, model_id: str | None, account_id: str,
+                model: str) -> None:
+    """Return when the task (of ``account_id``, ``model``) is the key's account's, and of
+    ``model_id`` when it is given; ``NotFound`` otherwise."""
+    if account_id != key.account_id or (model_id is not None and model != model_id):
+        raise not_found(task_id, model_id)
+
+
 class StatusAnswer:
     """A status answer: its ``data``, and the JSON body of its envelope, rendered once."""
 
@@ -66,7 +86,7 @@ class StatusAnswer:
     @property
     def body(self) -> bytes:
         if self._body is None:
-            self._body = _ENCODER.encode(envelope(self.data))
+            self._body = json_bytes(envelope(self.data))
         return self._body
 
 
@@ -145,18 +165,21 @@ class Tasks:
         """The status answer of the key's task of ``model_id``; ``NotFound`` otherwise. The
         caller must not change it (a finished task's is shared)."""
         found = self._cached(task_id)
+        if found is None:
+            return self.answer(await self.owned(key, task_id, model_id))
+        account_id, model, answer = found
+        check_owner(key, task_id, model_id, account_id, model)
+        return answer
+
+    def answer(self, task: Task) -> StatusAnswer:
+        """The status answer of ``task`` as read now (a finished one's is kept, and shared:
+        the caller must not change it)."""
+        found = self._cached(task.id) if task.state.terminal else None
         if found is not None:
-            account_id, model, answer = found
-        else:
-            task = await self.store.get_task(task_id)
-            if task is None:
-                raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
-            account_id, model = task.account_id, task.model
-            answer = StatusAnswer(render_status(task, self.base_url))
-            if task.state.terminal:
-                self._remember(task, answer)
-        if account_id != key.account_id or model != model_id:
-            raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
+            return found[2]
+        answer = StatusAnswer(render_status(task, self.base_url))
+        if task.state.terminal:
+            self._remember(task, answer)
         return answer
 
     async def cancel(self, key: ApiKey, model_id: str, task_id: str) -> dict[str, Any]:
@@ -164,18 +187,14 @@ class Tasks:
         answer's ``data``, ``state`` "canceled" (it was queued: canceled and refunded now) or
         "cancelling" (it runs: its worker abandons it, unless it finishes first).
         ``NotFound`` as for a status read; ``Conflict`` naming the state of a finished task."""
-        task = await self.store.get_task(task_id)
-        if task is None or task.account_id != key.account_id or task.model != model_id:
-            raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
+        task = await self.owned(key, task_id, model_id)
         if not task.state.terminal:
             outcome = await self.completion.cancel(task)
             if outcome is CancelOutcome.CANCELED:
                 return {"taskId": task.id, "state": "canceled", "refunded": True}
             if outcome is CancelOutcome.REQUESTED:
                 return {"taskId": task.id, "state": "cancelling", "refunded": False}
-            task = await self.store.get_task(task_id)  # it ended meanwhile
-            if task is None:
-                raise NotFound(f"no task {quoted(task_id)} for model {quoted(model_id)}")
+            task = await self.owned(key, task_id, model_id)  # it ended meanwhile
         raise Conflict(f"task {quoted(task_id)} has already ended ({task.state.value}); only "
                        "a queued or running task can be cancelled")
 
@@ -237,11 +256,13 @@ class Tasks:
         found = await self.store.list_tasks(dataclasses.replace(query, limit=query.limit + 1))
         return render_page(found, query.limit, self.base_url)
 
-    async def owned(self, key: ApiKey, task_id: str) -> Task:
-        """The key's account's task; ``NotFound`` for any other."""
+    async def owned(self, key: ApiKey, task_id: str, model_id: str | None = None) -> Task:
+        """The key's account's task as the store has it now (of ``model_id``, when given);
+        ``NotFound`` for any other, as for one that does not exist."""
         task = await self.store.get_task(task_id)
-        if task is None or task.account_id != key.account_id:
-            raise NotFound(f"no task {quoted(task_id)}")
+        if task is None:
+            raise not_found(task_id, model_id)
+        check_owner(key, task_id, model_id, task.account_id, task.model)
         return task
 
     async def balance_micros(self, key: ApiKey) -> int:

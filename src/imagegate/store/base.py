@@ -237,13 +237,15 @@ class Store(Protocol):
 
     async def claim_tasks(self, worker_id: str, now_ms: int, lease_ms: int, limit: int,
                           models: Sequence[str] | None = None) -> list[Task]: ...
-    async def queue_positions(self, task_ids: Sequence[str]) -> dict[str, int]:
+    async def queue_positions(self, task_ids: Sequence[str], now_ms: int) -> dict[str, int]:
         """The queue position of each task of ``task_ids`` that is queued (the others are left
-        out): 1 + how many queued tasks of its model come before it in the order workers claim
-        them (``created_ms``, ties by id; a task waiting to be retried counts where it was
-        submitted). One statement for all of them, reading the queued tasks up to the latest
-        of them through the index of queued tasks: its cost follows the queue ahead of the
-        deepest one, never the history of finished tasks."""
+        out): 1 + how many queued tasks, of any model, a claim at ``now_ms`` would take before
+        it, in the order workers claim them (``created_ms``, ties by id): those that come
+        before it and are ready (``not_before_ms`` passed; a task waiting for its retry is
+        counted once it is due). A task that itself waits for its retry is placed where it
+        will stand when it is due. One statement for all of them, reading the queued tasks up
+        to the latest of them through the index of queued tasks: its cost follows the queue
+        ahead of the deepest one, never the history of finished tasks."""
         ...
 
     async def renew_lease(self, task_id: str, attempt: int, lease_until_ms: int,

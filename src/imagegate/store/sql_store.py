@@ -173,10 +173,10 @@ class SqlStore:
         return await self._write(
             lambda t: tx.claim_tasks(t, worker_id, now_ms, lease_ms, limit, models))
 
-    async def queue_positions(self, task_ids: Sequence[str]) -> dict[str, int]:
+    async def queue_positions(self, task_ids: Sequence[str], now_ms: int) -> dict[str, int]:
         if not task_ids:
             return {}
-        return await self._read(lambda t: tx.queue_positions(t, task_ids))
+        return await self._read(lambda t: tx.queue_positions(t, task_ids, now_ms))
 
     async def renew_lease(self, task_id: str, attempt: int, lease_until_ms: int,
                           stage: str | None = None) -> bool:

@@ -17,6 +17,9 @@ __all__ = ["POSTGRES", "SQLITE"]
 # before a time, oldest first, through the partial index of tasks with deleted results
 # (migration 8). A delivery never becomes pending again once it is not (DeliveryState), and a
 # finished task gets no new one, so what this finds stays prunable.
+# 1 for a queued task a claim at now may take, 0 for one waiting for its retry.
+_READY = "CASE WHEN not_before_ms <= :now THEN 1 ELSE 0 END"
+_PG_READY = "CASE WHEN not_before_ms <= %(now)s::bigint THEN 1 ELSE 0 END"
 _PRUNABLE = ("SELECT id FROM tasks WHERE results_deleted = 1 AND complete_ms < ? "
              "AND state IN ('succeeded', 'failed', 'canceled') "
              "AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.task_id = tasks.id "
@@ -195,15 +198,15 @@ _SQLITE_OWN: dict[str, str] = {
                     "ORDER BY created_ms DESC, id DESC LIMIT :limit",
     "has_versions": "SELECT COUNT(*) AS n FROM sqlite_master "
                     "WHERE type = 'table' AND name = 'schema_migrations'",
-    # Oldest first among the ready ones, through the partial index of queued tasks; the UPDATE
-    # repeats the state guard.
+    # Oldest first among the ready ones (ties by id, the queue positions' order), through the
+    # partial index of queued tasks; the UPDATE repeats the state guard.
     "claim_tasks": "UPDATE tasks SET state = 'running', stage = 'running', "
                    "attempt = attempt + 1, lease_until_ms = :lease_until, worker_id = :worker, "
                    "started_ms = COALESCE(started_ms, :now) "
                    "WHERE state = 'queued' AND id IN (SELECT id FROM tasks "
                    "WHERE state = 'queued' AND not_before_ms <= :now "
                    "AND (:models IS NULL OR model IN (SELECT value FROM json_each(:models))) "
-                   "ORDER BY created_ms LIMIT :limit) RETURNING *",
+                   "ORDER BY created_ms, id LIMIT :limit) RETURNING *",
     "claim_deliveries": "UPDATE deliveries SET lease_until_ms = :lease_until "
                         "WHERE state = 'pending' AND id IN (SELECT id FROM deliveries "
                         "WHERE state = 'pending' AND next_attempt_ms <= :now "
@@ -218,12 +221,14 @@ _SQLITE_OWN: dict[str, str] = {
     "prune_deliveries": "DELETE FROM deliveries "
                         "WHERE task_id IN (SELECT value FROM json_each(?))",
     "prune_tasks": "DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(?))",
-    # Queue positions of some tasks (streamTask): the queued tasks up to the latest of them
-    # read once through tasks_queued and numbered per model in the claim's order (created_ms,
-    # ties by id); the outer filter keeps the tasks asked about. The scan covers the queue
-    # ahead of the deepest of them, never the finished history.
-    "queue_positions": "SELECT id, position FROM (SELECT id, ROW_NUMBER() OVER "
-                       "(PARTITION BY model ORDER BY created_ms, id) AS position FROM tasks "
+    # Queue positions of some tasks (streamTask): the queued tasks up to the latest of them,
+    # of every model, read once through tasks_queued in the claim's order (created_ms, ties by
+    # id); each is 1 + the tasks before it that a claim at :now may take (not_before_ms passed).
+    # The outer filter keeps the tasks asked about. The scan covers the queue ahead of the
+    # deepest of them, never the finished history.
+    "queue_positions": "SELECT id, position FROM (SELECT id, 1 + SUM(" + _READY + ") OVER "
+                       "(ORDER BY created_ms, id ROWS UNBOUNDED PRECEDING) - " + _READY
+                       + " AS position FROM tasks "
                        "WHERE state = 'queued' AND created_ms <= (SELECT MAX(created_ms) "
                        "FROM tasks WHERE state = 'queued' "
                        "AND id IN (SELECT value FROM json_each(:ids)))) AS ranked "
@@ -264,7 +269,7 @@ _POSTGRES_OWN: dict[str, str] = {
                    "WHERE id = ANY(ARRAY(SELECT id FROM tasks WHERE state = 'queued' "
                    "AND not_before_ms <= %(now)s "
                    "AND (%(models)s::text[] IS NULL OR model = ANY(%(models)s::text[])) "
-                   "ORDER BY created_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED)) "
+                   "ORDER BY created_ms, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)) "
                    "AND state = 'queued' RETURNING *",
     "claim_deliveries": "UPDATE deliveries SET lease_until_ms = %(lease_until)s "
                         "WHERE id = ANY(ARRAY(SELECT id FROM deliveries "
@@ -279,9 +284,12 @@ _POSTGRES_OWN: dict[str, str] = {
                                "(SELECT id FROM deliveries WHERE task_id = ANY(%s::text[]))",
     "prune_deliveries": "DELETE FROM deliveries WHERE task_id = ANY(%s::text[])",
     "prune_tasks": "DELETE FROM tasks WHERE id = ANY(%s::text[])",
-    # As SQLite's; the bound is an InitPlan, so the scan of tasks_queued is an index range.
-    "queue_positions": "SELECT id, position FROM (SELECT id, ROW_NUMBER() OVER "
-                       "(PARTITION BY model ORDER BY created_ms, id) AS position FROM tasks "
+    # As SQLite's; the bound is an InitPlan, so the scan of tasks_queued is an index range
+    # whose rows come in created_ms order (an incremental sort puts ties in id order).
+    "queue_positions": "SELECT id, position FROM (SELECT id, 1 + SUM("
+                       + _PG_READY + ") OVER "
+                       "(ORDER BY created_ms, id ROWS UNBOUNDED PRECEDING) - "
+                       + _PG_READY + " AS position FROM tasks "
                        "WHERE state = 'queued' AND created_ms <= (SELECT MAX(created_ms) "
                        "FROM tasks WHERE state = 'queued' AND id = ANY(%(ids)s::text[]))) "
                        "AS ranked WHERE id = ANY(%(ids)s::text[])",

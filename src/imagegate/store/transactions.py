@@ -226,12 +226,12 @@ def claim_tasks(tx: Tx, worker_id: str, now_ms: int, lease_ms: int, limit: int,
     found = tx.run("claim_tasks", {
         "lease_until": now_ms + lease_ms, "worker": worker_id, "now": now_ms,
         "models": None if models is None else tx.array(models), "limit": limit}).all()
-    return sorted((rows.task(r) for r in found), key=lambda t: t.created_ms)
+    return sorted((rows.task(r) for r in found), key=lambda t: (t.created_ms, t.id))
 
 
-def queue_positions(tx: Tx, task_ids: Sequence[str]) -> dict[str, int]:
+def queue_positions(tx: Tx, task_ids: Sequence[str], now_ms: int) -> dict[str, int]:
     """The queue position of each of ``task_ids`` that is queued (``Store.queue_positions``)."""
-    found = tx.run("queue_positions", {"ids": tx.array(task_ids)}).all()
+    found = tx.run("queue_positions", {"ids": tx.array(task_ids), "now": now_ms}).all()
     return {r["id"]: int(r["position"]) for r in found}
 
 

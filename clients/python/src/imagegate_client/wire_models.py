@@ -265,14 +265,21 @@ class Task(Struct, kw_only=True, omit_defaults=True):
     queuePosition: Annotated[int, Meta(
         extra_json_schema={"minimum": 1},
         description="Extension, in streamTask's status events only, while the task waits in "
-                    "the queue (stage queued or retrying): 1 + the queued tasks of its model "
-                    "ahead of it, in the order workers claim them (1 = next to be claimed).",
+                    "the queue (stage queued or retrying): 1 + the queued tasks of any model, "
+                    "ready to run, that workers claim before it (oldest first; 1 = next to be "
+                    "claimed). A task waiting for its retry is placed where it stands once "
+                    "due. With workers dedicated to some models it counts other models' tasks "
+                    "too: at most the number ahead.",
     )] | UnsetType = UNSET
 
 
 class TaskListItem(Task, kw_only=True, omit_defaults=True):
-    """A task exactly as statusTask answers it, and its source."""
+    """A task exactly as statusTask answers it, its model, and its source."""
 
+    model: Annotated[str, Meta(
+        examples=["nano-banana-2"],
+        description="Extension of the list, always sent: the model the task was submitted "
+                    "to, the {model} to read, stream or cancel it with.")] | UnsetType = UNSET
     source: Annotated[str, Meta(
         extra_json_schema={"maxLength": MAX_SOURCE_CHARS},
         description="Extension of the list: the source the submit sent; absent when it sent "
