@@ -190,6 +190,12 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_ms);
 """),
+    # The claim and the queue positions order queued tasks by created_ms, then id: with the id
+    # in the index, both read it in that order, with no sort of tasks submitted together.
+    (12, """
+DROP INDEX tasks_queued;
+CREATE INDEX tasks_queued ON tasks (created_ms, id) WHERE state = 'queued';
+"""),
 )
 
 _SQLITE_LEDGER_ID = "CREATE TABLE ledger (\n    id                    INTEGER PRIMARY KEY,"
