@@ -28,6 +28,7 @@ from imagegate.app.files import Files
 from imagegate.app.models import Models
 from imagegate.app.queue_positions import QueuePositions
 from imagegate.app.stream import Streams
+from imagegate.app.stream_keys import StreamKeys
 from imagegate.app.tasks import Tasks
 from imagegate.app.webhooks import Webhooks
 from imagegate.availability import RouteMonitor, ask
@@ -379,7 +380,7 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
     models = Models(seams.routing, [name for name, cfg in settings.routes.items()
                                     if cfg.type == "sandbox"])
     streams = Streams(tasks, seams.events, QueuePositions(seams.store, seams.clock),
-                      max_unfinished=settings.limits_max_concurrent_tasks)
+                      StreamKeys(seams.store), max_unfinished=settings.limits_max_concurrent_tasks)
     seams.metrics.watch_waiters(seams.events)
     return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), models,
                streams, runtime, migrate)

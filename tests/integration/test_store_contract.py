@@ -398,6 +398,19 @@ def test_revoke_key_happens_once_and_the_key_stays_findable_as_inactive(store: S
     run(scenario())
 
 
+def test_active_keys_names_those_not_revoked_among_the_ids_asked(store: Store) -> None:
+    async def scenario() -> None:
+        await open_account(store, 0, keys=())
+        for key_id in ("k1", "k2", "k3"):
+            await store.create_key(make_key(key_id), f"hash-{key_id}")
+        await store.revoke_key("k2", NOW + 10)
+        assert await store.active_keys(["k1", "k2", "nope"]) == {"k1"}
+        assert await store.active_keys(["k3"]) == {"k3"}
+        assert await store.active_keys([]) == set()
+
+    run(scenario())
+
+
 # Submit: hold and store in one transaction ----------------------------------------------------
 
 

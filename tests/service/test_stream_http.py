@@ -407,7 +407,7 @@ async def messages_until_the_end(s: Reader, most: int) -> list[Message] | None:
 def test_a_stream_ends_when_its_key_is_revoked_and_its_client_then_gets_401() -> None:
     @scenario(auth_cache_seconds=0)
     async def _(h: Harness) -> None:
-        h.api.streams.keep_alive_s = 0.01  # the stream wakes often while its task is queued
+        h.api.streams.keys.interval_s = 0.01  # the keys of open streams are read often
         new = await h.new_key()
         async with h.http(new.plain, streaming=True) as c:
             task_id = await submit(c)

@@ -43,10 +43,8 @@ HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache",
 async def stream_task(request: Request) -> Response:
     api = api_of(request)
     key, task_id = await key_and_task_id(api, request)
-    authorization = request.headers.get("authorization")
     events = api.streams.follow(key, request.path_params["model"], task_id,
-                                request.headers.get("last-event-id"),
-                                lambda: api.access.authenticate(authorization))
+                                request.headers.get("last-event-id"))
     first = await anext(events)  # NotFound and the like, before the answer starts
     if request.method == "HEAD":  # the headers alone: no stream is kept open for them
         await events.aclose()

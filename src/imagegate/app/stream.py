@@ -14,31 +14,30 @@ Each snapshot has an id made of what it shows (the attempt, the stage, the posit
 process can tell whether a client that resumes with it has seen the current snapshot.
 
 A key holds at most ``MAX_STREAMS_PER_KEY`` open streams in one process (or its limit of
-unfinished tasks, when that is higher); one more is refused (429) before it subscribes. Each
-time a stream wakes it asks whether its key is still allowed (``Authorize``: through the key
-cache, so at most one read of the key per ``auth_cache_seconds`` for all its streams): a
-revoked key's streams end, and their clients reconnect to a 401.
+unfinished tasks, when that is higher); one more is refused (429) before it subscribes. The
+keys holding streams are read again together (``StreamKeys``: one query per interval for all
+of them): a revoked key's streams end, and their clients reconnect to a 401.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from enum import StrEnum
 
 from imagegate.app.queue_positions import QueuePositions, Spot
+from imagegate.app.stream_keys import StreamKeys
 from imagegate.app.tasks import Tasks, json_bytes
-from imagegate.errors import TooManyRequests, Unauthorized
+from imagegate.errors import TooManyRequests
 from imagegate.events import Progress, TaskEvents, Watch
 from imagegate.store.base import ApiKey
 from imagegate.tasks import Task, TaskState, render_status
 
 __all__ = ["KEEP_ALIVE", "KEEP_ALIVE_S", "MAX_STREAMS_PER_KEY", "MAX_STREAM_S", "RETRY_MS",
-           "Authorize", "EventKind", "StreamEvent", "Streams"]
+           "EventKind", "StreamEvent", "Streams"]
 
 KEEP_ALIVE_S = 15.0  # a keep-alive when nothing was sent for this long
 MAX_STREAM_S = 600.0  # a stream ends after this long; its client resumes it
@@ -71,9 +70,6 @@ class StreamEvent:
 
 KEEP_ALIVE = StreamEvent(EventKind.KEEP_ALIVE)
 
-# Says whether the stream's key may still read its task: returns, or raises ``Unauthorized``.
-Authorize = Callable[[], Awaitable[object]]
-
 
 @dataclass
 class _Following:
@@ -98,8 +94,8 @@ class _Following:
 class Streams:
     """``follow`` a task. ``close`` ends every stream of the process (shutdown)."""
 
-    def __init__(self, tasks: Tasks, events: TaskEvents, positions: QueuePositions, *,
-                 keep_alive_s: float = KEEP_ALIVE_S,
+    def __init__(self, tasks: Tasks, events: TaskEvents, positions: QueuePositions,
+                 keys: StreamKeys, *, keep_alive_s: float = KEEP_ALIVE_S,
                  max_duration_s: float = MAX_STREAM_S,
                  max_per_key: int = MAX_STREAMS_PER_KEY, max_unfinished: int = 0) -> None:
         """``max_unfinished``: the unfinished tasks a key without a limit of its own may have
@@ -107,16 +103,16 @@ class Streams:
         self.tasks = tasks
         self.events = events
         self.positions = positions
+        self.keys = keys
         self.keep_alive_s = keep_alive_s
         self.max_duration_s = max_duration_s
         self.max_per_key = max_per_key
         self.max_unfinished = max_unfinished
-        self._open: Counter[str] = Counter()  # open streams by key id
         self._closing = asyncio.Event()
 
     def open_of(self, key: ApiKey) -> int:
         """How many streams ``key`` holds open in this process now."""
-        return self._open[key.id]
+        return self.keys.streams_of(key.id)
 
     def end_all(self) -> None:
         """End every stream now and refuse none: new ones end after their first event (the
@@ -126,36 +122,32 @@ class Streams:
     async def close(self) -> None:
         self.end_all()
         await self.positions.close()
+        await self.keys.close()
 
     async def follow(self, key: ApiKey, model_id: str, task_id: str,
-                     last_event_id: str | None = None, authorize: Authorize | None = None,
-                     ) -> AsyncGenerator[StreamEvent, None]:
+                     last_event_id: str | None = None) -> AsyncGenerator[StreamEvent, None]:
         """The stream of the key's task of ``model_id``. Its first event comes at once: the
         task now, or a keep-alive when ``last_event_id`` is the id of the task now; the
         ``done`` event is the last. ``NotFound`` (before any event) as for a status read, and
         ``TooManyRequests`` when the key holds as many streams as it may. It ends early when
-        the process closes, after ``max_duration_s``, or when ``authorize`` (asked each time
-        the stream wakes) says the key may no longer read. Closed or cancelled, it leaves no
-        subscription behind."""
+        the process closes, after ``max_duration_s``, or when its key is found revoked.
+        Closed or cancelled, it leaves no subscription behind."""
         allowed = max(self.max_per_key, key.max_concurrent_tasks or self.max_unfinished)
-        if self._open[key.id] >= allowed:
+        if self.keys.streams_of(key.id) >= allowed:
             raise TooManyRequests(
                 f"this API key has {allowed} task streams open on this server, as many as it "
                 "may; close one, or poll statusTask", retry_after=STREAMS_RETRY_AFTER_S,
                 reason="streams_limit")
-        self._open[key.id] += 1
-        events = self._follow(key, model_id, task_id, last_event_id, authorize)
-        try:
-            async for event in events:
-                yield event
-        finally:
-            await events.aclose()  # now, not when collected: it holds the subscriptions
-            self._open[key.id] -= 1
-            if not self._open[key.id]:
-                del self._open[key.id]
+        with self.keys.hold(key.id) as revoked:
+            events = self._follow(key, model_id, task_id, last_event_id, revoked)
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                await events.aclose()  # now, not when collected: it holds the subscriptions
 
     async def _follow(self, key: ApiKey, model_id: str, task_id: str,
-                      last_event_id: str | None, authorize: Authorize | None,
+                      last_event_id: str | None, revoked: asyncio.Event,
                       ) -> AsyncGenerator[StreamEvent, None]:
         loop = asyncio.get_running_loop()
         with self.events.watch(task_id) as watch, self.positions.track(task_id) as spot:
@@ -170,11 +162,10 @@ class Streams:
                         yield event
                 if state.finished:
                     return
-                waited = await self._wait(watch, spot, self._quiet_for(state, loop.time()))
+                waited = await self._wait(watch, spot, revoked,
+                                          self._quiet_for(state, loop.time()))
                 if not waited or loop.time() >= state.ends:
-                    return  # the process is closing, or the stream has run its time
-                if not await _still_allowed(authorize):
-                    return  # the key was revoked: its client reconnects to a 401
+                    return  # closing, the key was revoked, or the stream has run its time
                 versions = await self._next_versions(
                     state, watch, spot, lambda: self.tasks.owned(key, task_id, model_id),
                     loop)
@@ -227,20 +218,22 @@ class Streams:
         recheck = self.events.recheck_s
         return float("inf") if recheck is None else loop.time() + recheck
 
-    async def _wait(self, watch: Watch, spot: Spot, within_s: float) -> bool:
+    async def _wait(self, watch: Watch, spot: Spot, revoked: asyncio.Event,
+                    within_s: float) -> bool:
         """Until the task changes, its position moves, or ``within_s`` seconds pass; False
-        when the process is closing."""
-        if self._closing.is_set():
+        when the process is closing or the stream's key was found revoked."""
+        if self._closing.is_set() or revoked.is_set():
             return False
         waits = [asyncio.ensure_future(watch.wait(within_s)),
                  asyncio.ensure_future(spot.moved.wait()),
-                 asyncio.ensure_future(self._closing.wait())]
+                 asyncio.ensure_future(self._closing.wait()),
+                 asyncio.ensure_future(revoked.wait())]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiting in waits:
                 waiting.cancel()
-        return not self._closing.is_set()
+        return not (self._closing.is_set() or revoked.is_set())
 
     def _heard(self, task: Task, watch: Watch, spot: Spot) -> tuple[list[Task], bool]:
         """The versions of ``task`` its progress notes tell, in order, and whether it must be
@@ -269,16 +262,6 @@ class Streams:
     def _done(self, task: Task) -> StreamEvent:
         """The status answer's whole body, the very bytes statusTask answers."""
         return StreamEvent(EventKind.DONE, f"{task.attempt}.done", self.tasks.answer(task).body)
-
-
-async def _still_allowed(authorize: Authorize | None) -> bool:
-    if authorize is None:
-        return True
-    try:
-        await authorize()
-    except Unauthorized:
-        return False
-    return True
 
 
 def _advanced(task: Task, note: Progress) -> Task | None:

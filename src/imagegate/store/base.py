@@ -248,6 +248,11 @@ class Store(Protocol):
         ahead of the deepest one, never the history of finished tasks."""
         ...
 
+    async def active_keys(self, key_ids: Sequence[str]) -> set[str]:
+        """Those of ``key_ids`` that name a key that is not revoked, in one statement (the
+        keys holding open streams, checked together)."""
+        ...
+
     async def renew_lease(self, task_id: str, attempt: int, lease_until_ms: int,
                           stage: str | None = None) -> bool: ...
     async def finish_task(self, task_id: str, attempt: int, finish: Finish,

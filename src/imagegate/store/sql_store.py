@@ -178,6 +178,11 @@ class SqlStore:
             return {}
         return await self._read(lambda t: tx.queue_positions(t, task_ids, now_ms))
 
+    async def active_keys(self, key_ids: Sequence[str]) -> set[str]:
+        if not key_ids:
+            return set()
+        return await self._read(lambda t: tx.active_keys(t, key_ids))
+
     async def renew_lease(self, task_id: str, attempt: int, lease_until_ms: int,
                           stage: str | None = None) -> bool:
         return await self._write(

@@ -186,6 +186,8 @@ _SQLITE_OWN: dict[str, str] = {
     "lock_keys": "SELECT id, unfinished_tasks, rate_tokens, rate_updated_ms FROM api_keys "
                  "WHERE id IN (SELECT value FROM json_each(?))",
     "tasks_by_ids": "SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?))",
+    "active_keys": "SELECT id FROM api_keys WHERE revoked_ms IS NULL "
+                   "AND id IN (SELECT value FROM json_each(:ids))",
     "lock_migrations": "SELECT 1 AS locked",  # the write transaction is the lock
     # A key's tasks newest first: tasks_key_created walked backwards from the bound (a row
     # value, which SQLite takes as the range of the index), filters checked on each row, up
@@ -247,6 +249,8 @@ _POSTGRES_OWN: dict[str, str] = {
     "lock_keys": "SELECT id, unfinished_tasks, rate_tokens, rate_updated_ms FROM api_keys "
                  "WHERE id = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE",
     "tasks_by_ids": "SELECT * FROM tasks WHERE id = ANY(%s::text[])",
+    "active_keys": "SELECT id FROM api_keys WHERE revoked_ms IS NULL "
+                   "AND id = ANY(%(ids)s::text[])",
     # A key's tasks newest first: an index scan of tasks_key_created backwards, from the row
     # comparison (an index condition) down, filters checked on each row, up to the limit. The
     # casts give a prepared statement's generic plan the column types, so it keeps the index.

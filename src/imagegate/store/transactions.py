@@ -235,6 +235,11 @@ def queue_positions(tx: Tx, task_ids: Sequence[str], now_ms: int) -> dict[str, i
     return {r["id"]: int(r["position"]) for r in found}
 
 
+def active_keys(tx: Tx, key_ids: Sequence[str]) -> set[str]:
+    """Those of ``key_ids`` that name a key not revoked (``Store.active_keys``)."""
+    return {r["id"] for r in tx.run("active_keys", {"ids": tx.array(key_ids)}).all()}
+
+
 def renew_lease(tx: Tx, task_id: str, attempt: int, lease_until_ms: int,
                 stage: str | None) -> bool:
     return tx.run("renew_lease", (lease_until_ms, stage, task_id, attempt)).rowcount == 1
