@@ -28,7 +28,8 @@ Prints a Markdown table and appends it, dated, with the machine and commit, to
 ``bench/results/waiters.md``. PostgreSQL flushes a backend's statistics at most once a second
 and an idle one's within 10 s, so the script pauses ``SETTLE_S`` before it reads the database's
 counters at each window's edge (the time and CPU of an ending window are taken when the last
-answer arrives). A run takes about two and a half minutes.
+answer arrives), and a waiting window starts only once the commit count has been steady for a
+few seconds (a pooled backend may flush the submits' statistics late). A run takes about two and a half minutes.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ BODY = {"input": {"mode": "text-to-image", "prompt": "a fox [sandbox:fail=Prompt
                   "aspect_ratio": "1:1", "resolution": "1k"}}
 WAIT_S = 60
 SETTLE_S = 11.0  # PostgreSQL flushes an idle backend's statistics within 10 s
+# A window starts only once the database's commit count has been steady for STEADY_S (at most
+# STEADY_XACTS more in that time; the streams' shared reads are about one a second), so that
+# no earlier work's statistics, flushed late by a pooled backend, land in it.
+STEADY_S, STEADY_XACTS, STEADY_MAX_S = 3.0, 10, 60.0
 
 
 @dataclass
@@ -121,6 +126,18 @@ def waiting_clients(api: Server) -> int:
     raise SystemExit("the API reports no imagegate_waiting_clients")
 
 
+async def steady(api: Server, db: Database) -> Counters:
+    """The counters once the commit count has stopped jumping (see STEADY_S)."""
+    deadline = time.monotonic() + STEADY_MAX_S
+    last = db.counters(api)
+    while True:
+        await asyncio.sleep(STEADY_S)
+        now = db.counters(api)
+        if now.xacts - last.xacts <= STEADY_XACTS or time.monotonic() > deadline:
+            return now
+        last = now
+
+
 async def settled(api: Server, db: Database) -> Counters:
     """The counters once every backend has flushed its statistics (an idle one does within
     ``SETTLE_S``); the time and CPU are taken before the pause."""
@@ -134,7 +151,7 @@ async def measure(api: Server, key: str, ids: list[str], db: Database, window_s:
                   start_worker: Callable[[], Server]) -> list[Row]:
     rows = []
     await asyncio.sleep(SETTLE_S)  # the submits' statistics flushed
-    a = db.counters(api)
+    a = await steady(api, db)
     await asyncio.sleep(window_s)
     b = db.counters(api)
     rows.append(between("idle: nobody waits", a, b))
@@ -150,7 +167,7 @@ async def measure(api: Server, key: str, ids: list[str], db: Database, window_s:
             await asyncio.sleep(0.2)
         print(f"{waiting} clients waiting", flush=True)
         await asyncio.sleep(SETTLE_S)  # the statistics of their first reads flushed
-        a = db.counters(api)
+        a = await steady(api, db)
         await asyncio.sleep(window_s)
         b = db.counters(api)
         rows.append(between(f"waiting: {len(ids):,} clients", a, b))
@@ -218,7 +235,7 @@ async def measure_streams(api: Server, key: str, ids: list[str], db: Database,
         print(f"{count[0]} streams open, {await asyncio.to_thread(waiting_clients, api)} "
               "subscriptions", flush=True)
         await asyncio.sleep(SETTLE_S)  # the statistics of their first reads flushed
-        a = db.counters(api)
+        a = await steady(api, db)
         await asyncio.sleep(window_s)
         b = db.counters(api)
         rows.append(between(f"streaming: {len(ids):,} streams of queued tasks", a, b))
