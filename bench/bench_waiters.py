@@ -29,7 +29,8 @@ Prints a Markdown table and appends it, dated, with the machine and commit, to
 and an idle one's within 10 s, so the script pauses ``SETTLE_S`` before it reads the database's
 counters at each window's edge (the time and CPU of an ending window are taken when the last
 answer arrives), and a waiting window starts only once the commit count has been steady for a
-few seconds (a pooled backend may flush the submits' statistics late). A run takes about two and a half minutes.
+few seconds (a pooled backend may flush the submits' statistics late). A run takes about two
+and a half minutes.
 """
 
 from __future__ import annotations
