@@ -34,7 +34,11 @@ from imagegate.store.sql import Row, Tx
 from imagegate.task_list import TaskQuery
 from imagegate.tasks import RouteAttempt, Task, TaskState
 
-PROBE_BYTES = 16 * 1024  # more than a page: a probe needs room to grow, as a submit does
+# A probe needs room to grow, more than a submit does: a submit that failed for want of space
+# leaves the log pages it did write for the next write to reuse, so a smaller probe could fit
+# in them and call the database writable while submits still fail (a submit changes about ten
+# pages of rows and indexes; this is 64).
+PROBE_BYTES = 256 * 1024
 
 # Schema ---------------------------------------------------------------------------------------
 
