@@ -25,9 +25,10 @@ import httpx
 
 from imagegate.app.access import Access
 from imagegate.app.files import Files
+from imagegate.app.key_slots import KeySlots
 from imagegate.app.models import Models
 from imagegate.app.queue_positions import QueuePositions
-from imagegate.app.stream import Streams
+from imagegate.app.stream import MAX_STREAMS_PER_KEY, Streams
 from imagegate.app.stream_keys import StreamKeys
 from imagegate.app.tasks import Tasks
 from imagegate.app.webhooks import Webhooks
@@ -379,8 +380,9 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
                   redirect=settings.results_delivery == "redirect")
     models = Models(seams.routing, [name for name, cfg in settings.routes.items()
                                     if cfg.type == "sandbox"])
+    stream_slots = KeySlots(MAX_STREAMS_PER_KEY, settings.limits_max_concurrent_tasks)
     streams = Streams(tasks, seams.events, QueuePositions(seams.store, seams.clock),
-                      StreamKeys(seams.store), max_unfinished=settings.limits_max_concurrent_tasks)
+                      StreamKeys(seams.store, stream_slots))
     seams.metrics.watch_waiters(seams.events)
     return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), models,
                streams, runtime, migrate)

@@ -425,7 +425,7 @@ def test_a_stream_ends_when_its_key_is_revoked_and_its_client_then_gets_401() ->
 def test_a_key_holds_a_bounded_number_of_streams_and_one_more_is_429() -> None:
     @scenario(limits_max_concurrent_tasks=3)
     async def _(h: Harness) -> None:
-        h.api.streams.max_per_key = 3
+        h.api.streams.keys.slots.most = 3
         new, other = await h.new_key(), await h.new_key()
         async with h.http(new.plain, streaming=True) as c, \
                 h.http(other.plain, streaming=True) as o:
@@ -450,7 +450,7 @@ def test_a_key_holds_a_bounded_number_of_streams_and_one_more_is_429() -> None:
 def test_a_key_allowed_more_unfinished_tasks_may_stream_each_of_them() -> None:
     @scenario(limits_max_concurrent_tasks=3)
     async def _(h: Harness) -> None:
-        h.api.streams.max_per_key = 1
+        h.api.streams.keys.slots.most = 1
         for limit in (2, None):  # its own limit, or the configured one
             new = await h.new_key(max_concurrent_tasks=limit)
             allowed = limit or 3

@@ -283,7 +283,7 @@ def test_waits_answer_at_once_when_the_process_is_asked_to_stop() -> None:
 def test_a_key_holds_a_bounded_number_of_waits() -> None:
     @scenario(limits_max_concurrent_tasks=2)
     async def _(h: Harness) -> None:
-        h.api.tasks.max_waits_per_key = 2
+        h.api.tasks.waits.most = 2
         new, other = await h.new_key(), await h.new_key()
         task_id = await h.submit(new.key)
         async with h.http(new.plain) as c, h.http(other.plain) as o:

@@ -96,23 +96,18 @@ class Streams:
 
     def __init__(self, tasks: Tasks, events: TaskEvents, positions: QueuePositions,
                  keys: StreamKeys, *, keep_alive_s: float = KEEP_ALIVE_S,
-                 max_duration_s: float = MAX_STREAM_S,
-                 max_per_key: int = MAX_STREAMS_PER_KEY, max_unfinished: int = 0) -> None:
-        """``max_unfinished``: the unfinished tasks a key without a limit of its own may have
-        (a key may hold a stream of each)."""
+                 max_duration_s: float = MAX_STREAM_S) -> None:
         self.tasks = tasks
         self.events = events
         self.positions = positions
         self.keys = keys
         self.keep_alive_s = keep_alive_s
         self.max_duration_s = max_duration_s
-        self.max_per_key = max_per_key
-        self.max_unfinished = max_unfinished
         self._closing = asyncio.Event()
 
     def open_of(self, key: ApiKey) -> int:
         """How many streams ``key`` holds open in this process now."""
-        return self.keys.streams_of(key.id)
+        return self.keys.slots.held(key.id)
 
     def end_all(self) -> None:
         """End every stream now and refuse none: new ones end after their first event (the
@@ -132,12 +127,11 @@ class Streams:
         ``TooManyRequests`` when the key holds as many streams as it may. It ends early when
         the process closes, after ``max_duration_s``, or when its key is found revoked.
         Closed or cancelled, it leaves no subscription behind."""
-        allowed = max(self.max_per_key, key.max_concurrent_tasks or self.max_unfinished)
-        if self.keys.streams_of(key.id) >= allowed:
+        if self.keys.slots.full(key):
             raise TooManyRequests(
-                f"this API key has {allowed} task streams open on this server, as many as it "
-                "may; close one, or poll statusTask", retry_after=STREAMS_RETRY_AFTER_S,
-                reason="streams_limit")
+                f"this API key has {self.keys.slots.allowed(key)} task streams open on this "
+                "server, as many as it may; close one, or poll statusTask",
+                retry_after=STREAMS_RETRY_AFTER_S, reason="streams_limit")
         with self.keys.hold(key.id) as revoked:
             events = self._follow(key, model_id, task_id, last_event_id, revoked)
             try:

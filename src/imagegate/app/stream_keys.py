@@ -1,5 +1,6 @@
 """The API keys that hold open streams in this process (``GET /api/v1/streamTask``): how many
-each holds, and whether each is still active, read for all of them together.
+each holds (``KeySlots``, which bounds them), and whether each is still active, read for all
+of them together.
 
 While any stream is open, one query every ``interval_s`` seconds (``Store.active_keys``) asks
 which of the holding keys are still active; a key found revoked has its ``revoked`` event set,
@@ -13,8 +14,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
+from imagegate.app.key_slots import KeySlots
 from imagegate.store.base import Store
 
 __all__ = ["KEY_RECHECK_S", "StreamKeys"]
@@ -24,40 +25,30 @@ KEY_RECHECK_S = 5.0
 log = logging.getLogger("imagegate.api")
 
 
-@dataclass
-class _Held:
-    streams: int = 0
-    revoked: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class StreamKeys:
     """``hold`` a key for the life of one of its streams; ``close`` stops the checks."""
 
-    def __init__(self, store: Store, *, interval_s: float = KEY_RECHECK_S) -> None:
+    def __init__(self, store: Store, slots: KeySlots, *,
+                 interval_s: float = KEY_RECHECK_S) -> None:
         self.store = store
+        self.slots = slots
         self.interval_s = interval_s
-        self._held: dict[str, _Held] = {}
+        self._revoked: dict[str, asyncio.Event] = {}  # of the keys holding streams
         self._checking: asyncio.Task[None] | None = None
-
-    def streams_of(self, key_id: str) -> int:
-        """How many streams the key holds open in this process now."""
-        held = self._held.get(key_id)
-        return held.streams if held is not None else 0
 
     @contextlib.contextmanager
     def hold(self, key_id: str) -> Iterator[asyncio.Event]:
-        """Count one more stream of the key for the ``with`` block; the event is set once the
-        key is found revoked."""
-        held = self._held.setdefault(key_id, _Held())
-        held.streams += 1
-        if self._checking is None or self._checking.done():
-            self._checking = asyncio.create_task(self._check())
-        try:
-            yield held.revoked
-        finally:
-            held.streams -= 1
-            if not held.streams:
-                del self._held[key_id]
+        """One stream of the key for the ``with`` block; the event is set once the key is
+        found revoked."""
+        with self.slots.hold(key_id):
+            revoked = self._revoked.setdefault(key_id, asyncio.Event())
+            if self._checking is None or self._checking.done():
+                self._checking = asyncio.create_task(self._check())
+            try:
+                yield revoked
+            finally:
+                if self.slots.held(key_id) == 1:  # the key's last stream ends
+                    del self._revoked[key_id]
 
     async def close(self) -> None:
         if self._checking is not None:
@@ -67,9 +58,9 @@ class StreamKeys:
 
     async def _check(self) -> None:
         """Every ``interval_s`` while keys are held: one read of all of them."""
-        while self._held:
+        while self._revoked:
             await asyncio.sleep(self.interval_s)
-            key_ids = list(self._held)
+            key_ids = list(self._revoked)
             if not key_ids:
                 break
             try:
@@ -78,6 +69,6 @@ class StreamKeys:
                 log.warning("reading the keys of open streams failed", exc_info=True)
                 continue
             for key_id in key_ids:
-                held = self._held.get(key_id)
-                if held is not None and key_id not in active:
-                    held.revoked.set()
+                revoked = self._revoked.get(key_id)
+                if revoked is not None and key_id not in active:
+                    revoked.set()

@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-from collections import Counter, OrderedDict
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections import OrderedDict
+from contextlib import AbstractContextManager
 from typing import Any
 
 import msgspec
 
+from imagegate.app.key_slots import KeySlots
 from imagegate.clock import Clock
 from imagegate.completion import Completion
 from imagegate.contract import parse_submit
@@ -110,26 +110,12 @@ class Tasks:
         self._finished: OrderedDict[str, tuple[str, str, StatusAnswer, int | None]] = \
             OrderedDict()
         self._waits_end = asyncio.Event()  # the process is stopping: waits answer at once
-        self.max_waits_per_key = MAX_WAITS_PER_KEY
-        self._waiting: Counter[str] = Counter()  # open waits by key id
+        self.waits = KeySlots(MAX_WAITS_PER_KEY, max_unfinished)  # open waits by key
 
     def wait_slot(self, key: ApiKey) -> AbstractContextManager[None] | None:
         """A place among the key's open waits, held for the ``with`` block; None when the key
         holds as many as it may."""
-        allowed = max(self.max_waits_per_key, key.max_concurrent_tasks or self.max_unfinished)
-        if self._waiting[key.id] >= allowed:
-            return None
-        return self._holding(key.id)
-
-    @contextmanager
-    def _holding(self, key_id: str) -> Iterator[None]:
-        self._waiting[key_id] += 1
-        try:
-            yield
-        finally:
-            self._waiting[key_id] -= 1
-            if not self._waiting[key_id]:
-                del self._waiting[key_id]
+        return None if self.waits.full(key) else self.waits.hold(key.id)
 
     def end_waits(self) -> None:
         """Answer every wait now, and each one from now on at once, as if its time were over
