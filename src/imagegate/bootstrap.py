@@ -25,6 +25,7 @@ import httpx
 
 from imagegate.app.access import Access
 from imagegate.app.files import Files
+from imagegate.app.generation import Generations
 from imagegate.app.key_slots import KeySlots
 from imagegate.app.models import Models
 from imagegate.app.queue_positions import QueuePositions
@@ -319,6 +320,7 @@ class Api:
     scrape: Scrape
     models: Models
     streams: Streams
+    generations: Generations
     runtime: Runtime | None = None
     migrate: bool = True  # apply every migration (serve); else only on an empty database
     draining: bool = False
@@ -384,8 +386,10 @@ def build_api(seams: Seams, runtime: Runtime | None = None, *, shared_rates: boo
     streams = Streams(tasks, seams.events, QueuePositions(seams.store, seams.clock),
                       StreamKeys(seams.store, stream_slots))
     seams.metrics.watch_waiters(seams.events)
+    generations = Generations(tasks, seams.blobs, base_url=settings.base_url,
+                              wait_s=settings.facades_wait_seconds)
     return Api(settings, seams, access, tasks, files, webhooks, scrape_of(seams), models,
-               streams, runtime, migrate)
+               streams, generations, runtime, migrate)
 
 
 def serve_api(settings: Settings) -> Api:

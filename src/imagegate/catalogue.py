@@ -23,18 +23,29 @@ _TEN_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", 
 # same id overrides these keys one by one. ``google_model``: the Google model that serves the
 # model when a Google platform (the Gemini API, Vertex AI) is configured. Which id serves which
 # model, and why, is in docs/routes-gemini.md with its sources and the date it was checked.
+#
+# ``aliases``: other names the OpenAI Images and Gemini facades take for the model (its id is
+# always taken). Google's ids, current and retired, name the catalogue model they served, so
+# code written against any of them keeps working; OpenAI's image model ids name the flagship.
 DEFAULT_CATALOGUE: dict[str, dict[str, Any]] = {
-    "nano-banana-2": {"prices": DEFAULT_PRICES, "google_model": "gemini-nano-banana-2.1"},
-    "nano-banana-2.1": {"prices": DEFAULT_PRICES, "google_model": "gemini-nano-banana-2.1"},
+    "nano-banana-2": {"prices": DEFAULT_PRICES, "google_model": "gemini-nano-banana-2.1",
+                      "aliases": ["gemini-3.1-flash-image", "gemini-3.1-flash-image-preview",
+                                  "gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini",
+                                  "dall-e-3", "dall-e-2"]},
+    "nano-banana-2.1": {"prices": DEFAULT_PRICES, "google_model": "gemini-nano-banana-2.1",
+                        "aliases": ["gemini-nano-banana-2.1"]},
     "nano-banana-pro": {"prices": {"1k": "0.09", "2k": "0.09", "4k": "0.16"},
-                        "ratios": _TEN_RATIOS, "google_model": "gemini-3-pro-image"},
+                        "ratios": _TEN_RATIOS, "google_model": "gemini-3-pro-image",
+                        "aliases": ["gemini-3-pro-image", "gemini-3-pro-image-preview"]},
     "nano-banana-2-lite": {"prices": {"1k": "0.03"}, "resolutions": ["1k"],
-                           "ratios": _TEN_RATIOS, "google_model": "gemini-3.1-flash-lite-image"},
+                           "ratios": _TEN_RATIOS, "google_model": "gemini-3.1-flash-lite-image",
+                           "aliases": ["gemini-3.1-flash-lite-image"]},
     # The first Nano Banana's own model (gemini-2.5-flash-image) is closed to new projects and
     # due to be shut down: its closest served successor, at its own sizes and limits.
     "nano-banana": {"prices": {"1k": "0.03"}, "resolutions": ["1k"], "size_table": "gemini-2.5",
                     "max_references": 10, "max_prompt_chars": 5000,
-                    "google_model": "gemini-3.1-flash-lite-image"},
+                    "google_model": "gemini-3.1-flash-lite-image",
+                    "aliases": ["gemini-2.5-flash-image", "gemini-2.5-flash-image-preview"]},
 }
 # The Google platforms a default route can use, as the prefix of its name, in failover order.
 GOOGLE_PLATFORMS = ("gemini", "vertex")
@@ -68,6 +79,7 @@ class ModelConfig:
     limits: ModelLimits
     prices: Mapping[str, int]
     routes: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
 
 
 def default_route_name(platform: str, model_id: str) -> str:
@@ -94,7 +106,22 @@ def catalogue_from_toml(models_doc: Mapping[str, Any], routes_doc: Mapping[str, 
         routes.update((r.name, r) for r in google)
         table.setdefault("routes", [r.name for r in google] or ["sandbox"])
     routes.update(_route_tables(routes_doc))
-    return {model_id: _model(model_id, t) for model_id, t in tables.items()}, routes
+    models = {model_id: _model(model_id, t) for model_id, t in tables.items()}
+    model_names(models)  # refuses an alias that names two models
+    return models, routes
+
+
+def model_names(models: Mapping[str, ModelConfig]) -> dict[str, str]:
+    """Every name a facade takes for a model (its id and its aliases) -> the model's id;
+    ``ConfigError`` when one name would name two models."""
+    names = {model_id: model_id for model_id in models}
+    for model in models.values():
+        for alias in model.aliases:
+            other = names.setdefault(alias, model.id)
+            if other != model.id:
+                raise ConfigError(f"models.{model.id}.aliases: {alias!r} already names model "
+                                  f"{other!r}; a name may stand for one model only")
+    return names
 
 
 def _model_tables(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -124,7 +151,7 @@ def _route_tables(doc: Mapping[str, Any]) -> dict[str, RouteConfig]:
 
 
 _MODEL_KEYS = {"routes", "prices", "ratios", "resolutions", "max_prompt_chars", "max_references",
-               "max_images", "size_table", "google_model"}
+               "max_images", "size_table", "google_model", "aliases"}
 
 
 def _model(model_id: str, table: Mapping[str, Any]) -> ModelConfig:
@@ -148,7 +175,14 @@ def _model(model_id: str, table: Mapping[str, Any]) -> ModelConfig:
     route_names = tuple(table.get("routes", ("sandbox",)))
     if not route_names or not all(isinstance(r, str) for r in route_names):
         raise ConfigError(f"{where}.routes must name at least one route")
-    return ModelConfig(model_id, limits, prices, route_names)
+    return ModelConfig(model_id, limits, prices, route_names,
+                       _aliases(table.get("aliases", []), f"{where}.aliases"))
+
+
+def _aliases(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where} must be a list of model names (strings)")
+    return tuple(dict.fromkeys(value))
 
 
 def _size_table(value: Any, where: str) -> str:

@@ -113,6 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sweeper_interval_seconds", float, 2.0, "How often expired leases, results and "
             "records are swept."),
     Setting("sandbox_delay_seconds", float, 1.0, "Delay before the sandbox route answers."),
+    Setting("facades_wait_seconds", float, 300.0, "How long a call to the OpenAI Images or "
+            "Gemini facade waits for its task before it answers a timeout error; the task "
+            "goes on, and its id is in the error and in the task list."),
     Setting("callbacks_timeout_seconds", float, 30.0, "Time a callback receiver has to answer."),
     Setting("callbacks_max_attempts", int, 10, "Delivery attempts before a callback is given up."),
     Setting("callbacks_retry_schedule", str, "10,60,300,900,3600,7200,14400,28800,28800",
@@ -150,7 +153,7 @@ _MAY_BE_ZERO = {"sandbox_delay_seconds", "auth_cache_seconds", "worker_retry_bac
 _PORTS = ("port", "metrics_port")
 LOG_FORMATS = ("text", "json")
 _SECTIONS = {"auth", "limits", "fetch", "worker", "sweeper", "sandbox", "callbacks", "demo", "log",
-             "gemini", "vertex", "router", "metrics", "s3", "results"}
+             "gemini", "vertex", "router", "metrics", "s3", "results", "facades"}
 # Bucket names: what virtual-hosted addressing can put in a host name, and, path-style, the
 # wider set that older buckets and some S3-compatible servers allow.
 _DNS_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -198,6 +201,7 @@ class Settings:
     router_recheck_seconds: float = 300.0
     sweeper_interval_seconds: float = 2.0
     sandbox_delay_seconds: float = 1.0
+    facades_wait_seconds: float = 300.0
     callbacks_timeout_seconds: float = 30.0
     callbacks_max_attempts: int = 10
     callbacks_retry_schedule: str = "10,60,300,900,3600,7200,14400,28800,28800"

@@ -11,9 +11,9 @@ building any route; the router in a worker runs the candidates it has.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from imagegate.catalogue import ModelConfig
+from imagegate.catalogue import ModelConfig, model_names
 from imagegate.contract import SubmitInput
 from imagegate.errors import InvalidRequest, NotFound, quoted
 from imagegate.routes.base import Capabilities
@@ -25,6 +25,18 @@ __all__ = ["Routing", "can_serve"]
 class Routing:
     models: Mapping[str, ModelConfig]
     capabilities: Mapping[str, Capabilities]  # by route name
+    names: Mapping[str, str] = field(init=False)  # model id or alias -> model id
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", model_names(self.models))
+
+    def resolve(self, name: str) -> str:
+        """The id of the model ``name`` names: its id or one of its aliases (the facades take
+        both); ``NotFound`` otherwise."""
+        try:
+            return self.names[name]
+        except KeyError:
+            raise NotFound(f"unknown model {quoted(name)}") from None
 
     def model(self, model_id: str) -> ModelConfig:
         try:

@@ -34,6 +34,11 @@ class Access:
         token = bearer_token(authorization)
         if token is None:
             raise Unauthorized("missing or malformed Authorization: Bearer header")
+        return await self.key(token)
+
+    async def key(self, token: str) -> ApiKey:
+        """The active key whose secret is ``token`` (however the request carried it: the
+        Gemini facade takes ``x-goog-api-key`` and ``?key=``); ``Unauthorized`` otherwise."""
         key_hash = hash_key(token)
         now = time.monotonic()
         key = self.key_cache.get(key_hash, now)
