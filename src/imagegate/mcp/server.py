@@ -35,16 +35,20 @@ def build(tools: Tools) -> MCPServer[object]:
         instructions=INSTRUCTIONS, log_level="WARNING")
     paid = ToolAnnotations(read_only_hint=False, destructive_hint=False,
                            idempotent_hint=False, open_world_hint=True)
-    server.add_tool(tools.generate_image, title="Generate an image", annotations=paid)
-    server.add_tool(tools.edit_image, title="Edit images", annotations=paid)
     reads = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-    server.add_tool(tools.get_task, title="Read a task", annotations=reads)
-    server.add_tool(tools.list_tasks, title="List tasks", annotations=reads)
-    server.add_tool(tools.cancel_task, title="Cancel a task", annotations=ToolAnnotations(
-        read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-        open_world_hint=False))
-    server.add_tool(tools.get_balance, title="Read the balance", annotations=reads)
-    server.add_tool(tools.list_models, title="List the models", annotations=reads)
+    cancels = ToolAnnotations(read_only_hint=False, destructive_hint=True,
+                              idempotent_hint=True, open_world_hint=False)
+    for fn, title, hints in (
+            (tools.generate_image, "Generate an image", paid),
+            (tools.edit_image, "Edit images", paid),
+            (tools.get_task, "Read a task", reads),
+            (tools.list_tasks, "List tasks", reads),
+            (tools.cancel_task, "Cancel a task", cancels),
+            (tools.get_balance, "Read the balance", reads),
+            (tools.list_models, "List the models", reads)):
+        # The docstring, as one paragraph, is the description the assistant reads.
+        server.add_tool(fn, title=title, description=" ".join((fn.__doc__ or "").split()),
+                        annotations=hints)
     return server
 
 

@@ -1,7 +1,7 @@
 """The tools of ``imagegate mcp``: each one call (or a few) of the ``imagegate_client`` SDK.
 
     generate_image   submit, wait (reporting progress), download: the images, URLs, task id
-    edit_image       the same with 1 to 14 reference images
+    edit_image       the same with reference images required
     get_task         a task's status
     list_tasks       a page of the key's tasks, newest first
     cancel_task      cancel a queued or running task
@@ -14,8 +14,9 @@ SDK raises becomes a tool error (results.py). Only the SDK talks to the service.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from imagegate_client import AsyncClient, ImagegateError, Progress, image_data_uri
 from mcp.server.mcpserver import Context
@@ -42,6 +43,7 @@ from imagegate.mcp.schemas import (
     TaskModel,
 )
 
+T = TypeVar("T")
 _REMOTE = ("http://", "https://", "data:")
 ToolContext = Context[Any, Any]  # what MCPServer hands a tool that asks for it
 SOURCE = "imagegate-mcp"  # the source of the tasks the tools submit (list_tasks shows it)
@@ -79,8 +81,8 @@ class Tools:
                          model: Model = None, seed: Seed = None,
                          google_search: GoogleSearch = False) -> CallToolResult:
         """Edit or combine reference images as the prompt says (image-to-image): the same as
-        generate_image, with 1 to 14 references required. aspect_ratio auto keeps the first
-        reference's (the nearest the model makes)."""
+        generate_image, with the references required. aspect_ratio auto keeps the first
+        reference's (the nearest ratio the model makes)."""
         return await self._generate(ctx, prompt, images, aspect_ratio=aspect_ratio,
                                     resolution=resolution, output_format=output_format,
                                     num_images=num_images, model=model, seed=seed,
@@ -128,12 +130,13 @@ class Tools:
         return results.generation(made, inline=self.inline_images)
 
     @staticmethod
-    async def _call(request: Any, render: Any) -> CallToolResult:
+    async def _call(request: Callable[[], Awaitable[T]],
+                    render: Callable[[T], CallToolResult]) -> CallToolResult:
         try:
             found = await request()
         except ImagegateError as exc:
             return results.failure(exc)
-        return render(found)  # type: ignore[no-any-return]
+        return render(found)
 
 
 class ProgressReporter:
