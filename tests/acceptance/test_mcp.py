@@ -13,14 +13,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from imagegate_client import AsyncClient
 from imagegate_client import wire_models as wm
 from loopback import QuietHandler, png_bytes, serve_in_thread
+from mcp import Client
 from mcp.types import CallToolResult, ImageContent, TextContent
 from mcp_clients import McpUser, http_server, http_user, stdio_user
 from PIL import Image
-from serverproc import Server, t2i
+from serverproc import Server, free_port, t2i
+
+from imagegate.mcp.server import build
+from imagegate.mcp.tools import Tools
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +94,7 @@ def test_the_tools_state_the_contract_limits_in_their_schemas(user: McpUser) -> 
     assert tools["list_tasks"].input_schema["properties"]["limit"]["maximum"] == \
         wm.MAX_PAGE_TASKS
     assert tools["get_balance"].annotations and tools["get_balance"].annotations.read_only_hint
+    assert all(tool.description and "  " not in tool.description for tool in tools.values())
 
 
 def test_generate_image_answers_the_image_its_url_and_the_task_id(user: McpUser) -> None:
@@ -224,6 +231,34 @@ def test_a_bad_key_is_a_tool_error_naming_the_setting(server: Server, tmp_path: 
             assert result.is_error and structured(result)["status"] == 401
             assert "authentication failed (401)" in text_of(result)
             assert "IMAGEGATE_API_KEY" in text_of(result)
+
+
+def test_a_task_past_the_wait_timeout_is_a_tool_error_naming_it(
+        server: Server, key: str, tmp_path: Path) -> None:
+    with stdio_user(server.base_url, key, tmp_path / "wait.log", "--wait-timeout",
+                    "0.5") as impatient:
+        result = impatient.call("generate_image", {"prompt": "[sandbox:delay=3] a slow fox"})
+        assert result.is_error
+        body = structured(result)
+        assert body["state"] == "processing" and len(body["taskId"]) == 32
+        assert f"task {body['taskId']} did not end within 0.5 s" in text_of(result)
+        assert "get_task" in text_of(result)
+        assert not impatient.call("cancel_task", {"task_id": body["taskId"]}).is_error
+
+
+def test_a_service_that_cannot_be_reached_is_a_tool_error() -> None:
+    # The tools in this process, over the mcp SDK's in-memory transport; nothing listens on
+    # the port.
+    tools = Tools(AsyncClient(f"http://127.0.0.1:{free_port()}", "ig_x", max_retries=0),
+                  wait_timeout=5)
+
+    async def calls() -> list[CallToolResult]:
+        async with Client(build(tools)) as client:
+            return [await client.call_tool("get_balance", {}),
+                    await client.call_tool("generate_image", {"prompt": "a fox"})]
+
+    for result in anyio.run(calls):
+        assert result.is_error and "cannot reach the service" in text_of(result)
 
 
 def test_streamable_http_serves_the_same_tools(server: Server, key: str,
