@@ -69,7 +69,7 @@ def failure(exc: ImagegateError | ReferenceProblem) -> CallToolResult:
     elif isinstance(exc, APIError):
         structured.update(status=exc.status, field=exc.field)
     elif exc.task_id is not None:
-        text += f"; task {exc.task_id} may still end: get_task reads it"
+        text += f"; get_task reads task {exc.task_id}"
     return _error(text, structured)
 
 

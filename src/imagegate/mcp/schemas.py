@@ -51,8 +51,8 @@ AspectRatio = Annotated[str, _enum(
     AfterValidator(_member_of("aspect_ratio", RATIO_CHOICES))]
 
 Resolution = Annotated[str, _enum(
-    wm.RESOLUTIONS, "Size tier: 1k (about 1024 px on the long side), 2k or 4k; each costs "
-                    "more than the one before (list_models shows the prices)."),
+    wm.RESOLUTIONS, "Size tier: 1k (about one megapixel), 2k (four) or 4k (sixteen); the "
+                    "larger cost more (list_models shows the prices)."),
     AfterValidator(_member_of("resolution", wm.RESOLUTIONS))]
 
 OutputFormat = Annotated[str, _enum(
