@@ -133,9 +133,13 @@ def test_progress_notifications_say_state_stage_and_queue(user: McpUser, server:
     assert messages[-1].endswith("succeeded (state success, stage done)")
 
 
-def test_without_a_progress_token_no_notification_is_sent(user: McpUser) -> None:
-    succeeded(user.call("generate_image", {"prompt": "a quiet fox"}))
-    assert user.notices == []
+def test_several_images_come_back_each_with_its_url(user: McpUser) -> None:
+    result = user.call("generate_image", {"prompt": "two foxes", "num_images": 2,
+                                          "aspect_ratio": "4:3", "resolution": "2K"})
+    body = succeeded(result)
+    assert [image.size for image in images_of(result)] == [(2400, 1792)] * 2
+    assert len(body["resultUrls"]) == 2 and body["cost"] == pytest.approx(0.16)
+    assert [i["url"] for i in body["images"]] == body["resultUrls"]
 
 
 def test_edit_image_sends_a_url_and_a_local_file(user: McpUser, reference_url: str,
