@@ -164,7 +164,7 @@ def test_a_missing_local_file_is_refused_naming_it(user: McpUser, tmp_path: Path
 
 
 def test_an_invalid_ratio_is_refused_before_any_request(user: McpUser) -> None:
-    before = succeeded(user.call("list_tasks", {"limit": 100}))["tasks"]
+    before = [t["taskId"] for t in succeeded(user.call("list_tasks", {"limit": 100}))["tasks"]]
     result = user.call("generate_image", {"prompt": "a fox", "aspect_ratio": "7:3"})
     assert result.is_error
     assert "aspect_ratio" in text_of(result) and "'7:3' is not one of auto, 1:1" in \
@@ -174,7 +174,7 @@ def test_an_invalid_ratio_is_refused_before_any_request(user: McpUser) -> None:
                 {"prompt": "a fox", "images": ["https://example.com/a.png"] * 15}):
         assert user.call("generate_image", bad).is_error, bad
     assert user.call("edit_image", {"prompt": "a fox", "images": []}).is_error
-    after = succeeded(user.call("list_tasks", {"limit": 100}))["tasks"]
+    after = [t["taskId"] for t in succeeded(user.call("list_tasks", {"limit": 100}))["tasks"]]
     assert after == before  # nothing was submitted
 
 
