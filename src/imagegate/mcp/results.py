@@ -63,7 +63,7 @@ def failure(exc: ImagegateError | ReferenceProblem) -> CallToolResult:
     if isinstance(exc, TaskFailed):
         structured.update(state="failed", failCode=exc.fail_code, failMsg=exc.fail_msg)
     elif isinstance(exc, WaitTimeout):
-        text += ("; the task goes on: get_task reads it (its images once it succeeds), "
+        text += ("; the task goes on: get_task reads it (its image URLs once it succeeds), "
                  "cancel_task stops it")
         structured["state"] = "processing"
     elif isinstance(exc, APIError):
