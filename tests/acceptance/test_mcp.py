@@ -237,17 +237,22 @@ def test_a_bad_key_is_a_tool_error_naming_the_setting(server: Server, tmp_path: 
             assert "IMAGEGATE_API_KEY" in text_of(result)
 
 
-def test_a_task_past_the_wait_timeout_is_a_tool_error_naming_it(
-        server: Server, key: str, tmp_path: Path) -> None:
-    with stdio_user(server.base_url, key, tmp_path / "wait.log", "--wait-timeout",
-                    "0.5") as impatient:
-        result = impatient.call("generate_image", {"prompt": "[sandbox:delay=3] a slow fox"})
+def test_the_wait_timeout_and_no_inline_images_flags(server: Server, key: str,
+                                                     tmp_path: Path) -> None:
+    with stdio_user(server.base_url, key, tmp_path / "wait.log", "--wait-timeout", "0.5",
+                    "--no-inline-images") as lean:
+        # past the wait: a tool error naming the task, which goes on
+        result = lean.call("generate_image", {"prompt": "[sandbox:delay=3] a slow fox"})
         assert result.is_error
         body = structured(result)
         assert body["state"] == "processing" and len(body["taskId"]) == 32
         assert f"task {body['taskId']} did not end within 0.5 s" in text_of(result)
         assert "get_task" in text_of(result)
-        assert not impatient.call("cancel_task", {"task_id": body["taskId"]}).is_error
+        assert not lean.call("cancel_task", {"task_id": body["taskId"]}).is_error
+        # in time: the URLs without the images
+        result = lean.call("generate_image", {"prompt": "a quick fox"})
+        [url] = succeeded(result)["resultUrls"]
+        assert images_of(result) == [] and url in text_of(result)
 
 
 def test_a_service_that_cannot_be_reached_is_a_tool_error() -> None:
