@@ -17,11 +17,12 @@
     imagegate generate PROMPT [--image PATH_OR_URL ...] [-n N] [-o OUT] ...
     imagegate tasks list [--state S] [--model M] [--limit N] [--all]
     imagegate tasks cancel TASK_ID
+    imagegate mcp [--http PORT]
 
-The last three are client commands (imagegate.client_cli): they talk to a service by URL with
-an API key (--base-url, --api-key or IMAGEGATE_BASE_URL, IMAGEGATE_API_KEY), through the
-imagegate_client SDK, and read no database or settings. The others work on this machine's data
-directory or database.
+The last four are client commands (imagegate.client_cli, imagegate.mcp): they talk to a
+service by URL with an API key (--base-url, --api-key or IMAGEGATE_BASE_URL,
+IMAGEGATE_API_KEY), through the imagegate_client SDK, and read no database or settings. The
+others work on this machine's data directory or database.
 
 Every operator command takes --data-dir and --config, before the command or after its action.
 Only ``serve`` and ``migrate`` create a data directory or database; the others say when there
@@ -51,6 +52,7 @@ from imagegate.client_cli.parser import CommandParser, parse, register_generate,
 from imagegate.clock import SystemClock
 from imagegate.config import Settings, reference_markdown
 from imagegate.errors import ConfigError, ImagegateError, RequestError
+from imagegate.mcp.command import register_mcp
 from imagegate.money import MAX_MOVE_MICROS, format_usd, micros_to_usd, usd_to_micros
 from imagegate.signing import new_secret
 from imagegate.store.base import LedgerEntry, Store, WebhookSecret
@@ -92,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", default=argparse.SUPPRESS, help="TOML configuration file")
     parser: argparse.ArgumentParser = CommandParser(
         prog="imagegate", description="Image-generation task service, wire-compatible with "
-        "APIXO's task API.", epilog="generate, tasks list and tasks cancel talk to a service "
-        "by URL (--base-url/--api-key or IMAGEGATE_BASE_URL/IMAGEGATE_API_KEY); the other "
+        "APIXO's task API.", epilog="generate, tasks list, tasks cancel and mcp talk to a "
+        "service by URL (--base-url/--api-key or IMAGEGATE_BASE_URL/IMAGEGATE_API_KEY); the other "
         "commands work on this machine's data directory or database (--data-dir, --config).")
     parser.add_argument("--data-dir", help="data directory (default ./imagegate-data)")
     parser.add_argument("--config", help="TOML configuration file")
@@ -131,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=cmd_migrate)
 
     register_generate(sub)
+    register_mcp(sub)
 
     keys = _group(sub, "keys", "manage API keys")
     create = keys.add_parser("create", parents=[common], help="create a key on a new account")
