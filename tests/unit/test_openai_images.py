@@ -306,6 +306,12 @@ def test_refusals_map_to_openai_statuses_and_types(refusal: Refused,
                                       "param": expected[2], "code": expected[3]}}
 
 
+def test_a_message_names_the_field_as_the_client_did() -> None:
+    refusal = Refused(400, "input.num_images must be an integer from 1 to 4",
+                      "input.num_images")
+    assert openai_errors.refused(refusal).message == "n must be an integer from 1 to 4"
+
+
 def test_retry_headers_say_when_to_and_whether_to_retry() -> None:
     assert openai_errors.refused(Refused(429, retry_after=1.2)).headers() == {"retry-after": "2"}
     assert openai_errors.refused(Refused(402)).headers() == {"x-should-retry": "false"}

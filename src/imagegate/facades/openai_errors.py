@@ -89,6 +89,8 @@ def refused(refusal: RefusalLike) -> OpenAIError:
     status, message = refusal.status, refusal.message
     if status == 400:
         param = param_name(refusal.field)
+        if refusal.field and param and message.startswith(refusal.field):
+            message = param + message[len(refusal.field):]  # the field as the client named it
         return OpenAIError(400, message, _INVALID, param, "invalid_value" if param else None)
     if status == 401:
         return OpenAIError(401, message, _INVALID, None, "invalid_api_key")
