@@ -96,7 +96,8 @@ def test_each_call_is_a_listed_task_billed_at_its_price(server: Server,
     sdk = client.with_options(api_key=key)
     raw = sdk.images.with_raw_response.generate(prompt="a billed fox", model="dall-e-2")
     task_id = raw.headers[TASK_ID]
-    assert raw.parse().data
+    [item] = raw.parse().data or []
+    assert item.url and task_id in item.url  # DALL-E names answer in URLs, as OpenAI does
     [task] = native(server, key, "/api/v1/tasks")["tasks"]
     assert task["taskId"] == task_id and task["state"] == "success"
     assert balance(server, key) == Decimal(1) - PRICE_1K

@@ -122,6 +122,22 @@ def test_defaults_are_one_png_at_auto_ratio_1k_answered_in_base64() -> None:
                                     "output_format": "png", "num_images": 1}
 
 
+@pytest.mark.parametrize(("model", "response_format"), [
+    (None, "b64_json"), ("gpt-image-1", "b64_json"), ("nano-banana-2", "b64_json"),
+    ("dall-e-2", "url"), ("dall-e-3", "url"),
+])
+def test_only_dall_e_names_answer_in_urls_by_default(model: str | None,
+                                                     response_format: str) -> None:
+    parsed = parse_generation({"prompt": "a fox", "model": model}, FLAGSHIP)
+    assert parsed.response_format == response_format
+    edit = parse_edit_form({"prompt": "x", **({"model": model} if model else {})},
+                           [Upload("a.png", PNG)], FLAGSHIP, max_image_bytes=MAX_BYTES)
+    assert edit.response_format == response_format
+    forced = parse_generation({"prompt": "a fox", "model": model,
+                               "response_format": "b64_json"}, FLAGSHIP)
+    assert forced.response_format == "b64_json"
+
+
 @pytest.mark.parametrize(("fields", "param"), [
     ({"n": 5}, "n"), ({"n": 0}, "n"), ({"n": "2"}, "n"), ({"n": True}, "n"),
     ({"output_format": "webp"}, "output_format"), ({"output_format": "gif"}, "output_format"),

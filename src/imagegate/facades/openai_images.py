@@ -32,6 +32,9 @@ __all__ = ["DEFAULT_MODEL", "IGNORED_FIELDS", "ImagesRequest", "Upload", "answer
 # images.generate, dall-e-2, is one of its aliases in the default catalogue).
 DEFAULT_MODEL = "nano-banana-2"
 RESPONSE_FORMATS = ("b64_json", "url")
+# OpenAI answers these models in URLs unless asked otherwise, and code written for them reads
+# ``url``; every other model answers in base64, as OpenAI's GPT Image models do.
+URL_BY_DEFAULT = ("dall-e-2", "dall-e-3")
 # OpenAI's output formats imagegate makes; webp, gif and svg are refused by name.
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg"}
 # The tier a ``quality`` asks for when ``size`` is auto (an explicit size picks the tier).
@@ -60,7 +63,8 @@ class Upload:
 @dataclass(frozen=True)
 class ImagesRequest:
     """A parsed OpenAI Images request: the native submit ``body`` (docs/contract.md §4) and
-    how the images are answered (``response_format``: ``b64_json`` or ``url``)."""
+    how the images are answered (``response_format``: ``b64_json``, or ``url``, the default
+    for the DALL-E model names only)."""
 
     body: dict[str, Any]
     response_format: str
@@ -180,7 +184,8 @@ def _request(fields: Mapping[str, Any], image_urls: tuple[str, ...],
     }
     if image_urls:
         inp["image_urls"] = list(image_urls)
-    return ImagesRequest({"input": inp}, _response_format(fields.get("response_format")))
+    default = "url" if fields.get("model") in URL_BY_DEFAULT else "b64_json"
+    return ImagesRequest({"input": inp}, _response_format(fields.get("response_format"), default))
 
 
 def _object(raw: Any) -> Mapping[str, Any]:
@@ -231,9 +236,9 @@ def _output_format(value: Any) -> str:
                          "by the served models)", field="output_format")
 
 
-def _response_format(value: Any) -> str:
+def _response_format(value: Any, default: str) -> str:
     if value is None:
-        return "b64_json"
+        return default
     if value in RESPONSE_FORMATS:
         return str(value)
     raise InvalidRequest("response_format must be b64_json or url", field="response_format")
