@@ -216,3 +216,21 @@ def test_the_async_client_generates_too(server: Server, key: str) -> None:
 
     result = asyncio.run(generate())
     assert result.size == "848x1264"
+
+
+def test_plain_http_forms_as_curl_sends_them(server: Server, key: str) -> None:
+    with server.client(key) as http:
+        answer = http.post("/v1/images/edits", data={"prompt": "night", "n": "2",
+                                                     "response_format": "url"},
+                           files=[("image", ("a.png", png(48, 64, "red"), "image/png"))])
+        assert answer.status_code == 200, answer.text
+        assert [set(item) for item in answer.json()["data"]] == [{"url"}, {"url"}]
+        assert answer.json()["size"] == "896x1200"  # auto: the image's 3:4
+        not_a_form = http.post("/v1/images/edits", content=b"--x\r\n",
+                               headers={"content-type": "multipart/form-data; boundary=x"})
+        wrong_type = http.post("/v1/images/edits", content=b"x",
+                               headers={"content-type": "text/plain"})
+    assert not_a_form.status_code == 400
+    assert not_a_form.json()["error"]["type"] == "invalid_request_error"
+    assert wrong_type.status_code == 415
+    assert "multipart/form-data" in wrong_type.json()["error"]["message"]

@@ -43,19 +43,12 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from imagegate.api.endpoints import (
-    CLIENT_GONE,
-    _read_body,
-    _require_json,
-    api_of,
-    json_object,
-    parse_json,
-)
+from imagegate.api.endpoints import CLIENT_GONE, _read_body, api_of, json_object, read_json
 from imagegate.api.facades import TASK_ID_HEADER, Refusal, generate, guarded
 from imagegate.app.generation import Generation
 from imagegate.bootstrap import Api
 from imagegate.contract import ModelLimits
-from imagegate.errors import InvalidRequest, NotFound, UnsupportedMedia
+from imagegate.errors import InvalidRequest, NotFound, UnsupportedMedia, quoted
 from imagegate.facades import openai_errors
 from imagegate.facades.openai_images import (
     ImagesRequest,
@@ -93,8 +86,7 @@ def _error(error: openai_errors.OpenAIError, task_id: str | None = None) -> Resp
 async def generations(request: Request) -> Response:
     api = api_of(request)
     key = await api.access.authenticate(request.headers.get("authorization"))
-    _require_json(request)
-    body = json_object(parse_json(await _read_body(request, api.settings.limits_max_body_bytes)))
+    body = json_object(await read_json(request, api.settings.limits_max_body_bytes))
     model_id, limits = _model(api, key, requested_model(body))
     return await _serve(api, request, key, model_id, parse_generation(body, limits))
 
@@ -106,12 +98,13 @@ async def edits(request: Request) -> Response:
     limit = api.settings.limits_max_body_bytes
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
+        # The whole body first, bounded as a native submit's, then its parts.
         fields, uploads = await _read_form(request, await _read_body(request, limit), limit)
         model_id, limits = _model(api, key, requested_model(fields))
         parsed = parse_edit_form(fields, uploads, limits,
                                  max_image_bytes=api.settings.fetch_max_image_bytes)
     elif media_type == "application/json":
-        body = json_object(parse_json(await _read_body(request, limit)))
+        body = json_object(await read_json(request, limit))
         model_id, limits = _model(api, key, requested_model(body))
         parsed = parse_edit_json(body, limits)
     else:
@@ -135,7 +128,7 @@ async def get_model(request: Request) -> Response:
     for model in _models(api, key):
         if model["id"] == name:
             return JSONResponse(model)
-    raise NotFound(f"the model {name!r} does not exist or this API key may not use it")
+    raise NotFound(f"the model {quoted(name)} does not exist or this API key may not use it")
 
 
 def _models(api: Api, key: ApiKey) -> list[dict[str, Any]]:
