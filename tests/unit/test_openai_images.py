@@ -308,6 +308,8 @@ def test_native_field_names_become_openai_params(field: str | None, param: str |
     (Refused(402), (429, "insufficient_quota", None, "insufficient_quota")),
     (Refused(403), (403, "invalid_request_error", "model", "model_not_allowed")),
     (Refused(404), (404, "invalid_request_error", "model", "model_not_found")),
+    (Refused(409, field="Idempotency-Key"), (409, "invalid_request_error", "Idempotency-Key",
+                                             "conflict")),
     (Refused(413), (413, "invalid_request_error", None, "request_too_large")),
     (Refused(415), (415, "invalid_request_error", None, None)),
     (Refused(429, retry_after=2), (429, "requests", None, "rate_limit_exceeded")),
@@ -331,6 +333,7 @@ def test_a_message_names_the_field_as_the_client_did() -> None:
 def test_retry_headers_say_when_to_and_whether_to_retry() -> None:
     assert openai_errors.refused(Refused(429, retry_after=1.2)).headers() == {"retry-after": "2"}
     assert openai_errors.refused(Refused(402)).headers() == {"x-should-retry": "false"}
+    assert openai_errors.refused(Refused(409)).headers() == {"x-should-retry": "false"}
     assert openai_errors.refused(Refused(400)).headers() == {}
 
 
