@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from imagegate import bootstrap
 from imagegate.api import endpoints as ep
+from imagegate.api import openai_endpoints as openai
 from imagegate.api import playground_site, streaming
 from imagegate.api import webhook_endpoints as wh
 from imagegate.api.termination import on_termination
@@ -46,6 +47,14 @@ ROUTES = [
     Route("/healthz", ep.healthz, methods=["GET"]),
     Route("/readyz", ep.readyz, methods=["GET"]),
     Route("/openapi.json", ep.openapi, methods=["GET"]),
+]
+# Other APIs' formats on the same tasks and keys, documented as those APIs document them
+# (docs/openai-images.md); /openapi.json describes ROUTES only.
+FACADE_ROUTES = [
+    Route("/v1/images/generations", openai.generations, methods=["POST"]),
+    Route("/v1/images/edits", openai.edits, methods=["POST"]),
+    Route("/v1/models", openai.list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", openai.get_model, methods=["GET"]),
 ]
 METRICS_ROUTE = Route("/metrics", ep.metrics, methods=["GET"])
 
@@ -118,7 +127,7 @@ def create_app(settings: Settings, *,
             restore()
             await api.stop()
 
-    routes = [*ROUTES, *playground_site.routes(settings)]
+    routes = [*ROUTES, *FACADE_ROUTES, *playground_site.routes(settings)]
     if settings.metrics_enabled:
         routes.append(METRICS_ROUTE)
     return Starlette(

@@ -1,0 +1,1 @@
+"""Translations between other image APIs' wire formats and imagegate's native tasks."""
