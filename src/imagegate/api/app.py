@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from imagegate import bootstrap
 from imagegate.api import endpoints as ep
+from imagegate.api import gemini_endpoints as gemini
 from imagegate.api import playground_site, streaming
 from imagegate.api import webhook_endpoints as wh
 from imagegate.api.termination import on_termination
@@ -46,6 +47,10 @@ ROUTES = [
     Route("/healthz", ep.healthz, methods=["GET"]),
     Route("/readyz", ep.readyz, methods=["GET"]),
     Route("/openapi.json", ep.openapi, methods=["GET"]),
+    Route("/v1beta/models", gemini.list_models, methods=["GET"]),
+    Route("/v1beta/models/{target:path}", gemini.model_action, methods=["POST"]),
+    Route("/v1beta/models/{model:path}", gemini.get_model, methods=["GET"]),
+    Route("/v1/models/{target:path}", gemini.model_action, methods=["POST"]),
 ]
 METRICS_ROUTE = Route("/metrics", ep.metrics, methods=["GET"])
 

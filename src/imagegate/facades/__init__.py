@@ -1,0 +1,1 @@
+"""Other wire formats served on the same tasks, keys and billing: pure translation."""
