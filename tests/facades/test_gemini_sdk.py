@@ -178,3 +178,22 @@ def test_curl_callers_may_send_the_key_in_the_query_or_as_a_bearer(
     assert answer["candidates"][0]["finishReason"] == "STOP"
     assert no_key.status_code == 403
     assert no_key.json()["error"]["status"] == "PERMISSION_DENIED"
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose sandbox takes longer to draw than a facade call waits."""
+    srv = Server(tmp_path_factory.mktemp("slow"), env={
+        "IMAGEGATE_SANDBOX_DELAY_SECONDS": "2", "IMAGEGATE_FACADES_WAIT_SECONDS": "0.5"}).start()
+    yield srv
+    srv.stop()
+
+
+def test_a_wait_that_runs_out_names_the_task_that_goes_on(slow_server: Server) -> None:
+    key = slow_server.new_key("1")
+    with gemini(slow_server, key) as sdk, pytest.raises(errors.ServerError) as caught:
+        sdk.models.generate_content(model="gemini-3.1-flash-image", contents="a slow fox")
+    assert (caught.value.code, caught.value.status) == (504, "DEADLINE_EXCEEDED")
+    task_id = caught.value.response.headers["x-imagegate-task-id"]
+    assert f"task {task_id} is still running" in str(caught.value.message)
+    assert listed(slow_server, key, task_id)["state"] == "processing"

@@ -14,7 +14,7 @@ from imagegate.app.generation import GeneratedImage, Generation
 from imagegate.catalogue import ModelConfig
 from imagegate.contract import ModelLimits, SubmitInput, parse_submit
 from imagegate.errors import FailCode, InvalidRequest
-from imagegate.facades.gemini import gemini_field, model_name, native_body
+from imagegate.facades.gemini import gemini_field, native_body
 from imagegate.facades.gemini_answers import (
     answers_in_content,
     content_answer,
@@ -149,11 +149,6 @@ def test_native_fields_are_named_in_the_requests_terms() -> None:
     assert gemini_field("input.resolution") == "generationConfig.imageConfig.imageSize"
     assert gemini_field("input.prompt") == "contents"
     assert gemini_field("callback_url") == "callback_url" and gemini_field(None) is None
-
-
-def test_a_resource_name_in_the_path_names_the_same_model() -> None:
-    assert model_name("models/gemini-3-pro-image") == model_name("gemini-3-pro-image") == \
-        "gemini-3-pro-image"
 
 
 # Answers -------------------------------------------------------------------------------------

@@ -47,10 +47,18 @@ ROUTES = [
     Route("/healthz", ep.healthz, methods=["GET"]),
     Route("/readyz", ep.readyz, methods=["GET"]),
     Route("/openapi.json", ep.openapi, methods=["GET"]),
+]
+# The Gemini API's own paths (docs/gemini-api.md): described by Google's documentation, not by
+# /openapi.json, which describes the native API. ``/v1/models`` itself is the OpenAI facade's.
+GEMINI_ROUTES = [
     Route("/v1beta/models", gemini.list_models, methods=["GET"]),
-    Route("/v1beta/models/{target:path}", gemini.model_action, methods=["POST"]),
-    Route("/v1beta/models/{model:path}", gemini.get_model, methods=["GET"]),
-    Route("/v1/models/{target:path}", gemini.model_action, methods=["POST"]),
+    Route("/v1beta/models/{model}", gemini.get_model, methods=["GET"]),
+    Route("/v1beta/models/{model}:generateContent", gemini.generate_content, methods=["POST"]),
+    Route("/v1beta/models/{model}:streamGenerateContent", gemini.stream_generate_content,
+          methods=["POST"]),
+    Route("/v1/models/{model}:generateContent", gemini.generate_content, methods=["POST"]),
+    Route("/v1/models/{model}:streamGenerateContent", gemini.stream_generate_content,
+          methods=["POST"]),
 ]
 METRICS_ROUTE = Route("/metrics", ep.metrics, methods=["GET"])
 
@@ -123,7 +131,7 @@ def create_app(settings: Settings, *,
             restore()
             await api.stop()
 
-    routes = [*ROUTES, *playground_site.routes(settings)]
+    routes = [*ROUTES, *GEMINI_ROUTES, *playground_site.routes(settings)]
     if settings.metrics_enabled:
         routes.append(METRICS_ROUTE)
     return Starlette(

@@ -25,7 +25,7 @@ from imagegate.api.facades import TASK_ID_HEADER, Refusal, generate, guarded
 from imagegate.app.generation import Generation
 from imagegate.bootstrap import Api
 from imagegate.errors import Forbidden, NotFound
-from imagegate.facades.gemini import gemini_field, model_name, native_body
+from imagegate.facades.gemini import gemini_field, native_body
 from imagegate.facades.gemini_answers import (
     GoogleError,
     answers_in_content,
@@ -38,7 +38,7 @@ from imagegate.facades.gemini_answers import (
 )
 from imagegate.store.base import ApiKey
 
-__all__ = ["get_model", "list_models", "model_action", "render"]
+__all__ = ["generate_content", "get_model", "list_models", "render", "stream_generate_content"]
 
 GENERATE = "generateContent"
 STREAM = "streamGenerateContent"
@@ -77,15 +77,21 @@ def _model_id(api: Api, key: ApiKey, name: str, method: str) -> str:
 
 
 @guarded(render)
-async def model_action(request: Request) -> Response:
-    """``POST .../models/{model}:generateContent`` and ``:streamGenerateContent``."""
-    path_model, _, method = request.path_params["target"].rpartition(":")
-    if method not in (GENERATE, STREAM) or not path_model:
-        raise NotFound(f"method {method or request.path_params['target']!r} is not served: "
-                       f"this service answers {GENERATE} and {STREAM}")
+async def generate_content(request: Request) -> Response:
+    """``POST .../models/{model}:generateContent``."""
+    return await _generate(request, GENERATE)
+
+
+@guarded(render)
+async def stream_generate_content(request: Request) -> Response:
+    """``POST .../models/{model}:streamGenerateContent``: the same answer, as one chunk."""
+    return await _generate(request, STREAM)
+
+
+async def _generate(request: Request, method: str) -> Response:
     api = api_of(request)
     key = await _key(api, request)
-    name = model_name(path_model)
+    name = request.path_params["model"]
     model_id = _model_id(api, key, name, method)
     body = await read_json(request, api.settings.limits_max_body_bytes)
     native = native_body(body, api.seams.routing.model(model_id).limits)
@@ -139,6 +145,6 @@ async def get_model(request: Request) -> Response:
     """``GET /v1beta/models/{model}``: one id or alias."""
     api = api_of(request)
     key = await _key(api, request)
-    name = model_name(request.path_params["model"])
+    name = request.path_params["model"]
     model_id = _model_id(api, key, name, "models.get")
     return JSONResponse(model_resource(name, api.seams.routing.model(model_id)))

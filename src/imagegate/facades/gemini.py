@@ -40,8 +40,7 @@ from imagegate_client.wire_models import MAX_SEED
 from imagegate.contract import ModelLimits
 from imagegate.errors import InvalidRequest
 
-__all__ = ["NATIVE_FIELDS", "GeminiPrompt", "gemini_field", "model_name", "native_body",
-           "read_contents"]
+__all__ = ["NATIVE_FIELDS", "GeminiPrompt", "gemini_field", "native_body", "read_contents"]
 
 # Where the native body's fields come from in a generateContent request.
 NATIVE_FIELDS = {
@@ -69,12 +68,6 @@ def gemini_field(native: str | None) -> str | None:
     if native is None:
         return None
     return NATIVE_FIELDS.get(native, native)
-
-
-def model_name(path_model: str) -> str:
-    """The model id in a request path: ``gemini-x`` or ``models/gemini-x`` (a client that puts
-    the resource name where the id goes) is ``gemini-x``."""
-    return path_model.removeprefix("models/")
 
 
 def _get(obj: Mapping[str, Any], camel: str) -> Any:
