@@ -154,6 +154,15 @@ def test_a_stream_answers_the_image_in_one_chunk(client: genai.Client) -> None:
         assert image.size == (1200, 896)
 
 
+def test_a_client_set_to_api_version_v1_is_served_too(server: Server, key: str) -> None:
+    with genai.Client(vertexai=False, api_key=key, http_options=types.HttpOptions(
+            base_url=server.base_url, api_version="v1")) as sdk:
+        response = sdk.models.generate_content(model="gemini-3.1-flash-lite-image",
+                                               contents="a boat")
+    with picture(response) as image:
+        assert image.size == (1024, 1024)
+
+
 def test_models_list_and_get_show_catalogue_ids_and_aliases(client: genai.Client) -> None:
     names = {m.name for m in client.models.list(config={"page_size": 5})}
     assert {"models/nano-banana-2", "models/gemini-3-pro-image",
