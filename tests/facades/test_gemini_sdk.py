@@ -206,3 +206,14 @@ def test_a_wait_that_runs_out_names_the_task_that_goes_on(slow_server: Server) -
     task_id = caught.value.response.headers["x-imagegate-task-id"]
     assert f"task {task_id} is still running" in str(caught.value.message)
     assert listed(slow_server, key, task_id)["state"] == "processing"
+
+
+def test_a_key_limited_to_one_model_sees_and_uses_only_it_and_its_aliases(
+        server: Server) -> None:
+    with gemini(server, server.new_key("1", models="nano-banana-pro")) as sdk:
+        names = {m.name for m in sdk.models.list()}
+        with pytest.raises(errors.ClientError) as caught:
+            sdk.models.generate_content(model="gemini-3.1-flash-image", contents="a fox")
+    assert names == {"models/nano-banana-pro", "models/gemini-3-pro-image",
+                     "models/gemini-3-pro-image-preview"}
+    assert (caught.value.code, caught.value.status) == (403, "PERMISSION_DENIED")

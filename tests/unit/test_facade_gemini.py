@@ -125,6 +125,10 @@ def test_a_negative_int32_seed_is_taken_as_its_unsigned_value() -> None:
      "contents[0].parts[1].inlineData.mimeType", "image type"),
     (request(user({"text": "x"}, {"fileData": {"fileUri": "gs://bucket/a.png"}})),
      "contents[0].parts[1].fileData.fileUri", "http or https"),
+    (request(user({"text": "x"}, {"fileData": {"fileUri": "https://a.example/b c\n.png"}})),
+     "contents[0].parts[1].fileData.fileUri", "control characters"),
+    (request(user({"text": 5})), "contents[0].parts[0].text", "string"),
+    (request(user({"text": "x" * 20001})), "contents", "at most 20000"),
     (request(user({"text": "x"}, {"functionCall": {"name": "f"}})), "contents[0].parts[1]",
      "functionCall"),
     (request(user(inline())), "contents", "text part"),
@@ -147,7 +151,7 @@ def test_a_models_own_limits_bound_the_request() -> None:
 
 def test_native_fields_are_named_in_the_requests_terms() -> None:
     assert gemini_field("input.resolution") == "generationConfig.imageConfig.imageSize"
-    assert gemini_field("input.prompt") == "contents"
+    assert gemini_field("input.prompt") == gemini_field("input.image_urls[3]") == "contents"
     assert gemini_field("callback_url") == "callback_url" and gemini_field(None) is None
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from imagegate_client.wire_models import MAX_SEED
 
-from imagegate.contract import ModelLimits
+from imagegate.contract import ModelLimits, check_url
 from imagegate.errors import InvalidRequest
 
 __all__ = ["NATIVE_FIELDS", "GeminiPrompt", "gemini_field", "native_body", "read_contents"]
@@ -67,6 +67,8 @@ def gemini_field(native: str | None) -> str | None:
     """The request field a native field's value came from (None stays None)."""
     if native is None:
         return None
+    if native.startswith("input.image_urls["):
+        return "contents"
     return NATIVE_FIELDS.get(native, native)
 
 
@@ -149,7 +151,9 @@ def _read_parts(value: Any, name: str) -> tuple[list[str], list[str]]:
         part = _object(part, where)
         if part.get("thought") is True:
             continue  # the model's interim thinking: neither prompt nor reference
-        if isinstance(part.get("text"), str):
+        if "text" in part:
+            if not isinstance(part["text"], str):
+                raise InvalidRequest(f"{where}.text must be a string", field=f"{where}.text")
             texts.append(part["text"])
         elif (blob := _get(part, "inlineData")) is not None:
             images.append(_inline_image(_object(blob, f"{where}.inlineData"), where))
@@ -182,10 +186,11 @@ def _file_image(file: Mapping[str, Any], where: str) -> str:
     if isinstance(mime, str) and mime and not mime.lower().startswith("image/"):
         raise InvalidRequest(f"{where}.fileData.mimeType must be an image type",
                              field=f"{where}.fileData.mimeType")
+    name = f"{where}.fileData.fileUri"
     if not isinstance(uri, str) or not uri.lower().startswith(("http://", "https://")):
-        raise InvalidRequest(f"{where}.fileData.fileUri must be an http or https URL of an "
-                             "image this service can fetch (not a gs:// or Files API URI)",
-                             field=f"{where}.fileData.fileUri")
+        raise InvalidRequest(f"{name} must be an http or https URL of an image this service "
+                             "can fetch (not a gs:// or Files API URI)", field=name)
+    check_url(uri, name)
     return uri
 
 
@@ -201,7 +206,7 @@ def native_body(body: Any, limits: ModelLimits) -> dict[str, Any]:
     config = _object(_get(body, "generationConfig"), "generationConfig")
     _check_modalities(_get(config, "responseModalities"))
     image = _object(_get(config, "imageConfig"), "generationConfig.imageConfig")
-    _check_references(prompt, limits)
+    _check_prompt(prompt, limits)
     native: dict[str, Any] = {
         "mode": "image-to-image" if prompt.image_urls else "text-to-image",
         "prompt": prompt.text,
@@ -231,7 +236,11 @@ def _check_modalities(value: Any) -> None:
                              "answers no text alone", field=name)
 
 
-def _check_references(prompt: GeminiPrompt, limits: ModelLimits) -> None:
+def _check_prompt(prompt: GeminiPrompt, limits: ModelLimits) -> None:
+    if len(prompt.text) > limits.max_prompt_chars:
+        raise InvalidRequest(f"the prompt (the user turns' text with the systemInstruction) "
+                             f"is {len(prompt.text)} characters; this model takes at most "
+                             f"{limits.max_prompt_chars}", field="contents")
     if len(prompt.image_urls) > limits.max_references:
         raise InvalidRequest(f"contents hold {len(prompt.image_urls)} images; this model "
                              f"takes at most {limits.max_references} reference images",
