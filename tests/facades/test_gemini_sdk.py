@@ -84,6 +84,16 @@ def test_an_edit_sends_two_reference_images_as_inline_bytes(client: genai.Client
         assert image.size == (1264, 848)
 
 
+def test_a_chats_earlier_image_is_a_reference_of_the_next_turn(client: genai.Client) -> None:
+    chat = client.chats.create(model="gemini-3.1-flash-image")
+    chat.send_message("a cat on a sofa", config=types.GenerateContentConfig(
+        image_config=types.ImageConfig(aspect_ratio="16:9")))
+    edited = chat.send_message("now make the cat blue")
+    with picture(edited) as image:
+        # no aspectRatio this turn: the ratio of the first turn's image, its reference
+        assert image.size == (1376, 768)
+
+
 def test_google_search_grounding_and_a_seed_are_taken(client: genai.Client) -> None:
     response = client.models.generate_content(
         model="gemini-nano-banana-2.1", contents="today's weather in Paris as a poster",
