@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from imagegate import bootstrap
 from imagegate.api import endpoints as ep
+from imagegate.api import gemini_endpoints as gemini
 from imagegate.api import openai_endpoints as openai
 from imagegate.api import playground_site, streaming
 from imagegate.api import webhook_endpoints as wh
@@ -49,8 +50,17 @@ ROUTES = [
     Route("/openapi.json", ep.openapi, methods=["GET"]),
 ]
 # Other APIs' formats on the same tasks and keys, documented as those APIs document them
-# (docs/openai-images.md); /openapi.json describes ROUTES only.
+# (docs/gemini-api.md, docs/openai-images.md); /openapi.json describes ROUTES only. The Gemini
+# paths come first: ``/v1/models/{model:path}`` (OpenAI's, GET) would match theirs too.
 FACADE_ROUTES = [
+    Route("/v1beta/models", gemini.list_models, methods=["GET"]),
+    Route("/v1beta/models/{model}", gemini.get_model, methods=["GET"]),
+    Route("/v1beta/models/{model}:generateContent", gemini.generate_content, methods=["POST"]),
+    Route("/v1beta/models/{model}:streamGenerateContent", gemini.stream_generate_content,
+          methods=["POST"]),
+    Route("/v1/models/{model}:generateContent", gemini.generate_content, methods=["POST"]),
+    Route("/v1/models/{model}:streamGenerateContent", gemini.stream_generate_content,
+          methods=["POST"]),
     Route("/v1/images/generations", openai.generations, methods=["POST"]),
     Route("/v1/images/edits", openai.edits, methods=["POST"]),
     Route("/v1/models", openai.list_models, methods=["GET"]),
