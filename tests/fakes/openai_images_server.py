@@ -17,7 +17,9 @@ yields an ``ImagesServer``:
   ``ImagesRequest`` (JSON body or form fields, and the files decoded to PIL), in arrival order,
   refused ones included.
 - ``most_at_once``: the most image requests the server was answering at the same time.
-- ``model_lists``: how many times ``GET /v1/models`` was asked.
+- ``model_lists``: how many times ``GET /v1/models`` was answered. It lists ``models``; a server
+  that serves any model (``models`` None) or is told ``list_models=False`` answers it 404, as a
+  server without the listing does.
 - ``downloads``: the paths of the pictures fetched from ``GET /v1/images/{id}/content``, with
   the Authorization header each came with.
 
@@ -198,7 +200,7 @@ class ImagesServer:
             self.model_lists += 1
         return {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
                                             "owned_by": "fake"}
-                                           for m in sorted(self.models or {"any-model"})]}
+                                           for m in sorted(self.models or ())]}
 
 
 @contextmanager
@@ -227,7 +229,7 @@ def _handler(state: ImagesServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
             auth = self.headers.get("Authorization")
-            if path == "/v1/models" and state.list_models:
+            if path == "/v1/models" and state.list_models and state.models is not None:
                 if state.api_key is not None and auth != f"Bearer {state.api_key}":
                     self.send(*_error(_BAD_KEY))
                     return
