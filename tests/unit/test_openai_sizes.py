@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from imagegate.contract import RATIOS, RESOLUTIONS, output_size
-from imagegate.routes.openai_answers import Kind, Problem, classify
 from imagegate.routes.openai_sizes import DEFAULT_SIZES, fit, nearest_size, parse_size
 
 
@@ -80,27 +79,3 @@ def test_fit_crops_from_the_center() -> None:
     fitted, _ = fit(picture, 100, 100)
     assert fitted.getpixel((50, 50)) == (0, 0, 255)
     assert fitted.getpixel((2, 50)) == (0, 0, 255)
-
-
-@pytest.mark.parametrize(("problem", "kind"), [
-    (Problem(400, "rejected by our safety system"), Kind.SAFETY),
-    (Problem(400, "x", code="moderation_blocked"), Kind.SAFETY),
-    (Problem(400, "bad", param="image[]"), Kind.IMAGE),
-    (Problem(400, "bad", param="mask"), Kind.IMAGE),
-    (Problem(400, "Invalid input image"), Kind.IMAGE),
-    (Problem(400, "too long", param="prompt"), Kind.PROMPT),
-    (Problem(400, "something odd"), Kind.PROMPT),
-    (Problem(400, "bad", param="guidance_scale"), Kind.SET_UP),
-    (Problem(400, "bad", code="model_not_found"), Kind.MODEL_GONE),
-    (Problem(404, "The model `m` does not exist"), Kind.MODEL_GONE),
-    (Problem(404, "Not Found"), Kind.SET_UP),
-    (Problem(401), Kind.SET_UP),
-    (Problem(429), Kind.RATE_LIMITED),
-    (Problem(429, code="insufficient_quota"), Kind.SET_UP),
-    (Problem(408), Kind.TIMEOUT),
-    (Problem(504), Kind.TIMEOUT),
-    (Problem(500), Kind.TRANSIENT),
-    (Problem(503), Kind.TRANSIENT),
-])
-def test_classify(problem: Problem, kind: Kind) -> None:
-    assert classify(problem) is kind
