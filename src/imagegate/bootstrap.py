@@ -242,6 +242,7 @@ def build_runtime(seams: Seams, *, work: bool = True, sweep: bool = True, delive
         router = Router(seams.routing, built, health, on_unavailable=monitor.mark_unavailable,
                         metrics=seams.metrics, max_in_flight=_max_in_flight(settings, built))
         seams.metrics.circuits.watch(health, built)
+        seams.metrics.route_slots.watch(router.slots)
         fetcher = ReferenceFetcher(seams.client, FetchLimits(
             max_bytes=settings.fetch_max_image_bytes, max_pixels=settings.fetch_max_image_pixels,
             timeout_s=settings.fetch_timeout_seconds,

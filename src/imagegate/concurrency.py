@@ -34,6 +34,7 @@ class Slots:
         self.limits = dict(limits)
         self._semaphores = {name: asyncio.Semaphore(n) for name, n in limits.items()}
         self._held: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}
 
     @contextlib.asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
@@ -42,13 +43,22 @@ class Slots:
         if semaphore is None:
             yield
             return
-        async with semaphore:
-            self._held[name] = self._held.get(name, 0) + 1
-            try:
-                yield
-            finally:
-                self._held[name] -= 1
+        self._waiting[name] = self._waiting.get(name, 0) + 1
+        try:
+            await semaphore.acquire()
+        finally:
+            self._waiting[name] -= 1
+        self._held[name] = self._held.get(name, 0) + 1
+        try:
+            yield
+        finally:
+            self._held[name] -= 1
+            semaphore.release()
 
     def held(self, name: str) -> int:
         """Slots of ``name`` held now (0 for a name without a limit)."""
         return self._held.get(name, 0)
+
+    def waiting(self, name: str) -> int:
+        """Holders of ``name`` waiting for a slot now."""
+        return self._waiting.get(name, 0)
