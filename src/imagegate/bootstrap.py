@@ -241,8 +241,9 @@ def build_runtime(seams: Seams, *, work: bool = True, sweep: bool = True, delive
         monitor = RouteMonitor(dict(built), settings.routes, health,
                                recheck_s=settings.router_recheck_seconds)
         router = Router(seams.routing, built, health, on_unavailable=monitor.mark_unavailable,
-                        metrics=seams.metrics)
+                        metrics=seams.metrics, max_in_flight=_max_in_flight(settings, built))
         seams.metrics.circuits.watch(health, built)
+        seams.metrics.route_slots.watch(router.slots)
         fetcher = ReferenceFetcher(seams.client, FetchLimits(
             max_bytes=settings.fetch_max_image_bytes, max_pixels=settings.fetch_max_image_pixels,
             timeout_s=settings.fetch_timeout_seconds,
@@ -283,6 +284,13 @@ def _build_routes(seams: Seams, names: Sequence[str] | None) -> dict[str, Route]
         raise ConfigError(f"--routes names unknown route {unknown[0]!r}; configured: "
                           f"{', '.join(settings.routes)}")
     return {name: build_route(settings.routes[name], settings, seams.client) for name in chosen}
+
+
+def _max_in_flight(settings: Settings, routes: Mapping[str, Route]) -> dict[str, int]:
+    """The ``max_in_flight`` limit of each route this process runs that has one."""
+    limits = {name: settings.routes[name].max_in_flight for name in routes
+              if name in settings.routes}
+    return {name: limit for name, limit in limits.items() if limit is not None}
 
 
 def _claimable(seams: Seams, routes: Mapping[str, Route],

@@ -59,12 +59,14 @@ _ROUTE_SUFFIX = {"nano-banana-2": "", "nano-banana-2.1": "-nano-banana-2.1",
 class RouteConfig:
     """One configured route: ``type`` picks the implementation, ``options`` configure it.
     ``model_setting`` names the setting that chooses its upstream model, for messages that
-    tell an operator what to change."""
+    tell an operator what to change. ``max_in_flight``: the most calls of this route one worker
+    process makes at once (None: no limit); a key of every route type, so not in ``options``."""
 
     name: str
     type: str
     options: Mapping[str, Any] = field(default_factory=dict)
     model_setting: str = ""
+    max_in_flight: int | None = None
 
     @property
     def model_key(self) -> str:
@@ -145,9 +147,24 @@ def _route_tables(doc: Mapping[str, Any]) -> dict[str, RouteConfig]:
     for name, table in doc.items():
         if not isinstance(table, dict):
             raise ConfigError(f"routes.{name} must be a table")
-        options = {k: v for k, v in table.items() if k != "type"}
-        routes[name] = RouteConfig(name, str(table.get("type", name)), options)
+        options = {k: v for k, v in table.items() if k not in _ROUTE_KEYS}
+        routes[name] = RouteConfig(name, str(table.get("type", name)), options,
+                                   max_in_flight=_max_in_flight(name, table))
     return routes
+
+
+# Keys of every [routes.<name>] table whatever its type; the rest are the type's options.
+_ROUTE_KEYS = {"type", "max_in_flight"}
+
+
+def _max_in_flight(name: str, table: Mapping[str, Any]) -> int | None:
+    value = table.get("max_in_flight")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"routes.{name}.max_in_flight must be a whole number of at least 1, "
+                          f"got {value!r}")
+    return value
 
 
 _MODEL_KEYS = {"routes", "prices", "ratios", "resolutions", "max_prompt_chars", "max_references",

@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from imagegate.clock import Clock
+from imagegate.concurrency import Slots
 from imagegate.errors import RequestError, StoreUnavailable
 from imagegate.events import TaskEvents
 from imagegate.health import Circuit, HealthBook
@@ -79,6 +80,8 @@ class Metrics:
             "(Prefer: wait, statusTask's wait) or following one (streamTask).", registry=r)
         self.circuits = Circuits()
         r.register(self.circuits)
+        self.route_slots = RouteSlots()
+        r.register(self.route_slots)
         self._accepted = self.submits.labels("accepted")  # the hot path: one increment
 
     def route_called(self, route: str, outcome: str, seconds: float) -> None:
@@ -126,6 +129,31 @@ class Circuits(Collector):
                     state.add_metric([route, circuit], 1.0 if circuit == now else 0.0)
                 failures.add_metric([route], float(health.failures(route)))
         return [state, failures]
+
+
+class RouteSlots(Collector):
+    """The ``max_in_flight`` slots of each limited route a process runs, read from its router's
+    ``Slots`` at scrape time: the limit, the slots held and the tasks waiting for one."""
+
+    def __init__(self) -> None:
+        self.slots: list[Slots] = []
+
+    def watch(self, slots: Slots) -> None:
+        self.slots.append(slots)
+
+    def collect(self) -> Iterable[Metric]:
+        limit = GaugeMetricFamily("imagegate_route_max_in_flight", "The max_in_flight limit "
+                                  "of a route in this process.", labels=["route"])
+        held = GaugeMetricFamily("imagegate_route_in_flight", "Calls of a limited route open "
+                                 "now in this process.", labels=["route"])
+        waiting = GaugeMetricFamily("imagegate_route_slot_waiters", "Tasks of this process "
+                                    "waiting for a slot of a limited route.", labels=["route"])
+        for slots in self.slots:
+            for route in sorted(slots.limits):
+                limit.add_metric([route], float(slots.limits[route]))
+                held.add_metric([route], float(slots.held(route)))
+                waiting.add_metric([route], float(slots.waiting(route)))
+        return [limit, held, waiting]
 
 
 def fleet_families(stats: FleetStats | None, now_ms: int,

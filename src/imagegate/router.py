@@ -8,6 +8,11 @@ A route whose upstream no longer serves its model (``RouteUnavailable``, or a ch
 so) is marked unavailable and skipped; a task whose every candidate is unavailable fails at once,
 without retries, saying that the model is no longer served. Every try is recorded as a
 ``RouteAttempt`` with the upstream model it asked for.
+
+A route with a ``max_in_flight`` limit (``[routes.<name>]``) is called by at most that many tasks
+of this process at once; a task past the limit waits for a slot of that route (first come, first
+served) rather than skipping it, so a serving engine gets enough requests to keep its own
+batcher full and no more. The wait is not part of the try's recorded duration.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from imagegate.catalogue import ModelConfig
+from imagegate.concurrency import Slots
 from imagegate.contract import SubmitInput
 from imagegate.errors import (
     FailCode,
@@ -45,17 +51,20 @@ class Router:
     """Runs a task's candidates (``routing.Routing``) among the routes this process has.
     ``on_unavailable(route, reason)`` is told when a call finds a route's model gone (the route
     monitor marks it and reports it); without one the router marks it itself. Each call is
-    counted in ``metrics`` with its outcome and duration."""
+    counted in ``metrics`` with its outcome and duration. ``max_in_flight`` bounds the calls of
+    a route at once (route name -> limit; routes not named have none)."""
 
     def __init__(self, routing: Routing, routes: Mapping[str, Route],
                  health: HealthBook | None = None,
                  on_unavailable: Callable[[str, str], None] | None = None, *,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 max_in_flight: Mapping[str, int] | None = None) -> None:
         self.routing = routing
         self.routes = routes
         self.health = health or HealthBook()
         self.on_unavailable = on_unavailable or self.health.mark_unavailable
         self.metrics = metrics or Metrics()
+        self.slots = Slots(max_in_flight or {})
 
     def model(self, model_id: str) -> ModelConfig:
         return self.routing.model(model_id)
@@ -74,36 +83,49 @@ class Router:
             if self.health.unavailable(route.name):
                 gone.append(route.name)
                 continue
-            if not self.health.acquire(route.name):
+            if self.health.wait_s(route.name) > 0:  # resting: no slot to wait for
                 closed.append(route.name)
                 continue
-            started = time.monotonic()
-            try:
-                images = await route.generate(job)
-            except RouteUnavailable as exc:
-                self.health.release(route.name)
-                self.on_unavailable(route.name, exc.message)
-                attempts.append(self._tried(job, route, exc.fail_code, started, exc.message))
-                gone.append(route.name)
-                continue
-            except TaskError as exc:
-                if exc.injected:
-                    self.health.release(route.name)  # the client's test, not the route's health
-                else:
-                    self.health.failed(route.name, exc)
-                attempts.append(self._tried(job, route, exc.fail_code, started, exc.message))
-                if not exc.failover:
-                    return RouterOutcome(tuple(attempts), error=exc)
-                last = exc
-                continue
-            except BaseException:
-                self.health.release(route.name)
-                raise
-            self.health.succeeded(route.name)
-            attempts.append(self._tried(job, route, "success", started, ""))
-            return RouterOutcome(tuple(attempts), images=images, route=route.name)
+            async with self.slots.hold(route.name):
+                tried = await self._try(route, job, attempts, closed, gone)
+            if isinstance(tried, RouterOutcome):
+                return tried
+            last = tried or last
         return RouterOutcome(tuple(attempts),
                              error=last or self._none_left(job.model, closed, gone))
+
+    async def _try(self, route: Route, job: Job, attempts: list[RouteAttempt],
+                   closed: list[str], gone: list[str]) -> RouterOutcome | TaskError | None:
+        """Call ``route`` once, if its health lets it be tried now: the outcome that ends the
+        run, the error to fail over from, or None when it was skipped or is gone."""
+        if self.health.unavailable(route.name):  # marked while this task waited for a slot
+            gone.append(route.name)
+            return None
+        if not self.health.acquire(route.name):
+            closed.append(route.name)
+            return None
+        started = time.monotonic()
+        try:
+            images = await route.generate(job)
+        except RouteUnavailable as exc:
+            self.health.release(route.name)
+            self.on_unavailable(route.name, exc.message)
+            attempts.append(self._tried(job, route, exc.fail_code, started, exc.message))
+            gone.append(route.name)
+            return None
+        except TaskError as exc:
+            if exc.injected:
+                self.health.release(route.name)  # the client's test, not the route's health
+            else:
+                self.health.failed(route.name, exc)
+            attempts.append(self._tried(job, route, exc.fail_code, started, exc.message))
+            return exc if exc.failover else RouterOutcome(tuple(attempts), error=exc)
+        except BaseException:
+            self.health.release(route.name)
+            raise
+        self.health.succeeded(route.name)
+        attempts.append(self._tried(job, route, "success", started, ""))
+        return RouterOutcome(tuple(attempts), images=images, route=route.name)
 
     def _tried(self, job: Job, route: Route, outcome: str, started: float,
                detail: str) -> RouteAttempt:

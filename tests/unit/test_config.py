@@ -402,6 +402,19 @@ def test_routes_table_configures_routes_by_type(tmp_path: Path) -> None:
     assert settings.models["nano-banana-2"].routes == ("gem", "slow-sandbox")
 
 
+def test_max_in_flight_is_a_key_of_every_route_not_an_option(tmp_path: Path) -> None:
+    settings = load(tmp_path, '[routes.slow]\ntype = "sandbox"\nmax_in_flight = 3\n')
+    assert settings.routes["slow"] == RouteConfig("slow", "sandbox", {}, max_in_flight=3)
+    assert settings.routes["sandbox"].max_in_flight is None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", '"8"', "true", "1.5"])
+def test_max_in_flight_must_be_a_whole_number_of_at_least_one(tmp_path: Path,
+                                                              value: str) -> None:
+    message = config_error(tmp_path, f'[routes.slow]\ntype = "sandbox"\nmax_in_flight = {value}\n')
+    assert "routes.slow.max_in_flight" in message
+
+
 def test_route_type_defaults_to_its_name(tmp_path: Path) -> None:
     assert load(tmp_path, "[routes.relay]\nurl = 'https://x'\n").routes["relay"].type == "relay"
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 
+from imagegate.concurrency import Slots
 from imagegate.errors import (
     FailCode,
     InvalidRequest,
@@ -109,3 +112,34 @@ def test_circuits_are_read_from_the_health_book_at_each_scrape() -> None:
     assert circuit("a") == "half-open"
     assert b'imagegate_route_circuit_state{route="a",state="half-open"} 1.0' in generate_latest(
         metrics.registry)
+
+
+def test_route_slots_are_read_from_the_router_at_each_scrape() -> None:
+    slots = Slots({"engine": 1})
+    metrics = Metrics()
+    metrics.route_slots.watch(slots)
+
+    def sample(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"route": "engine"})
+
+    async def go() -> tuple[float | None, float | None, float | None]:
+        release = asyncio.Event()
+
+        async def call() -> None:
+            async with slots.hold("engine"):
+                await release.wait()
+
+        calls = [asyncio.create_task(call()) for _ in range(3)]
+        for _ in range(10):
+            await asyncio.sleep(0)
+        seen = (sample("imagegate_route_max_in_flight"), sample("imagegate_route_in_flight"),
+                sample("imagegate_route_slot_waiters"))
+        release.set()
+        await asyncio.gather(*calls)
+        return seen
+
+    assert asyncio.run(go()) == (1.0, 1.0, 2.0)
+    assert (sample("imagegate_route_in_flight"), sample("imagegate_route_slot_waiters")) == (
+        0.0, 0.0)
+    assert metrics.registry.get_sample_value("imagegate_route_in_flight",
+                                             {"route": "other"}) is None

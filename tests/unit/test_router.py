@@ -245,3 +245,67 @@ def test_a_worker_tries_only_the_candidates_it_has_routes_for() -> None:
     assert [c.name for c in partial.candidates("m", inp(), "auto")] == ["a"]
     out = run(partial)
     assert out.error is not None and out.error.fail_code == FailCode.TIMEOUT and b.calls == 0
+
+
+class SlowRoute(ScriptedRoute):
+    """Holds each call until ``release`` is set, counting the calls open at once."""
+
+    def __init__(self, name: str, outcomes: Sequence[RouteError | None] = ()) -> None:
+        super().__init__(name, outcomes)
+        self.release = asyncio.Event()
+        self.open = 0
+        self.most_open = 0
+
+    async def generate(self, job: Job) -> list[GeneratedImage]:
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            await self.release.wait()
+            return await super().generate(job)
+        finally:
+            self.open -= 1
+
+
+def test_max_in_flight_bounds_the_calls_of_a_route_and_the_rest_wait() -> None:
+    async def go() -> None:
+        slow = SlowRoute("engine")
+        router = Router(routing(slow), {"engine": slow}, max_in_flight={"engine": 2})
+        runs = [asyncio.create_task(router.run(JOB, inp(), "auto")) for _ in range(5)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert (slow.open, router.slots.held("engine")) == (2, 2)
+        slow.release.set()
+        outcomes = await asyncio.gather(*runs)
+        assert [o.route for o in outcomes] == ["engine"] * 5
+        assert (slow.most_open, slow.calls, router.slots.held("engine")) == (2, 5, 0)
+
+    asyncio.run(go())
+
+
+def test_a_route_without_a_limit_takes_every_call_at_once() -> None:
+    async def go() -> None:
+        slow = SlowRoute("engine")
+        router = Router(routing(slow), {"engine": slow})
+        runs = [asyncio.create_task(router.run(JOB, inp(), "auto")) for _ in range(5)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert slow.open == 5
+        slow.release.set()
+        await asyncio.gather(*runs)
+
+    asyncio.run(go())
+
+
+def test_a_failed_call_frees_its_slot_and_fails_over() -> None:
+    async def go() -> None:
+        slow = SlowRoute("engine", [err(FailCode.UNKNOWN)])
+        backup = ScriptedRoute("backup")
+        router = Router(routing(slow, backup), {"engine": slow, "backup": backup},
+                        max_in_flight={"engine": 1})
+        slow.release.set()
+        first = await router.run(JOB, inp(), "auto")
+        second = await router.run(JOB, inp(), "auto")
+        assert (first.route, second.route) == ("backup", "engine")
+        assert router.slots.held("engine") == 0
+
+    asyncio.run(go())

@@ -17,6 +17,7 @@ from imagegate.config import Settings
 from imagegate.errors import ConfigError
 from imagegate.routes.base import Capabilities, Route
 from imagegate.routes.gemini import GeminiRoute
+from imagegate.routes.openai_images import OpenAIImagesRoute
 from imagegate.routes.relay import RelayRoute
 from imagegate.routes.sandbox import SandboxRoute
 
@@ -33,7 +34,7 @@ class RouteType(Protocol):
 
 
 ROUTE_TYPES: dict[str, RouteType] = {"sandbox": SandboxRoute, "gemini": GeminiRoute,
-                                      "relay": RelayRoute}
+                                      "relay": RelayRoute, "openai-images": OpenAIImagesRoute}
 
 
 def _route_type(cfg: RouteConfig) -> RouteType:

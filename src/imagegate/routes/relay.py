@@ -22,12 +22,12 @@ The upstream API key goes only to ``base_url`` (never to result URLs) and is scr
 upstream text we repeat, so it appears in no error and no log line.
 
 Result URLs come from the upstream, not from the operator, so they are fetched through
-``net.download``, which checks every hop (the first URL and each redirect): a host with a
-loopback, private, link-local or otherwise non-public address is refused before any connection,
-and the connection goes to the address that was checked. A refusal names neither the address
-nor the port (a compromised upstream must not get a port scanner out of our failMsg). The guard
-is off when the server allows private networks (``allow_private_networks``) or the route sets
-``private_results``.
+``routes.results`` (``net.download``), which checks every hop (the first URL and each
+redirect): a host with a loopback, private, link-local or otherwise non-public address is
+refused before any connection, and the connection goes to the address that was checked. A
+refusal names neither the address nor the port (a compromised upstream must not get a port
+scanner out of our failMsg). The guard is off when the server allows private networks
+(``allow_private_networks``) or the route sets ``private_results``.
 """
 
 from __future__ import annotations
@@ -45,26 +45,10 @@ from PIL import Image
 from imagegate.concurrency import all_or_cancel
 from imagegate.config import Settings
 from imagegate.errors import ConfigError, FailCode, RouteError
-from imagegate.imaging import ImageDecodeError, decode_image
-from imagegate.net.download import (
-    BadStatus,
-    DownloadError,
-    Refused,
-    TooLarge,
-    TransportFailed,
-    download,
-)
-from imagegate.net.netguard import (
-    AddressRefused,
-    Guard,
-    NotPublic,
-    Resolver,
-    ResolveTimeout,
-    UnresolvedHost,
-    resolve_host,
-)
+from imagegate.net.netguard import Guard, Resolver, resolve_host
 from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
 from imagegate.routes.options import RouteOptions, retry_after_seconds, scrub
+from imagegate.routes.results import ResultDownloader, reason
 
 __all__ = ["RelayRoute", "map_fail_code", "parse_result_urls"]
 
@@ -72,8 +56,6 @@ log = logging.getLogger("imagegate.routes.relay")
 
 DEFAULT_MODEL = "nano-banana-2"
 MAX_POLL_ERRORS = 5  # consecutive transient status-read failures tolerated
-MAX_REDIRECTS = 3  # when downloading a result
-MAX_RESULT_PIXELS = 100_000_000  # decompression-bomb guard; 4k outputs are under 20 MP
 _SHORT = 200  # characters of upstream text we repeat
 
 # Upstream failCode, lower case without spaces, "_" or "-" -> ours. Anything else: Unknown error.
@@ -157,8 +139,10 @@ class RelayRoute:
         self.request_timeout_s = request_timeout_s
         self.max_result_bytes = max_result_bytes
         self.allow_private_results = allow_private_results
-        self._guard = Guard(allow_private=allow_private_results,
-                            resolver=resolver or resolve_host, resolve_timeout_s=request_timeout_s)
+        guard = Guard(allow_private=allow_private_results, resolver=resolver or resolve_host,
+                      resolve_timeout_s=request_timeout_s)
+        self._results = ResultDownloader(client, guard, max_bytes=max_result_bytes,
+                                         timeout_s=request_timeout_s, log=log)
         self._client = client
         self._api_key = api_key
         self._who = f"relay {name}"
@@ -322,57 +306,8 @@ class RelayRoute:
     # Download ---------------------------------------------------------------------------------
 
     async def _download(self, task_id: str, url: str) -> Image.Image:
-        """The decoded result image, following at most ``MAX_REDIRECTS`` redirects."""
-        where = f"{self._who}: result of upstream task {task_id}"
-        try:
-            first = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise RouteError.of(FailCode.UNKNOWN, f"{where}: invalid URL") from exc
-        try:
-            data = await download(self._client, first, self._guard,
-                                  max_bytes=self.max_result_bytes, max_redirects=MAX_REDIRECTS,
-                                  headers={"Accept": "image/*"},
-                                  timeout_s=self.request_timeout_s)
-        except DownloadError as exc:
-            raise self._download_error(where, exc) from exc
-        return await self._decode(where, data)
-
-    def _download_error(self, where: str, exc: DownloadError) -> RouteError:
-        """Errors say nothing of an address or port: they reach the client's failMsg."""
-        if isinstance(exc, Refused):
-            return self._refused(where, exc.refusal)
-        if isinstance(exc, BadStatus):
-            return RouteError.of(FailCode.UNKNOWN, f"{where}: download answered HTTP "
-                                 f"{exc.status} (expired or removed upstream)")
-        if isinstance(exc, TooLarge):
-            return RouteError.of(FailCode.UNKNOWN, f"{where}: larger than {exc.limit} bytes")
-        if isinstance(exc, TransportFailed):
-            if exc.timed_out:
-                return RouteError.of(FailCode.TIMEOUT, f"{where}: download timed out")
-            return RouteError.of(FailCode.UNKNOWN,
-                                 f"{where}: download failed: {_reason(exc.error)}")
-        return RouteError.of(FailCode.UNKNOWN, f"{where}: {exc.reason}")
-
-    def _refused(self, where: str, refusal: AddressRefused) -> RouteError:
-        if isinstance(refusal, ResolveTimeout):
-            return RouteError.of(FailCode.TIMEOUT, f"{where}: resolving the result host timed "
-                                 "out")
-        if isinstance(refusal, UnresolvedHost):
-            return RouteError.of(FailCode.UNKNOWN, f"{where}: download failed: could not "
-                                 "resolve the result host")
-        if not isinstance(refusal, NotPublic):  # not http(s), no host
-            return RouteError.of(FailCode.UNKNOWN, f"{where}: {refusal}")
-        # The operator's log names the address; the failMsg must not.
-        log.warning("%s: refused the upstream's result URL (%s); set private_results on "
-                    "the route if it is meant to be private", where, refusal.detail)
-        return RouteError(FailCode.UNKNOWN, f"{where}: the upstream's result URL points at "
-                          "a non-public address; not downloaded", failover=True)
-
-    async def _decode(self, where: str, data: bytes) -> Image.Image:
-        try:
-            return await asyncio.to_thread(decode_image, data, MAX_RESULT_PIXELS)
-        except ImageDecodeError as exc:
-            raise RouteError.of(FailCode.UNKNOWN, f"{where}: {exc}") from exc
+        """The decoded result image (``routes.results`` guards the download)."""
+        return await self._results.image(f"{self._who}: result of upstream task {task_id}", url)
 
     # Plumbing ---------------------------------------------------------------------------------
 
@@ -387,7 +322,7 @@ class RelayRoute:
                                 f"{self.request_timeout_s:g} s") from exc
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             raise RouteError.of(FailCode.UNKNOWN, f"{self._who}: {what} failed: "
-                                f"{self._scrub(_reason(exc))}") from exc
+                                f"{self._scrub(reason(exc))}") from exc
 
     def _detail(self, envelope: dict[str, Any] | None, status: int) -> str:
         """``HTTP <status>`` and what the upstream said, short and without our key."""
@@ -435,12 +370,6 @@ def _bad_request_code(envelope: dict[str, Any] | None) -> str:
     if "prompt" in text:
         return FailCode.PROMPT_INVALID
     return FailCode.MISSING_PARAMETER
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "could not connect"
-    return str(exc) or type(exc).__name__
 
 
 # Options ------------------------------------------------------------------------------------
