@@ -98,7 +98,7 @@ async def _submit(api: Api, request: Request) -> tuple[ApiKey, str, int | None]:
         parse_idempotency(header, model_id, b"")  # a bad header is refused before any token
     rate = await api.access.check_rate(key)
     _require_json(request)
-    raw = await _read_body(request, api.settings.limits_max_body_bytes)
+    raw = await read_body(request, api.settings.limits_max_body_bytes)
     idem = parse_idempotency(header, model_id, raw)
     return key, await api.tasks.submit(key, model_id, parse_json(raw), rate, idem), wait_s
 
@@ -202,13 +202,13 @@ async def openapi(request: Request) -> Response:
 async def read_json(request: Request, limit: int) -> Any:
     """The body as JSON: 415 unless JSON, 413 past ``limit`` bytes, 400 when malformed."""
     _require_json(request)
-    return parse_json(await _read_body(request, limit))
+    return parse_json(await read_body(request, limit))
 
 
 async def read_optional_object(request: Request, limit: int) -> dict[str, Any] | None:
     """An optional JSON object body: None when the body is empty; otherwise as ``read_json``,
     and 400 when the JSON is not an object."""
-    raw = await _read_body(request, limit)
+    raw = await read_body(request, limit)
     if not raw:
         return None
     _require_json(request)
@@ -288,7 +288,7 @@ def _require_json(request: Request) -> None:
         raise UnsupportedMedia("Content-Type must be application/json")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The whole body; 413 as soon as it is known to pass ``limit`` bytes. Read from the ASGI
     messages themselves (a body is nearly always one), not through Starlette's stream."""
     declared = request.headers.get("content-length", "")

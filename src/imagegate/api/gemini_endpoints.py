@@ -14,7 +14,9 @@ finished: an event (``?alt=sse``, as the SDK asks) or a JSON array of one respon
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -98,30 +100,31 @@ async def _generate(request: Request, method: str) -> Response:
     generation = await generate(api, request, key, model_id, native, with_bytes=True)
     if generation is None:
         return Response(status_code=CLIENT_GONE)
-    return _answer(api, generation, name, model_id,
-                   stream=method == STREAM, sse=request.query_params.get("alt") == "sse")
+    return await _answer(api, generation, name, model_id,
+                         stream=method == STREAM, sse=request.query_params.get("alt") == "sse")
 
 
-def _answer(api: Api, generation: Generation, name: str, model_id: str, *, stream: bool,
-            sse: bool) -> Response:
+async def _answer(api: Api, generation: Generation, name: str, model_id: str, *, stream: bool,
+                  sse: bool) -> Response:
     headers = {TASK_ID_HEADER: generation.task.id}
     if not generation.finished:
         return _error_response(wait_ran_out(generation.task.id, model_id,
                                             api.generations.wait_s), headers)
     if not answers_in_content(generation):
         return _error_response(failure(generation.task), headers)
-    answer = content_answer(generation, name)
+    # Base64 and JSON of up to four large images: off the event loop.
+    body = await asyncio.to_thread(_json, content_answer, generation, name)
     if not stream:
-        return JSONResponse(answer, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
     if sse:
-        return Response(b"data: " + _json(answer) + b"\r\n\r\n", media_type="text/event-stream",
+        return Response(b"data: " + body + b"\r\n\r\n", media_type="text/event-stream",
                         headers=headers)
-    return Response(b"[" + _json(answer) + b"]", media_type="application/json",
-                    headers=headers)
+    return Response(b"[" + body + b"]", media_type="application/json", headers=headers)
 
 
-def _json(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
+def _json(build: Callable[[Generation, str], dict[str, Any]], generation: Generation,
+          name: str) -> bytes:
+    return json.dumps(build(generation, name), separators=(",", ":")).encode()
 
 
 @guarded(render)

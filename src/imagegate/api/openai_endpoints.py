@@ -43,7 +43,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from imagegate.api.endpoints import CLIENT_GONE, _read_body, api_of, json_object, read_json
+from imagegate.api.endpoints import CLIENT_GONE, api_of, json_object, read_body, read_json
 from imagegate.api.facades import TASK_ID_HEADER, Refusal, generate, guarded
 from imagegate.app.generation import Generation
 from imagegate.bootstrap import Api
@@ -99,7 +99,7 @@ async def edits(request: Request) -> Response:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
         # The whole body first, bounded as a native submit's, then its parts.
-        fields, uploads = await _read_form(request, await _read_body(request, limit), limit)
+        fields, uploads = await _read_form(request, await read_body(request, limit), limit)
         model_id, limits = _model(api, key, requested_model(fields))
         parsed = parse_edit_form(fields, uploads, limits,
                                  max_image_bytes=api.settings.fetch_max_image_bytes)
