@@ -138,7 +138,7 @@ def sniff_image(data: bytes) -> str | None:
 def map_size(size: Any, quality: Any, limits: ModelLimits) -> tuple[str, str]:
     """The native ``aspect_ratio`` and ``resolution`` for OpenAI's ``size`` and ``quality``
     on a model with ``limits``; ``InvalidRequest`` naming ``size`` or ``quality``."""
-    if quality is not None and quality not in QUALITY_TIERS:
+    if quality is not None and (not isinstance(quality, str) or quality not in QUALITY_TIERS):
         raise InvalidRequest(f"quality must be one of {', '.join(QUALITY_TIERS)}",
                              field="quality")
     if size is None or size == "auto":
