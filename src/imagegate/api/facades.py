@@ -10,6 +10,7 @@ stored one, so a client of either format can follow the task through the native 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -54,10 +55,17 @@ class Refusal:
     field: str | None = None
     reason: str = "bad_request"
     retry_after: float | None = None
+    task_id: str | None = None  # the task stored before the error, if one was
 
     @classmethod
     def of(cls, exc: Exception) -> Refusal:
         """The refusal an exception raised while serving a facade call stands for."""
+        if isinstance(exc, AfterSubmit):
+            cause = exc.__cause__
+            refusal = cls.of(cause if isinstance(cause, Exception) else exc)
+            message = (f"{refusal.message} (task {exc.task_id} was stored and goes on: read it "
+                       "with GET /api/v1/statusTask)")
+            return dataclasses.replace(refusal, message=message, task_id=exc.task_id)
         if isinstance(exc, TooManyRequests):
             return cls(429, exc.error, exc.field, exc.reason, exc.retry_after)
         if isinstance(exc, RequestError):
@@ -73,9 +81,19 @@ class Refusal:
         return cls(500, "internal server error", reason="internal")
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, round(self.retry_after + 0.499)))}
+        headers = {} if self.task_id is None else {TASK_ID_HEADER: self.task_id}
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, round(self.retry_after + 0.499)))
+        return headers
+
+
+class AfterSubmit(Exception):
+    """An error raised after the call's task was stored (its cause is the error): the answer
+    names the task, which goes on, so that a client does not submit it again blindly."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
 
 
 def guarded(render: Callable[[Refusal], Response]) -> Callable[[Endpoint], Endpoint]:
@@ -87,7 +105,8 @@ def guarded(render: Callable[[Refusal], Response]) -> Callable[[Endpoint], Endpo
         async def guarded_endpoint(request: Request) -> Response:
             try:
                 return await endpoint(request)
-            except (RequestError, StoreUnavailable, StorageUnavailable, HTTPException) as exc:
+            except (RequestError, StoreUnavailable, StorageUnavailable, HTTPException,
+                    AfterSubmit) as exc:
                 refusal = Refusal.of(exc)
             except Exception as exc:
                 log.exception("unhandled error on %s %s", request.method, request.url.path,
@@ -118,8 +137,11 @@ async def generate(api: Api, request: Request, key: ApiKey, model_id: str,
     check_open(api)
     with api.generations.slot(key):
         task_id = await _submit(api, key, model_id, body, idem)
-        waited = await unless_disconnected(
-            request, api.generations.finish(key, model_id, task_id, with_bytes=with_bytes))
+        try:
+            waited = await unless_disconnected(
+                request, api.generations.finish(key, model_id, task_id, with_bytes=with_bytes))
+        except Exception as exc:
+            raise AfterSubmit(task_id) from exc
     return None if waited is None else waited[0]
 
 

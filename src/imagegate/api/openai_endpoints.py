@@ -72,7 +72,7 @@ MAX_FORM_FILES = 32
 
 
 def render(refusal: Refusal) -> Response:
-    return _error(openai_errors.refused(refusal))
+    return _error(openai_errors.refused(refusal), refusal.task_id)
 
 
 def _error(error: openai_errors.OpenAIError, task_id: str | None = None) -> Response:

@@ -14,6 +14,7 @@ retrying it is an honest new try and is left to the SDK.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +45,8 @@ class RefusalLike(Protocol):
     def reason(self) -> str: ...
     @property
     def retry_after(self) -> float | None: ...
+    @property
+    def task_id(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,15 @@ def param_name(field: str | None) -> str | None:
 
 
 def refused(refusal: RefusalLike) -> OpenAIError:
-    """The OpenAI error of a refused request."""
+    """The OpenAI error of a refused request; never to be retried once its task was stored
+    (the retry would store and bill another while the first goes on)."""
+    error = _refused(refusal)
+    if refusal.task_id is not None:
+        return dataclasses.replace(error, retry=False)
+    return error
+
+
+def _refused(refusal: RefusalLike) -> OpenAIError:
     status, message = refusal.status, refusal.message
     if status == 400:
         param = param_name(refusal.field)
