@@ -287,6 +287,13 @@ class Refused:
     field: str | None = None
     reason: str = "x"
     retry_after: float | None = None
+    task_id: str | None = None
+
+
+def test_a_refusal_after_the_task_was_stored_is_never_to_be_retried() -> None:
+    assert openai_errors.refused(Refused(503, retry_after=5.0)).headers() == {"retry-after": "5"}
+    after = openai_errors.refused(Refused(503, retry_after=5.0, task_id="t1")).headers()
+    assert after == {"retry-after": "5", "x-should-retry": "false"}
 
 
 @pytest.mark.parametrize(("field", "param"), [
