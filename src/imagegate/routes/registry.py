@@ -16,6 +16,7 @@ from imagegate.catalogue import RouteConfig
 from imagegate.config import Settings
 from imagegate.errors import ConfigError
 from imagegate.routes.base import Capabilities, Route
+from imagegate.routes.diffusers import DiffusersRoute
 from imagegate.routes.gemini import GeminiRoute
 from imagegate.routes.relay import RelayRoute
 from imagegate.routes.sandbox import SandboxRoute
@@ -33,7 +34,8 @@ class RouteType(Protocol):
 
 
 ROUTE_TYPES: dict[str, RouteType] = {"sandbox": SandboxRoute, "gemini": GeminiRoute,
-                                      "relay": RelayRoute}
+                                      "relay": RelayRoute,
+                                      "diffusers": DiffusersRoute}
 
 
 def _route_type(cfg: RouteConfig) -> RouteType:
