@@ -21,14 +21,19 @@ from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 from synchronously import synchronously
 
+from imagegate.catalogue import ModelConfig
+from imagegate.contract import ModelLimits, SubmitInput
 from imagegate.errors import ConfigError, FailCode, RouteError
 from imagegate.fetch import FetchedImage
+from imagegate.health import Circuit, HealthBook
+from imagegate.router import Router
 from imagegate.routes.base import GeneratedImage, Job
 from imagegate.routes.diffusers import DiffusersRoute
 from imagegate.routes.diffusers.batcher import BatchKey, Outcome, Request
 from imagegate.routes.diffusers.engine import Engine, call_pipeline
 from imagegate.routes.diffusers.loading import Pipelines
 from imagegate.routes.diffusers.options import declared_capabilities, read_options
+from imagegate.routing import Routing
 
 
 def options(pipeline: Path, **extra: Any) -> dict[str, Any]:
@@ -222,3 +227,22 @@ async def test_a_route_that_cannot_load_stops_at_start_naming_the_option(
     with pytest.raises(ConfigError, match=named):
         await r.start()
     await r.close()
+
+
+@synchronously
+async def test_the_router_counts_a_failed_batch_once_against_the_route(
+        tiny_pipeline_dir: Path) -> None:
+    r = route(tiny_pipeline_dir, Calls(fail=True), max_batch_size=4)
+    model = ModelConfig("tiny-sd", ModelLimits(), {}, ("tiny",))
+    router = Router(Routing({"tiny-sd": model}, {"tiny": r.capabilities}), {"tiny": r},
+                    HealthBook(threshold=2))
+    inp = SubmitInput("text-to-image", "a red fox", "1:1", "1k", "png")
+    await r.start()
+    try:
+        outcomes = await asyncio.gather(*(router.run(job(f"t{i}"), inp, "auto")
+                                          for i in range(4)))
+    finally:
+        await r.close()
+    assert all(o.error is not None and o.error.fail_code == FailCode.UNKNOWN for o in outcomes)
+    assert router.health.failures("tiny") == 1
+    assert router.health.circuit("tiny") == Circuit.CLOSED
