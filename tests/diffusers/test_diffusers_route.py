@@ -10,6 +10,7 @@ differences, about 1e-6 here), which can move a pixel across a rounding edge.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,14 @@ from imagegate.routes.diffusers.loading import Pipelines
 from imagegate.routes.diffusers.options import declared_capabilities, read_options
 from imagegate.routing import Routing
 
+# The device the route runs on: the CPU in CI; IMAGEGATE_TEST_DEVICE=cuda runs the same tests
+# on a GPU.
+DEVICE = os.environ.get("IMAGEGATE_TEST_DEVICE", "cpu")
+
 
 def options(pipeline: Path, **extra: Any) -> dict[str, Any]:
-    """A 1024x1024 job renders at 64x64, in 2 steps, on the CPU."""
-    return {"model": str(pipeline), "device": "cpu", "dtype": "float32", "steps": 2,
+    """A 1024x1024 job renders at 64x64, in 2 steps."""
+    return {"model": str(pipeline), "device": DEVICE, "dtype": "float32", "steps": 2,
             "render_scale": 0.0625, "size_multiple": 8, "max_wait_ms": 100, "warmup": False,
             **extra}
 
@@ -143,7 +148,7 @@ async def test_image_to_image_equals_diffusers_own_pipeline_on_the_reference(
     r = route(tiny_pipeline_dir, image_to_image=True, strength=0.5)
     from_red, from_blue = await generate_all(r, [job("r", reference=red),
                                                  job("b", reference=blue)])
-    plain = StableDiffusionImg2ImgPipeline.from_pretrained(tiny_pipeline_dir)
+    plain = StableDiffusionImg2ImgPipeline.from_pretrained(tiny_pipeline_dir).to(DEVICE)
     plain.set_progress_bar_config(disable=True)
     expected = plain("a red fox", image=red.resize((64, 64), Image.Resampling.LANCZOS),
                      strength=0.5, num_inference_steps=2, guidance_scale=5.0,
@@ -193,11 +198,14 @@ async def test_recycling_reloads_the_pipeline_between_batches_without_losing_a_t
 
 
 @synchronously
-async def test_warm_up_runs_at_start(tiny_pipeline_dir: Path) -> None:
-    calls = Calls()
-    r = route(tiny_pipeline_dir, calls, warmup=True)
-    await generate_all(r, [])
-    assert calls.batches == [["warm-up"]]
+async def test_warm_up_at_start_finds_the_largest_batch_that_fits(tiny_pipeline_dir: Path) -> None:
+    calls = Calls(fits=2)
+    r = route(tiny_pipeline_dir, calls, warmup=True, max_batch_size=4)
+    await generate_all(r, [job("a"), job("b"), job("c")])
+    # one image, then the largest batch, which does not fit and is split: tasks come after,
+    # already in batches that fit
+    warm = "warm-up"
+    assert calls.batches == [[warm], [warm] * 4, [warm] * 2, [warm] * 2, ["a", "b"], ["c"]]
     assert (await r.check()).available is True
 
 

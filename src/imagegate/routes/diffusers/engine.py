@@ -85,17 +85,21 @@ class Engine:
             self.warm_up()
 
     def warm_up(self) -> None:
-        """One short generation at the 1k square size (and, when compiled, one at the largest
-        batch), so the first task does not pay for lazy initialisation or compilation."""
+        """Two short generations at the 1k square size, one image and the largest batch, so
+        the first tasks do not pay for lazy initialisation, kernel selection or compilation,
+        and a largest batch that does not fit is found (and shrunk) before any task runs."""
         width, height = self.opts.render_size(*output_size("1:1", "1k"))
         key = BatchKey(self.opts.model, "text-to-image", width, height,
                        min(2, self.opts.steps), self.opts.guidance, self.opts.strength)
-        sizes = (1, self.opts.max_batch_size) if self.opts.compile else (1,)
+        sizes = (1, self.opts.max_batch_size)
         for size in dict.fromkeys(sizes):
-            outcome = self.run(key, [Request("warm-up", "warm-up", tuple(range(size)))])[0]
-            if isinstance(outcome, RouteError):
-                log.warning("route %s: warm-up at batch %d failed: %s", self.name, size,
-                            outcome.message)
+            outcomes = self.run(key, [Request("warm-up", "warm-up", (seed,))
+                                      for seed in range(size)])
+            for outcome in outcomes:
+                if isinstance(outcome, RouteError):
+                    log.warning("route %s: warm-up at batch %d failed: %s", self.name, size,
+                                outcome.message)
+                    break
         self.tasks_since_load = 0
 
     def run(self, key: BatchKey, requests: list[Request]) -> list[Outcome]:

@@ -1,8 +1,9 @@
 """The memory guard: a batch that runs out of device memory is split and run again smaller.
 
 An out-of-memory error frees the allocator's cached blocks, halves the batch and retries each
-half; the size that failed is remembered per ``BatchKey`` so later batches of that key are cut
-to the largest size not yet known to fail, instead of failing first. A single job that does not
+half; the size that failed is remembered per ``BatchKey`` (steps aside: they take time, not memory)
+so later batches of that key are cut to the largest size not yet known to fail, instead of
+failing first. A single job that does not
 fit fails alone with a clear message (other jobs of its batch still run), and the route goes on
 serving. How an error is recognised as out-of-memory and how memory is freed are given by the
 caller (torch's, in ``engine``), so this module imports neither.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from imagegate.errors import FailCode, RouteError
 from imagegate.routes.diffusers.batcher import BatchKey, Outcome, Request
@@ -40,7 +42,8 @@ class MemoryGuard:
                  release: Callable[[], None]) -> None:
         self._is_oom = is_oom
         self._release = release
-        self.caps: dict[BatchKey, int] = {}  # images per call known to fit, after an OOM
+        # Images per call known to fit, after an out-of-memory error; by ``_memory_key``.
+        self.caps: dict[BatchKey, int] = {}
 
     def run(self, key: BatchKey, requests: list[Request], call: Call) -> list[Outcome]:
         """One outcome per request, in order. Exceptions other than out-of-memory propagate."""
@@ -50,7 +53,7 @@ class MemoryGuard:
         return outcomes
 
     def _chunks(self, key: BatchKey, requests: list[Request]) -> list[list[Request]]:
-        cap = self.caps.get(key)
+        cap = self.caps.get(_memory_key(key))
         if cap is None:
             return [requests]
         chunks: list[list[Request]] = [[]]
@@ -73,10 +76,11 @@ class MemoryGuard:
             log.warning("out of memory on a single job of %d image(s) at %dx%d", images,
                         key.width, key.height)
             return [out_of_memory(key, requests[0])]
-        self.caps[key] = max(1, min(self.caps.get(key, images), images) // 2)
+        cap = self.caps[_memory_key(key)] = max(
+            1, min(self.caps.get(_memory_key(key), images), images) // 2)
         log.warning("out of memory on a batch of %d images at %dx%d: splitting it, batches "
                     "of this kind now run at most %d images", images, key.width, key.height,
-                    self.caps[key])
+                    cap)
         half = len(requests) // 2
         return (self._guarded(key, requests[:half], call)
                 + self._guarded(key, requests[half:], call))
@@ -84,3 +88,8 @@ class MemoryGuard:
 
 def _images(requests: Sequence[Request]) -> int:
     return sum(r.images for r in requests)
+
+
+def _memory_key(key: BatchKey) -> BatchKey:
+    """What decides a batch's memory: everything in its key but the number of steps."""
+    return replace(key, steps=0)
