@@ -21,6 +21,7 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 from synchronously import synchronously
+from torch._dynamo.utils import counters
 
 from imagegate.catalogue import ModelConfig
 from imagegate.contract import ModelLimits, SubmitInput
@@ -254,3 +255,65 @@ async def test_the_router_counts_a_failed_batch_once_against_the_route(
     assert all(o.error is not None and o.error.fail_code == FailCode.UNKNOWN for o in outcomes)
     assert router.health.failures("tiny") == 1
     assert router.health.circuit("tiny") == Circuit.CLOSED
+
+
+class Memory:
+    """The engine's memory reading, scripted: ``levels`` GiB one after the other (the last
+    repeats)."""
+
+    def __init__(self, *levels: float) -> None:
+        self.levels = list(levels)
+
+    def __call__(self, pipelines: Pipelines | None) -> int:
+        level = self.levels.pop(0) if len(self.levels) > 1 else self.levels[0]
+        return int(level * 2**30)
+
+
+def metered(pipeline: Path, memory: Memory, **extra: Any) -> DiffusersRoute:
+    table = options(pipeline, **extra)
+    return DiffusersRoute("tiny", read_options("tiny", table),
+                          capabilities=declared_capabilities("tiny", table),
+                          engine=lambda name, opts: Engine(name, opts, memory=memory))
+
+
+@synchronously
+async def test_recycling_on_memory_rebuilds_the_pipeline_once_memory_reaches_the_threshold(
+        tiny_pipeline_dir: Path) -> None:
+    # read after the load, before batch 2 (1 GiB), before batch 3 (5 GiB), after the reload,
+    # before batch 4
+    memory = Memory(1, 1, 5, 1, 1)
+    r = metered(tiny_pipeline_dir, memory, max_batch_size=1, recycle_memory_gib=4)
+    results = await generate_all(r, [job(f"t{i}") for i in range(4)])
+    assert all(len(images_of(result)) == 1 for result in results)
+    assert r.recycled == 1
+
+
+@synchronously
+async def test_a_memory_threshold_below_the_loaded_pipeline_turns_recycling_off(
+        tiny_pipeline_dir: Path) -> None:
+    r = metered(tiny_pipeline_dir, Memory(6), max_batch_size=1, recycle_memory_gib=4)
+    await generate_all(r, [job(f"t{i}") for i in range(3)])
+    assert r.recycled == 0
+
+
+@pytest.mark.slow  # the first compilation takes a minute on a small CPU
+@pytest.mark.timeout(600)
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@synchronously
+async def test_a_compiled_route_finds_its_compiled_code_on_disk_after_a_restart(
+        tiny_pipeline_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
+                 "TORCHINDUCTOR_AUTOGRAD_CACHE", "TRITON_CACHE_DIR"):
+        monkeypatch.setenv(name, "")  # restored after the test; the route sets them
+    cache = tmp_path / "compile"
+    compiled = {"compile": True, "compile_cache_dir": str(cache)}
+    (eager,) = await generate_all(route(tiny_pipeline_dir), [job("e")])
+    (first,) = await generate_all(route(tiny_pipeline_dir, **compiled), [job("a")])
+    assert any((cache / "inductor").rglob("*.py"))
+    torch._dynamo.reset()  # as a new process: nothing compiled in memory
+    counters.clear()
+    (second,) = await generate_all(route(tiny_pipeline_dir, **compiled), [job("b")])
+    assert counters["inductor"]["fxgraph_cache_hit"] >= 1
+    assert counters["inductor"]["fxgraph_cache_miss"] == 0
+    for result in (first, second):
+        assert np.abs(pixels(images_of(result)[0]) - pixels(images_of(eager)[0])).max() <= 2

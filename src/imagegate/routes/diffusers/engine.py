@@ -24,7 +24,7 @@ from imagegate.routes.diffusers.loading import Pipelines, load_pipelines
 from imagegate.routes.diffusers.memory import MemoryGuard
 from imagegate.routes.diffusers.options import DiffusersOptions
 
-__all__ = ["Engine", "PipelineCall", "call_pipeline", "is_out_of_memory"]
+__all__ = ["Engine", "PipelineCall", "call_pipeline", "is_out_of_memory", "memory_in_use"]
 
 log = logging.getLogger("imagegate.routes.diffusers")
 
@@ -66,11 +66,14 @@ class Engine:
     the pipelines (``load_pipelines``)."""
 
     def __init__(self, name: str, opts: DiffusersOptions, *, call: PipelineCall = call_pipeline,
-                 load: Loader = load_pipelines) -> None:
+                 load: Loader = load_pipelines,
+                 memory: Callable[[Pipelines | None], int] | None = None) -> None:
         self.name = name
         self.opts = opts
         self._call = call
         self._load = load
+        self._memory = memory or memory_in_use
+        self._recycle_on_memory = bool(opts.recycle_memory_bytes)
         self.guard = MemoryGuard(is_out_of_memory, self.release_memory)
         self.pipelines: Pipelines | None = None
         self.tasks_since_load = 0
@@ -83,6 +86,19 @@ class Engine:
         self.tasks_since_load = 0
         if self.opts.warmup:
             self.warm_up()
+        self._check_memory_threshold()
+
+    def _check_memory_threshold(self) -> None:
+        """A threshold the freshly loaded pipeline already reaches would rebuild it before
+        every batch: recycling on memory is turned off instead, saying so."""
+        if not self._recycle_on_memory:
+            return
+        loaded = self.memory_in_use()
+        if loaded >= self.opts.recycle_memory_bytes:
+            self._recycle_on_memory = False
+            log.warning("route %s: the loaded pipeline already holds %.1f GiB, more than "
+                        "recycle_memory_gib; recycling on memory is off", self.name,
+                        loaded / 1024**3)
 
     def warm_up(self) -> None:
         """Two short generations at the 1k square size, one image and the largest batch, so
@@ -124,8 +140,10 @@ class Engine:
         opts = self.opts
         if opts.recycle_after_tasks and self.tasks_since_load >= opts.recycle_after_tasks:
             return f"{self.tasks_since_load} tasks since it was loaded"
-        if opts.recycle_memory_bytes and self.memory_in_use() >= opts.recycle_memory_bytes:
-            return f"{self.memory_in_use() / 1024**3:.1f} GiB in use"
+        if self._recycle_on_memory and self.tasks_since_load:
+            in_use = self.memory_in_use()
+            if in_use >= opts.recycle_memory_bytes:
+                return f"{in_use / 1024**3:.1f} GiB in use"
         return None
 
     def recycle(self) -> None:
@@ -141,15 +159,19 @@ class Engine:
             torch.cuda.empty_cache()
 
     def memory_in_use(self) -> int:
-        """Bytes: the device memory torch holds on a GPU, else the process's resident set."""
-        device = self.pipelines.device if self.pipelines is not None else None
-        if device is not None and device.type == "cuda":
-            return int(torch.cuda.memory_reserved(device))
-        return _resident_bytes()
+        return self._memory(self.pipelines)
 
     def close(self) -> None:
         self.pipelines = None
         self.release_memory()
+
+
+def memory_in_use(pipelines: Pipelines | None) -> int:
+    """Bytes: the device memory torch holds on a GPU, else the process's resident set."""
+    device = pipelines.device if pipelines is not None else None
+    if device is not None and device.type == "cuda":
+        return int(torch.cuda.memory_reserved(device))
+    return _resident_bytes()
 
 
 def _resident_bytes() -> int:
