@@ -57,3 +57,16 @@ def test_defaults_suit_a_gpu_and_a_job_renders_at_its_scaled_size() -> None:
 def test_a_bad_option_is_named(table: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         read_options("d", table)
+
+
+def test_a_worker_without_the_extra_is_told_to_install_it() -> None:
+    code = ("import sys; sys.modules['diffusers'] = None; "
+            "from imagegate.errors import ConfigError; "
+            "from imagegate.routes.diffusers.options import read_options; "
+            "from imagegate.routes.diffusers.route import default_engine\n"
+            "try:\n    default_engine('d', read_options('d', {'model': 'x'}))\n"
+            "except ConfigError as exc:\n    print(exc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert "routes.d: a diffusers route needs torch" in out.stdout
+    assert "pip install 'imagegate[diffusers]'" in out.stdout

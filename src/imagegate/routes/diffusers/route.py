@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from PIL import Image, ImageOps
 
 from imagegate.config import Settings
-from imagegate.errors import FailCode, RouteError
+from imagegate.errors import ConfigError, FailCode, RouteError
 from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
 from imagegate.routes.diffusers.batcher import Batcher, BatchKey, Outcome, Request
 from imagegate.routes.diffusers.options import (
@@ -59,8 +59,12 @@ _SEEDS = 2**32
 
 
 def default_engine(name: str, opts: DiffusersOptions) -> Engine:
-    from imagegate.routes.diffusers.engine import Engine  # torch: worker processes only
-
+    """The engine over torch and diffusers (``ConfigError`` when they are not installed)."""
+    try:  # torch: worker processes only
+        from imagegate.routes.diffusers.engine import Engine
+    except ImportError as exc:
+        raise ConfigError(f"routes.{name}: a diffusers route needs torch, diffusers and "
+                          f"transformers (pip install 'imagegate[diffusers]'): {exc}") from exc
     return Engine(name, opts)
 
 
