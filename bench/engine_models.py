@@ -79,7 +79,7 @@ def _clip_tokenizer(work: Path) -> CLIPTokenizer:
 def _t5_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
     tokenizer = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = Whitespace()  # type: ignore[assignment]
+    tokenizer.pre_tokenizer = Whitespace()
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>",
                                    eos_token="</s>", unk_token="<unk>", model_max_length=512)
 
