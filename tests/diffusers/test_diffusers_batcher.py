@@ -159,3 +159,17 @@ async def test_jobs_waiting_when_the_route_closes_fail_retryably() -> None:
     assert all(isinstance(r, RouteError) and r.retryable for r in results)
     with pytest.raises(RouteError, match="closing"):
         await batcher.submit(KEY, request("late"))
+
+
+@synchronously
+async def test_a_full_group_does_not_wait_behind_an_older_group_that_is_still_waiting() -> None:
+    run = Recorder()
+    batcher = Batcher(run, max_images=2, max_wait_s=3600)  # the lone job would wait an hour
+    lone = asyncio.create_task(batcher.submit(replace(KEY, width=32), request("lone")))
+    await asyncio.sleep(0)
+    full = [asyncio.create_task(batcher.submit(KEY, request(n))) for n in ("a", "b")]
+    await asyncio.wait_for(asyncio.gather(*full), GUARD_S)
+    assert [ids for _, ids in run.batches] == [["a", "b"]]
+    await batcher.close()
+    with pytest.raises(RouteError, match="closed before the task ran"):
+        await lone

@@ -3,10 +3,11 @@ other, then run together.
 
 Compatible jobs have equal ``BatchKey``s (same model, mode, rendered size, steps, guidance and
 strength). A group is run when it holds ``max_images`` images, or when its first job has waited
-``max_wait_s``; groups are run one at a time (one pipeline, one device), the group whose first
-job arrived earliest first. A job larger than ``max_images`` runs alone. Each job gets its own
-outcome (its images, or its own ``RouteError``); when the batch call itself raises, every job of
-the batch fails with one error that names the same incident, so route health counts it once.
+``max_wait_s``; groups are run one at a time (one pipeline, one device): of the groups ready to
+run, the one whose first job arrived earliest first. A job larger than ``max_images`` runs
+alone. Each job gets its own outcome (its images, or its own ``RouteError``); when the batch
+call itself raises, every job of the batch fails with one error that names the same incident,
+so route health counts it once.
 
 This module imports neither torch nor diffusers: the batch is run by the ``run`` callable.
 """
@@ -131,21 +132,23 @@ class Batcher:
                 await self._run_batch(key, batch)
 
     async def _due(self) -> BatchKey:
-        """The key of the next group to run, once it is full or its first job has waited long
-        enough."""
+        """The key of the next group to run: of the groups that are full or whose first job
+        has waited long enough, the one whose first job came first."""
         while True:
             self._drop_cancelled()
+            now = self._clock()
+            ready = [(group[0].since, key) for key, group in self._groups.items()
+                     if now >= group[0].since + self.max_wait_s
+                     or sum(w.request.images for w in group) >= self.max_images]
+            if ready:
+                return min(ready, key=lambda item: item[0])[1]
+            self._arrived.clear()
             if not self._groups:
-                self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            key, group = min(self._groups.items(), key=lambda item: item[1][0].since)
-            wait = group[0].since + self.max_wait_s - self._clock()
-            if wait <= 0 or sum(w.request.images for w in group) >= self.max_images:
-                return key
-            self._arrived.clear()
+            first = min(group[0].since for group in self._groups.values())
             try:
-                await asyncio.wait_for(self._arrived.wait(), wait)
+                await asyncio.wait_for(self._arrived.wait(), first + self.max_wait_s - now)
             except TimeoutError:
                 pass
 
