@@ -33,8 +33,12 @@ from imagegate.routes.base import GeneratedImage, Job
 from imagegate.routes.diffusers import DiffusersRoute
 from imagegate.routes.diffusers.batcher import BatchKey, Outcome, Request
 from imagegate.routes.diffusers.engine import Engine, call_pipeline
-from imagegate.routes.diffusers.loading import Pipelines
-from imagegate.routes.diffusers.options import declared_capabilities, read_options
+from imagegate.routes.diffusers.loading import Pipelines, load_pipelines
+from imagegate.routes.diffusers.options import (
+    DiffusersOptions,
+    declared_capabilities,
+    read_options,
+)
 from imagegate.routing import Routing
 
 # The device the route runs on: the CPU in CI; IMAGEGATE_TEST_DEVICE=cuda runs the same tests
@@ -317,3 +321,24 @@ async def test_a_compiled_route_finds_its_compiled_code_on_disk_after_a_restart(
     assert counters["inductor"]["fxgraph_cache_miss"] == 0
     for result in (first, second):
         assert np.abs(pixels(images_of(result)[0]) - pixels(images_of(eager)[0])).max() <= 2
+
+
+@synchronously
+async def test_a_reload_that_fails_fails_its_batch_and_is_tried_again_before_the_next(
+        tiny_pipeline_dir: Path) -> None:
+    loads: list[str] = []
+
+    def flaky(name: str, opts: DiffusersOptions) -> Pipelines:
+        loads.append("load")
+        if len(loads) == 2:
+            raise ConfigError("routes.tiny.model: the disk went away")
+        return load_pipelines(name, opts)
+
+    table = options(tiny_pipeline_dir, max_batch_size=1, recycle_after_tasks=1)
+    r = DiffusersRoute("tiny", read_options("tiny", table),
+                       capabilities=declared_capabilities("tiny", table),
+                       engine=lambda name, opts: Engine(name, opts, load=flaky))
+    first, second, third = await generate_all(r, [job(f"t{i}") for i in range(3)])
+    assert len(images_of(first)) == 1 and len(images_of(third)) == 1
+    assert isinstance(second, RouteError) and second.retryable
+    assert loads == ["load"] * 3

@@ -138,6 +138,8 @@ class Engine:
     def recycle_reason(self) -> str | None:
         """Why the pipelines should be rebuilt now (None: they need not be)."""
         opts = self.opts
+        if self.pipelines is None:
+            return "the last load failed"
         if opts.recycle_after_tasks and self.tasks_since_load >= opts.recycle_after_tasks:
             return f"{self.tasks_since_load} tasks since it was loaded"
         if self._recycle_on_memory and self.tasks_since_load:
