@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from imagegate.errors import ConfigError
-from imagegate.routes.diffusers.options import declared_capabilities, read_options
+from imagegate.routes.diffusers.options import OPTIONS, declared_capabilities, read_options
 from imagegate.routes.registry import ROUTE_TYPES
 
 
@@ -70,3 +72,11 @@ def test_a_worker_without_the_extra_is_told_to_install_it() -> None:
                          check=True, timeout=60)
     assert "routes.d: a diffusers route needs torch" in out.stdout
     assert "pip install 'imagegate[diffusers]'" in out.stdout
+
+
+def test_the_guide_lists_every_option_and_no_other() -> None:
+    guide = (Path(__file__).parents[2] / "docs" / "routes-diffusers.md").read_text()
+    table = guide.split("| option | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    listed = {name for line in table.splitlines()[2:]
+              for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
+    assert listed == set(OPTIONS)
