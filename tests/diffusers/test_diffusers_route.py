@@ -342,3 +342,19 @@ async def test_a_reload_that_fails_fails_its_batch_and_is_tried_again_before_the
     assert len(images_of(first)) == 1 and len(images_of(third)) == 1
     assert isinstance(second, RouteError) and second.retryable
     assert loads == ["load"] * 3
+
+
+@pytest.mark.parametrize("model,available,detail", [
+    (None, True, "a pipeline directory"),
+    ("someone/not-cached", False, "not in the Hugging Face cache"),
+    ("/nowhere/tiny-sd", False, "neither a directory nor a repo id"),
+])
+@synchronously
+async def test_check_says_whether_the_model_can_be_found_before_it_is_loaded(
+        tiny_pipeline_dir: Path, tmp_path: Path, model: str | None, available: bool,
+        detail: str) -> None:
+    table = {"model": model} if model else {}
+    r = route(tiny_pipeline_dir, cache_dir=str(tmp_path / "hf"), **table)
+    check = await r.check()
+    await r.close()
+    assert check.available is available and detail in check.detail

@@ -142,9 +142,11 @@ class DiffusersRoute:
         return await self._blocking(engine.run, key, requests)
 
     async def check(self) -> RouteCheck:
-        if self._engine is None:
-            return RouteCheck(None, "the pipeline is not loaded yet")
-        return RouteCheck(True, f"{self.opts.model} loaded on {self.opts.device}")
+        """Loaded: available. Not loaded yet (``imagegate routes check``): whether the model
+        can be found where ``start`` would look, without loading it."""
+        if self._engine is not None and self._engine.pipelines is not None:
+            return RouteCheck(True, f"{self.opts.model} loaded on {self.opts.device}")
+        return await asyncio.to_thread(locate, self.opts)
 
     async def close(self) -> None:
         await self._batcher.close()
@@ -156,6 +158,30 @@ class DiffusersRoute:
         """Run ``fn`` on the route's pipeline thread (one at a time, off the event loop)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, functools.partial(fn, *args))
+
+
+def locate(opts: DiffusersOptions) -> RouteCheck:
+    """Whether ``opts.model`` is a pipeline directory or a repo in the Hugging Face cache (no
+    verdict when it may be downloaded, or where huggingface_hub is not installed)."""
+    if opts.local_dir is not None:
+        found = (opts.local_dir / "model_index.json").is_file()
+        return RouteCheck(found, f"{opts.model}: " + ("a pipeline directory" if found else
+                                                      "no model_index.json in the directory"))
+    if opts.allow_download:
+        return RouteCheck(None, f"{opts.model} is downloaded at start when it is not cached")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return RouteCheck(None, "huggingface_hub is not installed in this process")
+    try:
+        cached = try_to_load_from_cache(opts.model, "model_index.json",
+                                        cache_dir=opts.cache_dir, revision=opts.revision)
+    except ValueError:
+        return RouteCheck(False, f"{opts.model} is neither a directory nor a repo id")
+    if isinstance(cached, str):
+        return RouteCheck(True, f"{opts.model} is in the Hugging Face cache")
+    return RouteCheck(False, f"{opts.model} is not in the Hugging Face cache and "
+                      "allow_download is false")
 
 
 def _init_image(job: Job, width: int, height: int) -> Image.Image | None:
