@@ -46,7 +46,7 @@ from imagegate.health import HealthBook
 from imagegate.limits import InMemoryRateLimiter
 from imagegate.metrics import Metrics, Scrape
 from imagegate.router import Router
-from imagegate.routes.base import Route, RouteCheck
+from imagegate.routes.base import Route, RouteCheck, StartingRoute
 from imagegate.routes.registry import build_route, declared_capabilities
 from imagegate.routing import Routing
 from imagegate.store.base import Store
@@ -179,8 +179,9 @@ def scrape_of(seams: Seams) -> Scrape:
 
 @dataclass
 class Runtime:
-    """The loops of a process and what they own. ``start`` checks the routes' models (when
-    asked) and starts the loops; ``stop`` lets running attempts finish for ``grace_s``, then
+    """The loops of a process and what they own. ``start`` starts the routes that need it
+    (``StartingRoute``: a model is loaded before any task is claimed), checks the routes' models
+    (when asked) and starts the loops; ``stop`` lets running attempts finish for ``grace_s``, then
     cancels what is left (its leases expire and the tasks run again elsewhere)."""
 
     seams: Seams
@@ -195,6 +196,9 @@ class Runtime:
     _running: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
+        for route in self.routes.values():
+            if isinstance(route, StartingRoute):
+                await route.start()
         if self.monitor is not None and self.seams.settings.router_check_models:
             await self.monitor.check()
         for name, loop in self.loops.items():

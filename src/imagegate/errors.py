@@ -185,11 +185,13 @@ class TaskError(ImagegateError):
     ``retry_after``: seconds the source asked us to wait before trying it again.
     ``injected``: the client asked for this failure (the sandbox's test mode): it ends or retries
     its own task with its own code and says nothing about the route's health.
+    ``incident``: names one failure that several tasks share (a batch of tasks run as one call
+    that failed): each task fails, but the route's health counts the failure once.
     """
 
     def __init__(self, fail_code: str, message: str, *, retryable: bool = False,
                  failover: bool = False, retry_after: float | None = None,
-                 injected: bool = False) -> None:
+                 injected: bool = False, incident: str | None = None) -> None:
         super().__init__(message)
         self.fail_code = fail_code
         self.message = message
@@ -197,6 +199,7 @@ class TaskError(ImagegateError):
         self.failover = failover
         self.retry_after = retry_after
         self.injected = injected
+        self.incident = incident
 
     def __str__(self) -> str:
         return f"{self.fail_code}: {self.message}"

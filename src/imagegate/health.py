@@ -10,6 +10,9 @@ unavailable  the route's upstream does not serve its model (a check said so, or 
            answered NOT_FOUND): skipped, whatever the circuit, until a check finds the model or
            a call succeeds. Unlike an open circuit it does not pass with time.
 
+A failure several tasks share (one failed batch: the errors carry the same ``incident``) counts
+once: the first task's report counts, the others' are recognised and only free the trial slot.
+
 Content outcomes (SensitiveContent, PromptInvalid, ImageFormatIncorrect, MissingParameter) say
 nothing about the route's health and leave the breaker alone; so do failures a client injected
 (the sandbox's test mode), which the router never reports here.
@@ -18,8 +21,9 @@ nothing about the route's health and leave the breaker alone; so do failures a c
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imagegate.errors import TaskError
 
@@ -39,6 +43,11 @@ class _State:
     trial_running: bool = False
     last_code: str = ""
     unavailable: str = ""  # why the route is unavailable; "" when it is not
+    # The incidents counted lately: a batch's tasks report its failure one by one, close together.
+    incidents: deque[str] = field(default_factory=lambda: deque(maxlen=_INCIDENTS_KEPT))
+
+
+_INCIDENTS_KEPT = 64
 
 
 class HealthBook:
@@ -94,6 +103,10 @@ class HealthBook:
         s.trial_running = False
         if not error.failover:
             return  # a content outcome, not a health signal
+        if error.incident is not None:
+            if error.incident in s.incidents:
+                return  # counted when the first task of its batch reported it
+            s.incidents.append(error.incident)
         s.failures += 1
         s.last_code = error.fail_code
         if error.retry_after:

@@ -91,3 +91,17 @@ def test_routes_are_independent_and_a_cancelled_trial_frees_the_slot() -> None:
     health.release("a")
     assert health.acquire("a")
     assert health.view("a") == {"circuit": "half-open", "failures": 1, "retryInS": 0.0}
+
+
+def batch_failure(incident: str) -> RouteError:
+    return RouteError(FailCode.UNKNOWN, "the batch failed", retryable=True, failover=True,
+                      incident=incident)
+
+
+def test_the_tasks_of_one_failed_batch_count_once() -> None:
+    health, _ = book(threshold=2)
+    for _ in range(8):
+        health.failed("a", batch_failure("batch-1"))
+    assert health.failures("a") == 1 and health.circuit("a") == Circuit.CLOSED
+    health.failed("a", batch_failure("batch-2"))
+    assert health.failures("a") == 2 and health.circuit("a") == Circuit.OPEN

@@ -5,13 +5,15 @@ A route declares what it can do (``Capabilities``) and which upstream model it c
 ``RouteError`` (with a failCode and whether a retry or failover may help; ``RouteUnavailable``
 when the upstream no longer serves the model); ``check`` asks the upstream whether the model is
 served and never raises. A route never touches the database, the HTTP layer or another route.
+A route with work to do before it can serve (load a model, warm it up) also has ``start``
+(``StartingRoute``), which its worker process awaits once before it claims any task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -81,3 +83,12 @@ class Route(Protocol):
     async def check(self) -> RouteCheck: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class StartingRoute(Protocol):
+    """A route that prepares itself once, before its worker claims tasks. ``start`` raises
+    ``ConfigError`` (naming the option) when the route cannot work as configured; the worker
+    process then stops instead of claiming tasks it cannot run."""
+
+    async def start(self) -> None: ...

@@ -16,6 +16,7 @@ from imagegate.catalogue import RouteConfig
 from imagegate.config import Settings
 from imagegate.errors import ConfigError
 from imagegate.routes.base import Capabilities, Route
+from imagegate.routes.diffusers import DiffusersRoute
 from imagegate.routes.gemini import GeminiRoute
 from imagegate.routes.openai_images import OpenAIImagesRoute
 from imagegate.routes.relay import RelayRoute
@@ -34,7 +35,8 @@ class RouteType(Protocol):
 
 
 ROUTE_TYPES: dict[str, RouteType] = {"sandbox": SandboxRoute, "gemini": GeminiRoute,
-                                      "relay": RelayRoute, "openai-images": OpenAIImagesRoute}
+                                      "relay": RelayRoute, "openai-images": OpenAIImagesRoute,
+                                      "diffusers": DiffusersRoute}
 
 
 def _route_type(cfg: RouteConfig) -> RouteType:
