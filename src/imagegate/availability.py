@@ -29,10 +29,18 @@ log = logging.getLogger("imagegate.routes")
 CHECK_TIMEOUT_S = 15.0
 
 
+# Where each route type's guide says which models it can be given.
+_GUIDES = {"gemini": "docs/routes-gemini.md lists them", "relay": "see docs/routes-relay.md",
+           "openai-images": "see docs/routes-openai-images.md",
+           "diffusers": "a pipeline directory or a model in the Hugging Face cache; see "
+                        "docs/routes-diffusers.md"}
+
+
 def problem_line(config: RouteConfig, check: RouteCheck) -> str:
     """The one line that tells an operator what is wrong with a route and what to change."""
+    guide = _GUIDES.get(config.type, "see docs/configuration.md")
     return (f"route {config.name} is unavailable: {check.detail}; set {config.model_key} to a "
-            "model the upstream serves (docs/routes-gemini.md lists them)")
+            f"model the upstream serves ({guide})")
 
 
 async def ask(routes: Mapping[str, Route],

@@ -63,6 +63,15 @@ def test_a_route_of_its_own_names_its_model_option() -> None:
         "set routes.g.model to a model the upstream serves (docs/routes-gemini.md lists them)")
 
 
+@pytest.mark.parametrize(("kind", "guide"), [
+    ("relay", "see docs/routes-relay.md"), ("openai-images", "see docs/routes-openai-images.md"),
+    ("diffusers", "a pipeline directory or a model in the Hugging Face cache; see "
+                  "docs/routes-diffusers.md")])
+def test_each_route_type_points_to_its_own_guide(kind: str, guide: str) -> None:
+    assert problem_line(RouteConfig("r", kind), GONE).endswith(
+        f"set routes.r.model to a model the upstream serves ({guide})")
+
+
 def test_no_verdict_leaves_the_route_as_it_was(caplog: pytest.LogCaptureFixture) -> None:
     m, health = monitor(CheckedRoute("a", NO_VERDICT))
     asyncio.run(m.check())
