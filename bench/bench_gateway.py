@@ -140,8 +140,10 @@ def start_backend(work: Path, png: bytes) -> Server:
                         work / "backend.log", name="images backend")
 
 
-def backend_generations(backend: Server) -> int:
-    return int(httpx.get(backend.base_url + "/stats").json()["generations"])
+def backend_counts(backend: Server) -> tuple[int, int]:
+    """The generations the backend answered and the connections it accepted, so far."""
+    stats = httpx.get(backend.base_url + "/stats").json()
+    return int(stats["generations"]), int(stats["connections"])
 
 
 def litellm_dir(version: str) -> Path:
@@ -442,11 +444,14 @@ def imagegate_phase(work: Path, backend: Server, args: argparse.Namespace, run: 
     print("imagegate", flush=True)
     gate = start_imagegate(work, backend, args, scratch)
     try:
-        before, calls = balance(gate), backend_generations(backend)
+        before, (calls, connections) = balance(gate), backend_counts(backend)
         measure("imagegate", gate.server, backend, gate.key, args, work, run)
-        check_tasks(gate, before, backend_generations(backend) - calls,
-                    run.answered.get("imagegate", 0), run.notes)
-        print("  " + run.notes[-1], flush=True)
+        after = backend_counts(backend)
+        check_tasks(gate, before, after[0] - calls, run.answered.get("imagegate", 0),
+                    run.notes)
+        run.notes.append(f"imagegate opened {after[1] - connections:,} connections to the "
+                         "backend.")
+        print("  " + "\n  ".join(run.notes[-2:]), flush=True)
     finally:
         gate.server.stop()
 
@@ -456,11 +461,12 @@ def litellm_phase(work: Path, backend: Server, command: Path, args: argparse.Nam
     print("litellm", flush=True)
     server = start_litellm(work, command, backend)
     try:
-        calls = backend_generations(backend)
+        calls, connections = backend_counts(backend)
         measure("litellm", server, backend, LITELLM_MASTER_KEY, args, work, run)
-        relayed = backend_generations(backend) - calls
+        after = backend_counts(backend)
         run.notes.append(f"LiteLLM answered {run.answered.get('litellm', 0):,} calls 200; "
-                         f"backend generations {relayed:,}.")
+                         f"backend generations {after[0] - calls:,}; it opened "
+                         f"{after[1] - connections:,} connections to the backend.")
     finally:
         server.stop()
 

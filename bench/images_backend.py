@@ -7,8 +7,9 @@ the gateways, not the backend, are what is measured.
 - ``POST /v1/images/generations``: ``{"created": ..., "data": [{"b64_json": <FILE>}]}``,
   the same pre-encoded picture every time, whatever the body asked (it is read, not parsed);
 - ``GET /v1/models``: a list naming ``--model``;
-- ``GET /stats``: ``{"generations": N}``, the generations answered so far (the bench checks
-  that every gateway call reached the backend, none answered from a cache).
+- ``GET /stats``: ``{"generations": N, "connections": M}``, the generations answered and the
+  connections accepted so far (the bench checks that every gateway call reached the backend,
+  none answered from a cache, and reports how many connections each gateway opened).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Backend(asyncio.Protocol):
     """One connection: requests parsed from the bytes as they arrive, answered in order."""
 
     generations = 0
+    connections = 0
     generation_answer = b""
     models_answer = b""
 
@@ -44,6 +46,7 @@ class Backend(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        Backend.connections += 1
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -81,7 +84,8 @@ class Backend(asyncio.Protocol):
         if method == "GET" and path == "/v1/models":
             return self.models_answer
         if method == "GET" and path == "/stats":
-            return response("200 OK", json.dumps({"generations": Backend.generations}).encode())
+            return response("200 OK", json.dumps({"generations": Backend.generations,
+                                                      "connections": Backend.connections}).encode())
         return response("404 Not Found", b'{"error": {"message": "not found"}}')
 
     def _close(self, last: bytes) -> None:
