@@ -435,10 +435,13 @@ def report(args: argparse.Namespace, run: Run, litellm: Path | None, png_bytes: 
     command = " ".join(["python", "bench/bench_gateway.py", *sys.argv[1:]])
     database = "PostgreSQL" if harness.is_postgres(args.database_url) else "SQLite"
     setup = (f"`imagegate serve` on {database}, `worker_concurrency` "
-             f"{args.worker_concurrency}; LiteLLM proxy, one worker, no database; wrk "
-             f"-t{args.threads}, {args.warmup:g} s warm-up then {args.seconds:g} s per row; the "
-             f"backend's picture is a {png_bytes:,}-byte 1024x1024 PNG. wrk, the backend and "
-             "the server share the machine's CPUs.")
+             f"{args.worker_concurrency}"
+             + ("; LiteLLM proxy, one worker, no database" if litellm is not None else "")
+             + f"; wrk -t{args.threads}, {args.warmup:g} s warm-up then {args.seconds:g} s per "
+             f"row; the backend's picture is a {png_bytes:,}-byte 1024x1024 PNG. wrk, the "
+             "backend and the server share the machine's CPUs"
+             + (" (and PostgreSQL's processes, whose CPU is not in the server's column)."
+                if database == "PostgreSQL" else "."))
     notes = [*run.notes, *ratio_lines(run.rows)]
     return (f"## {stamp}\n\n{versions(litellm)}\n\nCommand: `{command}`; {setup}\n\n"
             f"{table(run.rows)}\n\n" + "\n".join(f"- {n}" for n in notes))
