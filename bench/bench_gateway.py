@@ -68,7 +68,7 @@ type = "openai-images"
 base_url = "{backend}"
 model = "{model}"
 sizes = ["1024x1024"]
-
+{in_flight}
 [models."{model}"]
 routes = ["bench-backend"]
 prices = {{ "1k" = "0.01", "2k" = "0.02", "4k" = "0.04" }}
@@ -189,7 +189,9 @@ def start_imagegate(work: Path, backend: Server, args: argparse.Namespace,
     data_dir = work / "imagegate"
     data_dir.mkdir()
     config = data_dir / "imagegate.toml"
-    config.write_text(CATALOGUE.format(backend=backend.base_url, model=MODEL))
+    in_flight = f"max_in_flight = {args.max_in_flight}\n" if args.max_in_flight else ""
+    config.write_text(CATALOGUE.format(backend=backend.base_url, model=MODEL,
+                                       in_flight=in_flight))
     extra = {"config": str(config), "worker_concurrency": str(args.worker_concurrency)}
     url = ""
     if harness.is_postgres(args.database_url):
@@ -436,6 +438,8 @@ def report(args: argparse.Namespace, run: Run, litellm: Path | None, png_bytes: 
     database = "PostgreSQL" if harness.is_postgres(args.database_url) else "SQLite"
     setup = (f"`imagegate serve` on {database}, `worker_concurrency` "
              f"{args.worker_concurrency}"
+             + (f", the route's `max_in_flight` {args.max_in_flight}" if args.max_in_flight
+                else "")
              + ("; LiteLLM proxy, one worker, no database" if litellm is not None else "")
              + f"; wrk -t{args.threads}, {args.warmup:g} s warm-up then {args.seconds:g} s per "
              f"row; the backend's picture is a {png_bytes:,}-byte 1024x1024 PNG. wrk, the "
@@ -487,6 +491,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--worker-concurrency", type=int, default=64,
                         help="imagegate's worker_concurrency (tasks in flight at once)")
+    parser.add_argument("--max-in-flight", type=int, default=0, help="the route's "
+                        "max_in_flight (0: none)")
     parser.add_argument("--database-url", default="", help="empty: SQLite; a PostgreSQL URL: "
                         "a server on which imagegate gets a scratch database")
     parser.add_argument("--litellm-version", default="1.108.7")
