@@ -15,8 +15,10 @@ the bytes can be delivered as they are, in microseconds:
   3 components (a colour picture), no Exif segment (its orientation would turn the picture in
   a viewer) and no multi-picture index (MPO), and ``EOI`` as the last two bytes.
 
-Anything else (another format, a grey or palette or 16-bit PNG, a CMYK JPEG, damaged bytes) is
-None: the caller decodes it and encodes it as it does every other picture. The compressed pixel
+A picture delivered as it came keeps its ancillary chunks and segments (text, a colour profile),
+which encoding it again would drop. Anything else (another format, a grey or palette or 16-bit
+PNG, a CMYK JPEG, damaged bytes) is None: the caller decodes it and encodes it as it does every
+other picture. The compressed pixel
 data itself is not inflated: a PNG whose chunks are intact but whose zlib stream its encoder
 wrote wrong would be delivered as it came. Pure functions, no I/O.
 """
