@@ -45,6 +45,7 @@ from imagegate.fetch import FetchLimits, ReferenceFetcher
 from imagegate.health import HealthBook
 from imagegate.limits import InMemoryRateLimiter
 from imagegate.metrics import Metrics, Scrape
+from imagegate.net.transport import outbound_transport
 from imagegate.router import Router
 from imagegate.routes.base import Route, RouteCheck, StartingRoute
 from imagegate.routes.registry import build_route, declared_capabilities
@@ -124,7 +125,8 @@ def open_seams(settings: Settings, *, store: Store | None = None, blobs: BlobSto
                callbacks: CallbackPolicy | None = None) -> Seams:
     """Every seam from ``settings``; tests pass fakes for any of them (``callbacks`` with its
     resolver, ``transport`` for every outbound request)."""
-    client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
+    client = httpx.AsyncClient(transport=transport or outbound_transport(),
+                               follow_redirects=False, trust_env=False,
                                timeout=httpx.Timeout(30.0, connect=10.0))
     policy = callbacks or CallbackPolicy(allow_http=settings.allow_http_callbacks,
                                          allow_private=settings.allow_private_networks)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from imagegate.contract import CONTENT_TYPES
+from imagegate.picture_headers import EncodedPicture
 
 # Decoders we accept for reference images (docs/contract.md §10). HEIC joins when pillow-heif
 # is there.
@@ -129,6 +130,19 @@ def normalise(image: Image.Image, width: int, height: int, output_format: str) -
     fitted, adjusted = fit_to_size(image, width, height)
     return EncodedImage(data=encode(fitted, extension), content_type=CONTENT_TYPES[extension],
                         extension=extension, width=width, height=height, adjusted=adjusted)
+
+
+def as_delivered(picture: EncodedPicture, width: int, height: int,
+                 output_format: str) -> EncodedImage | None:
+    """``picture``'s own bytes as the delivered file, when it already is exactly ``width`` x
+    ``height`` in ``output_format`` (its structure checked by ``picture_headers.probe``);
+    None when it must be decoded and ``normalise``d instead. Cheap: no pixel is touched."""
+    extension = output_format.lower()
+    wanted = "JPEG" if extension in _JPEG_FORMATS else extension.upper()
+    if picture.format != wanted or picture.size != (width, height):
+        return None
+    return EncodedImage(data=picture.data, content_type=CONTENT_TYPES[extension],
+                        extension=extension, width=width, height=height, adjusted=False)
 
 
 def flatten_alpha(image: Image.Image, background: tuple[int, int, int] = _WHITE) -> Image.Image:

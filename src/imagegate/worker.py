@@ -29,8 +29,9 @@ from imagegate.errors import (
 )
 from imagegate.events import Progress, TaskEvents
 from imagegate.fetch import FetchedImage, ReferenceFetcher
-from imagegate.imaging import EncodedImage, normalise
+from imagegate.imaging import EncodedImage, ImageDecodeError, as_delivered, normalise
 from imagegate.logs import task_fields
+from imagegate.picture_headers import EncodedPicture
 from imagegate.router import Router
 from imagegate.routes.base import GeneratedImage, Job
 from imagegate.store.base import Store
@@ -289,8 +290,7 @@ class Worker:
                                 f"{job.num_images} were asked for")
         results, notes = [], []
         for index, generated in enumerate(images[: job.num_images]):
-            encoded: EncodedImage = await asyncio.to_thread(
-                normalise, generated.image, job.width, job.height, job.output_format)
+            encoded = await _delivered(index, generated, job)
             key = result_key(task.id, task.attempt, index, encoded.extension)
             await self.blobs.put(key, encoded.data, encoded.content_type)
             results.append(ResultFile(key, f"image-{index}.{encoded.extension}",
@@ -300,10 +300,31 @@ class Worker:
         return tuple(results), tuple(notes)
 
 
+async def _delivered(index: int, generated: GeneratedImage, job: Job) -> EncodedImage:
+    """The file of image ``index``: exactly the job's size and format. A picture the route
+    kept encoded is stored as it came when it already is that (``as_delivered``: no pixel
+    decoded); any other is decoded (a picture that does not decode fails the attempt, which
+    may be retried) and normalised, off the event loop."""
+    source = generated.source
+    if isinstance(source, EncodedPicture):
+        kept = as_delivered(source, job.width, job.height, job.output_format)
+        if kept is not None:
+            return kept
+    try:
+        return await asyncio.to_thread(_normalised, generated, job)
+    except ImageDecodeError as exc:
+        raise RouteError.of(FailCode.UNKNOWN, f"image {index}: the route's picture is "
+                            f"unusable: {exc}") from exc
+
+
+def _normalised(generated: GeneratedImage, job: Job) -> EncodedImage:
+    return normalise(generated.image, job.width, job.height, job.output_format)
+
+
 def _notes(index: int, generated: GeneratedImage, encoded: EncodedImage) -> list[str]:
     notes = [f"image {index}: {generated.note}"] if generated.note else []
     if encoded.adjusted:
-        w, h = generated.image.size
+        w, h = generated.size
         notes.append(f"image {index}: route gave {w}x{h}; cropped and resized to "
                      f"{encoded.width}x{encoded.height}")
     return notes

@@ -3,14 +3,15 @@ tests/fakes/openai_images_server.py) on loopback, one model each, configured in 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
 
 import httpx
-from fakes.openai_images_server import Error, Hang, Pictures, openai_images_server
+from fakes.openai_images_server import Error, Hang, Pictures, Raw, openai_images_server
 from loopback import loopback_server, png_bytes
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from serverproc import Server, cli, t2i, wait_done
 
 FLUX = "black-forest-labs/FLUX.1-dev"
@@ -239,3 +240,52 @@ def test_a_model_the_engine_does_not_list_is_unavailable_and_skipped(tmp_path: P
     assert [a["route"] for a in view["routeAttempts"]] == ["backup"]  # type: ignore[attr-defined]
     assert engine.requests == [] and engine.model_lists >= 2  # at start, and by the CLI
     assert "engine" in checked.stdout and "unavailable" in checked.stdout
+
+
+ONE_ENGINE = """
+[routes.engine]
+type = "openai-images"
+base_url = "{url}"
+api_key = "{key}"
+model = "{flux}"
+
+[models."flux-dev"]
+routes = ["engine"]
+"""
+
+
+def answer_of(picture: bytes) -> Raw:
+    body = {"created": 1, "data": [{"b64_json": base64.b64encode(picture).decode()}]}
+    return Raw(200, json.dumps(body).encode(), "application/json")
+
+
+def test_a_picture_at_the_table_size_in_the_tasks_format_is_stored_as_it_came(
+        tmp_path: Path) -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "the engine's own encoder")  # dropped by any encoding here
+    out = io.BytesIO()
+    Image.new("RGB", (1024, 1024), (200, 30, 30)).save(out, "PNG", pnginfo=info)
+    png = out.getvalue()
+    with openai_images_server() as engine:
+        engine.script([answer_of(png), answer_of(png), answer_of(png[:-30])])
+        config = write_config(tmp_path, ONE_ENGINE.format(url=engine.base_url,
+                                                          key=engine.api_key, flux=FLUX))
+        srv = Server(tmp_path / "d", env={**FAST, "IMAGEGATE_WORKER_MAX_ATTEMPTS": "1"},
+                     config=config).start()
+        try:
+            key = srv.new_key("1")
+            with srv.client(key) as c:
+                ends = []
+                for fields in ({}, {"output_format": "jpeg"}, {}):
+                    task_id = c.post("/api/v1/generateTask/flux-dev",
+                                     json=t2i(**fields)).json()["data"]["taskId"]
+                    ends.append(wait_done(c, task_id, model="flux-dev"))
+            kept = httpx.get(json.loads(ends[0]["resultJson"])["resultUrls"][0]).content
+            jpeg = httpx.get(json.loads(ends[1]["resultJson"])["resultUrls"][0]).content
+        finally:
+            srv.stop()
+    assert kept == png  # byte for byte: not decoded, not encoded again
+    as_jpeg = Image.open(io.BytesIO(jpeg))
+    assert (as_jpeg.format, as_jpeg.size) == ("JPEG", (1024, 1024))
+    assert ends[2]["state"] == "failed" and ends[2]["failCode"] == "Unknown error"
+    assert "unusable" in ends[2]["failMsg"]

@@ -142,7 +142,8 @@ def test_a_presigned_url_serves_the_blob_or_there_is_none(blobs: Run) -> None:
         assert got.headers["content-type"] == "image/png"
 
 
-@pytest.mark.parametrize("key", ["../outside.png", "results/../../outside.png"])
+@pytest.mark.parametrize("key", ["../outside.png", "results/../../outside.png", "/outside.png",
+                                 "results/./../outside.png"])
 def test_a_key_may_not_escape_the_store(blobs: Run, key: str) -> None:
     @blobs
     async def _(store: BlobStore) -> None:

@@ -5,7 +5,10 @@ pictures of the exact table size, and how every refusal maps to a failCode."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import io
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +31,7 @@ from imagegate.config import Settings
 from imagegate.contract import output_size
 from imagegate.errors import ConfigError, FailCode, RouteError, RouteUnavailable
 from imagegate.fetch import FetchedImage
+from imagegate.picture_headers import EncodedPicture
 from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
 from imagegate.routes.openai_images import OpenAIImagesRoute
 from imagegate.routes.registry import ROUTE_TYPES
@@ -109,6 +113,49 @@ def test_a_native_size_equal_to_the_table_size_is_delivered_as_it_is() -> None:
     assert server.requests[0].size == "1024x1024"
     assert image.image.size == (1024, 1024)
     assert image.note == f"openai-images {MODEL}: asked for 1024x1024"
+
+
+def answer_of(picture: bytes) -> Raw:
+    body = {"created": 1, "data": [{"b64_json": base64.b64encode(picture).decode()}]}
+    return Raw(200, json.dumps(body).encode(), "application/json")
+
+
+def encoded(size: tuple[int, int], fmt: str = "PNG", mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, RED if mode == "RGB" else 90).save(out, fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_whole_picture_at_the_table_size_is_handed_over_undecoded(fmt: str) -> None:
+    picture = encoded((1024, 1024), fmt)
+    with openai_images_server() as server:
+        server.script([answer_of(picture)])
+        [image] = generate(server, make_job("1:1", "1k"))
+    assert image.source == EncodedPicture(picture, fmt, 1024, 1024)
+    assert image.size == (1024, 1024)
+    assert image.note == f"openai-images {MODEL}: asked for 1024x1024"
+    assert image.image.size == (1024, 1024)  # decodes when asked to
+    assert all(abs(a - b) < 4 for a, b in zip(image.image.getpixel((5, 5)), RED, strict=True))
+
+
+def test_a_picture_not_at_the_table_size_or_not_keepable_is_decoded_and_fitted() -> None:
+    with openai_images_server() as server:
+        server.script([answer_of(encoded((1536, 1024))), answer_of(encoded((1024, 1024),
+                                                                           mode="L"))])
+        [wide] = generate(server, make_job("16:9", "2k"))
+        [grey] = generate(server, make_job("1:1", "1k"))
+    assert isinstance(wide.source, Image.Image) and wide.size == (2752, 1536)
+    assert isinstance(grey.source, Image.Image) and grey.size == (1024, 1024)
+    assert grey.image.mode == "RGB" and grey.image.getpixel((3, 3)) == (90, 90, 90)
+
+
+def test_a_truncated_picture_at_the_table_size_fails_the_attempt_retryably() -> None:
+    picture = encoded((1024, 1024))
+    with openai_images_server() as server:
+        error = failure(server, [answer_of(picture[: len(picture) // 2])])
+    assert (error.fail_code, error.retryable, error.failover) == (FailCode.UNKNOWN, True, True)
+    assert "the picture is unusable" in error.message
 
 
 def test_sizes_option_picks_the_nearest_shape_then_area() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import Any
 
 import pytest
 from harness import Harness, scenario, t2i
@@ -42,6 +43,29 @@ def test_a_call_answers_the_finished_task_with_its_images_and_their_bytes() -> N
             assert Image.open(io.BytesIO(image.data)).size == (1024, 1024)
             assert image.url.startswith(f"{h.api.settings.base_url}/files/{task_id}/")
         assert await h.balance(key) == 10_000_000 - 2 * 50_000  # billed as any task
+
+
+def test_a_call_reads_its_task_once_before_it_finishes_and_once_after() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        key = await h.key()
+        gens = h.api.generations
+        task_id = await gens.submit(key, "nano-banana-2", t2i())
+        reads: list[str] = []
+        read = h.store.get_task
+
+        async def counted(read_id: str) -> Any:
+            reads.append(read_id)
+            return await read(read_id)
+
+        h.store.get_task = counted  # type: ignore[method-assign]
+        waiting = asyncio.ensure_future(gens.finish(key, "nano-banana-2", task_id,
+                                                    with_bytes=False))
+        await started_waiting(h, waiting)
+        assert await h.work() == 1  # claimed, generating, storing, succeeded
+        done = await waiting
+        assert done.succeeded and len(done.images) == 1
+        assert reads == [task_id, task_id]
 
 
 def test_without_bytes_only_the_urls_are_read() -> None:

@@ -18,6 +18,7 @@ import pytest
 from harness import Harness, scenario, t2i
 
 from imagegate.api.app import create_app
+from imagegate.events import Progress
 
 SUBMIT = "/api/v1/generateTask/nano-banana-2"
 STATUS = "/api/v1/statusTask/nano-banana-2"
@@ -62,6 +63,36 @@ def test_a_status_read_with_wait_answers_when_the_worker_finishes_the_task() -> 
                             "data": await h.status(new.key, task_id)}
         assert "preference-applied" not in r.headers
         assert h.api.seams.events.watching == 0
+
+
+def test_a_waiter_reads_its_task_again_only_for_a_change_that_may_have_finished_it() -> None:
+    @scenario()
+    async def _(h: Harness) -> None:
+        new = await h.new_key()
+        task_id = await h.submit(new.key)
+        reads: list[str] = []
+        read = h.store.get_task
+
+        async def counted(read_id: str) -> Any:
+            reads.append(read_id)
+            return await read(read_id)
+
+        h.store.get_task = counted  # type: ignore[method-assign]
+        events = h.api.seams.events
+        waiting = await subscribed(h, h.api.tasks.wait_status(new.key, "nano-banana-2",
+                                                              task_id, 60))
+        for stage in ("running", "generating", "storing"):  # a running attempt's stages
+            events.task_changed(task_id, Progress(1, stage))
+            for _ in range(100):
+                await asyncio.sleep(0)
+        assert reads == [task_id] and not waiting.done()
+        events.task_changed(task_id)  # a change without a note: read
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert reads == [task_id, task_id] and not waiting.done()
+        assert await h.work() == 1
+        assert (await woken(waiting)).finished
+        assert len(reads) == 3
 
 
 def test_a_cancel_wakes_the_clients_waiting_on_the_task() -> None:

@@ -7,7 +7,15 @@ import pytest
 from PIL import Image, ImageChops
 
 from imagegate.contract import OUTPUT_FORMATS, RATIOS, output_size
-from imagegate.imaging import EncodedImage, encode, fit_to_size, flatten_alpha, normalise
+from imagegate.imaging import (
+    EncodedImage,
+    as_delivered,
+    encode,
+    fit_to_size,
+    flatten_alpha,
+    normalise,
+)
+from imagegate.picture_headers import EncodedPicture, probe
 
 # A tiny source keeps the sweep fast: the cost is in the output size, not the input.
 SOURCE = Image.new("RGB", (40, 30), (30, 120, 200))
@@ -138,3 +146,28 @@ def test_encoded_image_is_frozen() -> None:
     assert isinstance(result, EncodedImage)
     with pytest.raises(AttributeError):
         result.width = 9  # type: ignore[misc]
+
+
+def _probed(size: tuple[int, int], fmt: str) -> EncodedPicture:
+    picture = probe(encode(Image.new("RGB", size, (10, 200, 90)), fmt))
+    assert picture is not None
+    return picture
+
+
+@pytest.mark.parametrize(("fmt", "asked", "content_type"), [
+    ("png", "png", "image/png"), ("png", "PNG", "image/png"), ("jpeg", "jpeg", "image/jpeg"),
+    ("jpeg", "jpg", "image/jpeg"), ("jpeg", "JPG", "image/jpeg")])
+def test_a_picture_already_at_the_size_and_format_is_delivered_byte_for_byte(
+        fmt: str, asked: str, content_type: str) -> None:
+    picture = _probed((1376, 768), fmt)
+    delivered = as_delivered(picture, 1376, 768, asked)
+    assert delivered == EncodedImage(picture.data, content_type, asked.lower(), 1376, 768,
+                                     adjusted=False)
+
+
+@pytest.mark.parametrize(("fmt", "width", "height", "asked"), [
+    ("png", 1376, 767, "png"), ("png", 768, 1376, "png"), ("png", 1376, 768, "jpeg"),
+    ("jpeg", 1376, 768, "png"), ("png", 1376, 768, "webp")])
+def test_another_size_or_format_is_left_to_normalise(fmt: str, width: int, height: int,
+                                                     asked: str) -> None:
+    assert as_delivered(_probed((1376, 768), fmt), width, height, asked) is None

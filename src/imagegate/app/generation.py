@@ -3,7 +3,7 @@
 the call waits for and then answers with the task's images.
 
 ``submit`` stores the task exactly as a native submit does (``Tasks.submit``); ``finish``
-waits for it (``Tasks.wait_status``: no query while nothing happens to it) for at most
+waits for it (``Tasks.wait_task``: no query while nothing happens to it) for at most
 ``wait_s`` seconds and reads what it made. A call whose client goes away leaves its task
 running, as a native client's would: it is billed when it succeeds, and can be read through the
 native API (its id is in the facade's answer headers). A call that waits longer than ``wait_s``
@@ -88,8 +88,7 @@ class Generations:
         """Wait for the key's task until it has finished or ``wait_s`` has passed, then read
         it, and, when it succeeded, its images (their bytes too ``with_bytes``; a result whose
         bytes are gone raises ``StorageUnavailable``)."""
-        await self.tasks.wait_status(key, model_id, task_id, self.wait_s)
-        task = await self.tasks.owned(key, task_id, model_id)
+        task = await self.tasks.wait_task(key, model_id, task_id, self.wait_s)
         if task.state is not TaskState.SUCCEEDED:
             return Generation(task)
         images = [GeneratedImage(result_url(self.base_url, task, file), file,

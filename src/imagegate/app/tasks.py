@@ -21,8 +21,9 @@ import asyncio
 import dataclasses
 import secrets
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -39,6 +40,8 @@ from imagegate.store.base import ApiKey, CancelOutcome, RateRequest, Store
 from imagegate.task_list import TaskQuery, render_page
 from imagegate.tasks import Task, TaskState, envelope, new_task_id, render_status
 from imagegate.webhooks import CallbackPolicy
+
+T = TypeVar("T")
 
 FINISHED_CACHE = 50_000
 # Open waits of one key in one process (or the key's unfinished-task limit, if higher).
@@ -188,21 +191,41 @@ class Tasks:
                           within_s: float) -> StatusAnswer:
         """The status answer as soon as the task has finished (at once when it already has),
         else its answer after ``within_s`` seconds; ``NotFound`` as ``status``. The task is read
-        once, then again only when its events say it changed, every ``events.recheck_s`` where
-        they may not, and once at the end; after ``end_waits``, at once. Cancelled, it leaves
-        no subscription behind."""
+        once, then again only when its events say it may have finished (a change that came
+        with progress notes alone is a running attempt's next stage: not read), every
+        ``events.recheck_s`` where they may not, and once at the end; after ``end_waits``, at
+        once. Cancelled, it leaves no subscription behind."""
+        return await self._waited(task_id, within_s,
+                                  lambda: self.status(key, model_id, task_id),
+                                  lambda answer: answer.finished)
+
+    async def wait_task(self, key: ApiKey, model_id: str, task_id: str,
+                        within_s: float) -> Task:
+        """The key's task of ``model_id`` as soon as it has finished, else as it is after
+        ``within_s`` seconds, read as ``wait_status`` reads it (from the store each time: for
+        a caller that needs the task itself, such as a facade answering with its images);
+        ``NotFound`` as ``owned``."""
+        return await self._waited(task_id, within_s,
+                                  lambda: self.owned(key, task_id, model_id),
+                                  lambda task: task.state.terminal)
+
+    async def _waited(self, task_id: str, within_s: float, read: Callable[[], Awaitable[T]],
+                      finished: Callable[[T], bool]) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         with self.events.watch(task_id) as watch:  # before the read: no change slips between
-            answer = await self.status(key, model_id, task_id)
-            while not answer.finished and not self._waits_end.is_set():
+            found = await read()
+            while not finished(found) and not self._waits_end.is_set():
                 left = deadline - loop.time()
                 if left <= 0:
                     break
                 recheck = self.events.recheck_s
                 await self._wait(watch, left if recheck is None else min(left, recheck))
-                answer = await self.status(key, model_id, task_id)
-        return answer
+                notes, unexplained = watch.take_notes()
+                if notes and not unexplained and loop.time() < deadline:
+                    continue  # only stages of its running attempt: not finished
+                found = await read()
+        return found
 
     async def _wait(self, watch: Watch, within_s: float) -> None:
         """Until the task changes, ``within_s`` seconds pass, or the waits are ended."""

@@ -23,10 +23,14 @@ class LocalBlobStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
+        """The file of ``key``: refused (ValueError) when the key is absolute or has a ``.``
+        or ``..`` part, read from the key alone. No path is resolved: that costs a system call
+        per directory on every put and read, and the keys are the service's own
+        (``result_key``), under a root the operator owns."""
+        if key.startswith("/") or "\0" in key or any(part in (".", "..")
+                                                     for part in key.split("/")):
             raise ValueError(f"blob key {key!r} escapes the storage directory")
-        return path
+        return self.root / key
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         try:

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
 from imagegate.contract import MODES, RATIOS, RESOLUTIONS
 from imagegate.fetch import FetchedImage
+from imagegate.imaging import decode_image
+from imagegate.picture_headers import EncodedPicture
+
+MAX_DECODED_PIXELS = 100_000_000  # an encoded picture is at most the job's size, far below
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,26 @@ class Job:
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    image: Image.Image
+    """A picture a route made: decoded (an ``Image``), or as its upstream encoded it (an
+    ``EncodedPicture``, which a route hands over only when it is exactly the job's size: the
+    worker then stores its bytes as they are when its format is the task's, and decodes it
+    otherwise)."""
+
+    source: Image.Image | EncodedPicture
     note: str = ""  # e.g. "upscaled from 1024x1024"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.source.size
+
+    @cached_property
+    def image(self) -> Image.Image:
+        """The decoded picture. An encoded one is decoded on first use (CPU work: off the
+        event loop), at most ``MAX_DECODED_PIXELS``; ``ImageDecodeError`` when its bytes do not
+        decode."""
+        if isinstance(self.source, Image.Image):
+            return self.source
+        return decode_image(self.source.data, MAX_DECODED_PIXELS)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ Seeds: OpenAI's API has none, so the task's seed is sent (as ``seed``) only when
 ``send_seed`` (SGLang Diffusion and vLLM-Omni take it); the n-th call of a split task gets
 seed + the number of images asked for before it, so split calls do not repeat one picture.
 
-Answers: ``b64_json`` pictures are decoded; ``url`` pictures are downloaded. A URL on the
+Answers: a ``b64_json`` picture already at the job's exact size, a whole PNG or JPEG that
+``picture_headers.probe`` accepts, is handed over undecoded (the worker stores its bytes as they
+came when its format is the task's: no decoding and encoding again); other ``b64_json``
+pictures are decoded; ``url`` pictures are downloaded. A URL on the
 route's own server (a relative one, as SGLang Diffusion answers, or one of ``base_url``'s origin)
 is the operator's server: fetched with the route's key, private addresses allowed. Any other URL
 comes from the upstream and goes through the guarded download (``routes.results``): a
@@ -63,6 +66,7 @@ from imagegate.config import Settings
 from imagegate.errors import FailCode, RouteError, RouteUnavailable
 from imagegate.imaging import ImageDecodeError, decode_image, encode
 from imagegate.net.netguard import Guard, Resolver, resolve_host
+from imagegate.picture_headers import probe
 from imagegate.routes.base import Capabilities, GeneratedImage, Job, RouteCheck
 from imagegate.routes.openai_answers import (
     Kind,
@@ -83,6 +87,9 @@ __all__ = ["OpenAIImagesRoute"]
 log = logging.getLogger("imagegate.routes.openai_images")
 
 _CHECK_TIMEOUT_S = 10.0
+# A picture's structure is checked on the event loop up to this size (CRC-32 runs at well over
+# a byte per nanosecond), in a thread above it.
+_PROBE_INLINE_BYTES = 1 << 20
 _CODES = {Kind.SAFETY: FailCode.SENSITIVE_CONTENT, Kind.IMAGE: FailCode.IMAGE_FORMAT_INCORRECT,
           Kind.PROMPT: FailCode.PROMPT_INVALID, Kind.RATE_LIMITED: FailCode.RATE_LIMITED,
           Kind.TIMEOUT: FailCode.TIMEOUT, Kind.TRANSIENT: FailCode.UNKNOWN}
@@ -252,18 +259,21 @@ class OpenAIImagesRoute:
         except httpx.HTTPError as exc:
             raise self._error(FailCode.UNKNOWN, f"{endpoint} failed: {reason(exc)}") from exc
 
-    async def _picture(self, item: Mapping[str, Any]) -> Image.Image:
+    async def _picture(self, item: Mapping[str, Any]) -> Image.Image | bytes:
+        """A ``b64_json`` picture's bytes (not decoded yet), or a ``url`` picture decoded."""
         data = item.get("b64_json")
         if isinstance(data, str) and data:
             try:
-                raw = base64.b64decode(data, validate=True)
+                return base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise self._error(FailCode.UNKNOWN, "the picture is not valid base64") from exc
-            try:
-                return await asyncio.to_thread(decode_image, raw, MAX_RESULT_PIXELS)
-            except ImageDecodeError as exc:
-                raise self._error(FailCode.UNKNOWN, f"the picture is unusable: {exc}") from exc
         return await self._download(str(item.get("url")))
+
+    async def _decoded(self, raw: bytes) -> Image.Image:
+        try:
+            return await asyncio.to_thread(decode_image, raw, MAX_RESULT_PIXELS)
+        except ImageDecodeError as exc:
+            raise self._error(FailCode.UNKNOWN, f"the picture is unusable: {exc}") from exc
 
     async def _download(self, url: str) -> Image.Image:
         """A picture answered as a URL: the route's own server's with its key, any other
@@ -278,14 +288,23 @@ class OpenAIImagesRoute:
             return await self._own_results.image(where, str(target), headers=self._headers())
         return await self._upstream_results.image(where, str(target))
 
-    async def _fitted(self, job: Job, picture: Image.Image, size: tuple[int, int],
+    async def _fitted(self, job: Job, picture: Image.Image | bytes, size: tuple[int, int],
                       seed: int | None, index: int) -> GeneratedImage:
-        image, done = await asyncio.to_thread(fit, picture, job.width, job.height)
+        """The picture at exactly the job's size. Bytes of a whole PNG or JPEG already that
+        size are handed over undecoded (``picture_headers.probe``: the worker stores them as
+        they are when the format is the task's); any other picture is decoded and fitted."""
         notes = [f"{self._who}: asked for {size[0]}x{size[1]}"]
-        if done:
-            notes.append(done)
         if seed is not None:
             notes.append(f"seed {seed} (picture {index + 1} of its request)")
+        if isinstance(picture, bytes):
+            kept = (probe(picture) if len(picture) <= _PROBE_INLINE_BYTES
+                    else await asyncio.to_thread(probe, picture))
+            if kept is not None and kept.size == (job.width, job.height):
+                return GeneratedImage(kept, note="; ".join(notes))
+            picture = await self._decoded(picture)
+        image, done = await asyncio.to_thread(fit, picture, job.width, job.height)
+        if done:
+            notes.insert(1, done)
         return GeneratedImage(image, note="; ".join(notes))
 
     # Errors -----------------------------------------------------------------------------------
