@@ -146,6 +146,26 @@ def test_readiness_follows_the_disk_without_any_traffic(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_a_write_that_changes_nothing_does_not_make_a_full_database_ready(
+        tmp_path: Path) -> None:
+    unlimited = settings(tmp_path, limits_submit_burst=1000, limits_submit_rate=1000.0)
+
+    async def scenario() -> None:
+        async with app_client(unlimited) as (svc, c, _):
+            await fill(svc.seams.store)
+            # The pages already there take a few submits; then the database is full.
+            statuses = [(await c.post(SUBMIT, json=BODY)).status_code for _ in range(60)]
+            assert statuses[-1] == 503, statuses
+            # A sweep that finds nothing to do commits on a full disk as well.
+            assert not await svc.seams.store.renew_lease("no-such-task", 1, 0)
+            assert (await c.get("/readyz")).status_code == 503
+            assert (await c.post(SUBMIT, json=BODY)).status_code == 503
+            await lift(svc.seams.store)
+            assert (await c.get("/readyz")).status_code == 200
+
+    asyncio.run(scenario())
+
+
 def test_a_task_whose_bookkeeping_cannot_be_written_recovers_once_space_returns(
         tmp_path: Path) -> None:
     async def scenario() -> None:

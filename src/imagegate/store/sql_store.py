@@ -49,7 +49,7 @@ class SqlStore:
     trouble: a full disk, a lost connection; not a bug such as a broken constraint) and
     ``_close`` (release the database once no call is under way)."""
 
-    _write_trouble: str | None = None  # why the last write failed, until one succeeds
+    _write_trouble: str | None = None  # why a write failed, until a readiness probe succeeds
 
     def __init__(self, *, read_batches: int = 4) -> None:
         """``read_batches``: how many batches of status reads may run at once."""
@@ -83,7 +83,6 @@ class SqlStore:
                 raise
             self._write_trouble = str(exc) or type(exc).__name__
             raise _unavailable("written", exc) from exc
-        self._write_trouble = None
         return result
 
     async def _read(self, fn: Callable[[Tx], T]) -> T:
@@ -108,7 +107,10 @@ class SqlStore:
         takes a write again."""
         await self._read(lambda t: t.run("ping").one())
         if self._write_trouble is not None:
+            # Only the probe clears the trouble: a write that changed nothing (a sweep that
+            # found nothing to do) commits on a full disk as well.
             await self._write(tx.probe)
+            self._write_trouble = None
 
     # Accounts, keys, ledger -------------------------------------------------------------------
 

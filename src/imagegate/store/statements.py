@@ -143,8 +143,8 @@ PORTABLE: dict[str, str] = {
                        "(version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",
     "versions": "SELECT version FROM schema_migrations ORDER BY version",
     "record_version": "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
-    "insert_probe": "INSERT INTO store_probe (id, filler) VALUES (1, ?)",
-    "delete_probe": "DELETE FROM store_probe WHERE id = 1",
+    "write_probe": "INSERT INTO store_probe (id, filler) VALUES (1, ?) ON CONFLICT (id) DO UPDATE "
+                   "SET filler = excluded.filler",
     "ping": "SELECT 1 AS one",
     # An idempotency key's row, taking the place of one past its 24 hours (created before the
     # last parameter); a live row stays as it is (the key's row lock in the submit's

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 from collections.abc import Sequence
 
 from imagegate.errors import ConfigError, PaymentRequired
@@ -73,9 +74,10 @@ def schema_version(tx: Tx) -> tuple[int, int]:
 
 
 def probe(tx: Tx) -> None:
-    """Write and delete a row bigger than a page: fails when the database cannot grow."""
-    tx.run("insert_probe", ("x" * PROBE_BYTES,))
-    tx.run("delete_probe")
+    """Write a row bigger than a page, of bytes no page compression shrinks, kept until the
+    next probe replaces it: fails when the database cannot grow. (A row written and deleted in
+    one transaction is no probe: SQLite need not log the pages of a row it freed again.)"""
+    tx.run("write_probe", (secrets.token_hex(PROBE_BYTES // 2),))
 
 
 # Accounts, keys, ledger -------------------------------------------------------------------------
