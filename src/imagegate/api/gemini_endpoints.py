@@ -6,7 +6,9 @@ The API key comes as Google's clients send it: the ``x-goog-api-key`` header, el
 query parameter, else ``Authorization: Bearer``. The model is a catalogue id or an alias
 (Google's ids, current and retired). Each call is an ordinary task of the key (``generate``),
 answered when it finishes; its id is the answer's ``responseId`` and ``x-imagegate-task-id``
-header. ``streamGenerateContent`` answers the same response as one chunk once the task has
+header. An ``Idempotency-Key`` header is honoured as on a native submit, over the request as
+translated: a call sent again under the same key answers the first task, billed once.
+``streamGenerateContent`` answers the same response as one chunk once the task has
 finished: an event (``?alt=sse``, as the SDK asks) or a JSON array of one response.
 
 ``/v1/models`` itself (the list) is left to the OpenAI facade, which owns that path.
@@ -38,6 +40,7 @@ from imagegate.facades.gemini_answers import (
     refusal_error,
     wait_ran_out,
 )
+from imagegate.idempotency import HEADER, parse_idempotency
 from imagegate.store.base import ApiKey
 
 __all__ = ["generate_content", "get_model", "list_models", "render", "stream_generate_content"]
@@ -97,7 +100,10 @@ async def _generate(request: Request, method: str) -> Response:
     model_id = _model_id(api, key, name, method)
     body = await read_json(request, api.settings.limits_max_body_bytes)
     native = native_body(body, api.seams.routing.model(model_id).limits)
-    generation = await generate(api, request, key, model_id, native, with_bytes=True)
+    # Over the request as translated: the same request in another JSON layout is the same.
+    canonical = json.dumps(native, sort_keys=True, separators=(",", ":")).encode()
+    idem = parse_idempotency(request.headers.get(HEADER), model_id, canonical)
+    generation = await generate(api, request, key, model_id, native, with_bytes=True, idem=idem)
     if generation is None:
         return Response(status_code=CLIENT_GONE)
     return await _answer(api, generation, name, model_id,
