@@ -10,12 +10,14 @@ stored one, so a client of either format can follow the task through the native 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,6 +25,7 @@ from starlette.responses import Response
 
 from imagegate.api.waiting import unless_disconnected
 from imagegate.app.generation import Generation
+from imagegate.app.tasks import json_bytes
 from imagegate.bootstrap import Api
 from imagegate.errors import (
     NotReady,
@@ -31,10 +34,13 @@ from imagegate.errors import (
     StoreUnavailable,
     TooManyRequests,
 )
-from imagegate.idempotency import Idempotency
+from imagegate.idempotency import HEADER as IDEMPOTENCY_HEADER
+from imagegate.idempotency import Idempotency, parse_idempotency
 from imagegate.store.base import ApiKey
 
-__all__ = ["TASK_ID_HEADER", "Refusal", "check_open", "generate", "guarded"]
+__all__ = ["TASK_ID_HEADER", "Refusal", "check_open", "encoded", "generate", "guarded"]
+
+P = ParamSpec("P")
 
 log = logging.getLogger("imagegate.api")
 
@@ -128,12 +134,17 @@ def check_open(api: Api) -> None:
 
 
 async def generate(api: Api, request: Request, key: ApiKey, model_id: str,
-                   body: dict[str, Any], *, with_bytes: bool,
-                   idem: Idempotency | None = None) -> Generation | None:
+                   body: dict[str, Any], *, with_bytes: bool) -> Generation | None:
     """Submit ``body`` (a native submit body) as the key's task of ``model_id``, taking a
     token of the key's submit rate, and wait for it (``Generations``); None when the client
     went away first (its task goes on). The request's body must have been read. Counted in
-    ``imagegate_submits_total`` as a native submit is."""
+    ``imagegate_submits_total`` as a native submit is.
+
+    An ``Idempotency-Key`` header is honoured as on a native submit, over ``body``: the request
+    as translated, so the same request in another layout (JSON key order, a multipart
+    boundary) is the same request."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    idem = parse_idempotency(request.headers.get(IDEMPOTENCY_HEADER), model_id, canonical)
     check_open(api)
     with api.generations.slot(key):
         task_id = await _submit(api, key, model_id, body, idem)
@@ -143,6 +154,12 @@ async def generate(api: Api, request: Request, key: ApiKey, model_id: str,
         except Exception as exc:
             raise AfterSubmit(task_id) from exc
     return None if waited is None else waited[0]
+
+
+async def encoded(build: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> bytes:
+    """The JSON of ``build(*args, **kwargs)``, built and encoded off the event loop: an
+    answer that carries images in base64 is megabytes of work."""
+    return await asyncio.to_thread(lambda: json_bytes(build(*args, **kwargs)))
 
 
 async def _submit(api: Api, key: ApiKey, model_id: str, body: dict[str, Any],

@@ -16,16 +16,11 @@ finished: an event (``?alt=sse``, as the SDK asks) or a JSON array of one respon
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Callable
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from imagegate.api.endpoints import CLIENT_GONE, api_of, read_json
-from imagegate.api.facades import TASK_ID_HEADER, Refusal, generate, guarded
+from imagegate.api.facades import TASK_ID_HEADER, Refusal, encoded, generate, guarded
 from imagegate.app.generation import Generation
 from imagegate.bootstrap import Api
 from imagegate.errors import Forbidden, NotFound
@@ -40,7 +35,6 @@ from imagegate.facades.gemini_answers import (
     refusal_error,
     wait_ran_out,
 )
-from imagegate.idempotency import HEADER, parse_idempotency
 from imagegate.store.base import ApiKey
 
 __all__ = ["generate_content", "get_model", "list_models", "render", "stream_generate_content"]
@@ -100,10 +94,7 @@ async def _generate(request: Request, method: str) -> Response:
     model_id = _model_id(api, key, name, method)
     body = await read_json(request, api.settings.limits_max_body_bytes)
     native = native_body(body, api.seams.routing.model(model_id).limits)
-    # Over the request as translated: the same request in another JSON layout is the same.
-    canonical = json.dumps(native, sort_keys=True, separators=(",", ":")).encode()
-    idem = parse_idempotency(request.headers.get(HEADER), model_id, canonical)
-    generation = await generate(api, request, key, model_id, native, with_bytes=True, idem=idem)
+    generation = await generate(api, request, key, model_id, native, with_bytes=True)
     if generation is None:
         return Response(status_code=CLIENT_GONE)
     return await _answer(api, generation, name, model_id,
@@ -118,19 +109,13 @@ async def _answer(api: Api, generation: Generation, name: str, model_id: str, *,
                                             api.generations.wait_s), headers)
     if not answers_in_content(generation):
         return _error_response(failure(generation.task), headers)
-    # Base64 and JSON of up to four large images: off the event loop.
-    body = await asyncio.to_thread(_json, content_answer, generation, name)
+    body = await encoded(content_answer, generation, name)
     if not stream:
         return Response(body, media_type="application/json", headers=headers)
     if sse:
         return Response(b"data: " + body + b"\r\n\r\n", media_type="text/event-stream",
                         headers=headers)
     return Response(b"[" + body + b"]", media_type="application/json", headers=headers)
-
-
-def _json(build: Callable[[Generation, str], dict[str, Any]], generation: Generation,
-          name: str) -> bytes:
-    return json.dumps(build(generation, name), separators=(",", ":")).encode()
 
 
 @guarded(render)

@@ -34,8 +34,6 @@ wait ran out (task goes on)        504     server_error                  timeout
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -44,8 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from imagegate.api.endpoints import CLIENT_GONE, api_of, json_object, read_body, read_json
-from imagegate.api.facades import TASK_ID_HEADER, Refusal, generate, guarded
-from imagegate.app.generation import Generation
+from imagegate.api.facades import TASK_ID_HEADER, Refusal, encoded, generate, guarded
 from imagegate.bootstrap import Api
 from imagegate.contract import ModelLimits
 from imagegate.errors import InvalidRequest, NotFound, UnsupportedMedia, quoted
@@ -60,7 +57,6 @@ from imagegate.facades.openai_images import (
     requested_model,
 )
 from imagegate.facades.openai_models import model_list
-from imagegate.idempotency import HEADER, parse_idempotency
 from imagegate.store.base import ApiKey
 
 __all__ = ["edits", "generations", "get_model", "list_models"]
@@ -144,11 +140,8 @@ def _model(api: Api, key: ApiKey, name: str) -> tuple[str, ModelLimits]:
 
 async def _serve(api: Api, request: Request, key: ApiKey, model_id: str,
                  parsed: ImagesRequest) -> Response:
-    canonical = json.dumps(parsed.body, sort_keys=True, separators=(",", ":")).encode()
-    idem = parse_idempotency(request.headers.get(HEADER), model_id, canonical)
     b64 = parsed.response_format == "b64_json"
-    generation = await generate(api, request, key, model_id, parsed.body, with_bytes=b64,
-                                idem=idem)
+    generation = await generate(api, request, key, model_id, parsed.body, with_bytes=b64)
     if generation is None:
         return Response(status_code=CLIENT_GONE)
     task = generation.task
@@ -156,13 +149,8 @@ async def _serve(api: Api, request: Request, key: ApiKey, model_id: str,
         return _error(openai_errors.unfinished(task, model_id), task.id)
     if not generation.succeeded:
         return _error(openai_errors.failed(task), task.id)
-    # Base64 and JSON of up to four large images: off the event loop.
-    content = await asyncio.to_thread(_encode, generation, parsed.response_format)
+    content = await encoded(answer, generation, parsed.response_format)
     return Response(content, media_type="application/json", headers={TASK_ID_HEADER: task.id})
-
-
-def _encode(generation: Generation, response_format: str) -> bytes:
-    return json.dumps(answer(generation, response_format), separators=(",", ":")).encode()
 
 
 async def _read_form(request: Request, raw: bytes,

@@ -114,9 +114,9 @@ def register_generate(sub: Any) -> None:
     gen.add_argument("--google-search", action="store_true", help="ground the image on Google "
                      "Search")
     gen.add_argument("--seed", type=_whole, help="a seed, for routes that can reproduce an image")
-    gen.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop waiting after "
+    gen.add_argument("--timeout", type=seconds, metavar="SECONDS", help="stop waiting after "
                      "this long (exit 7; the task goes on; default: wait until it ends)")
-    gen.add_argument("--poll-interval", type=_seconds, metavar="SECONDS", help="when the "
+    gen.add_argument("--poll-interval", type=seconds, metavar="SECONDS", help="when the "
                      "service cannot stream progress: seconds between status reads (default: "
                      "the API's advice, 10)")
     gen.add_argument("--no-wait", action="store_true", help="submit, print the task id and "
@@ -159,7 +159,8 @@ def _whole(text: str) -> int:
     return int(text)
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
     try:
         value = float(text)
     except ValueError:

@@ -16,6 +16,8 @@ from typing import Any
 
 from imagegate_client.core import DEFAULT_MODEL
 
+from imagegate.client_cli.parser import seconds
+
 INSTALL = "pip install 'imagegate[mcp]'"
 WAIT_TIMEOUT_S = 900.0
 
@@ -40,11 +42,11 @@ def register_mcp(sub: Any) -> None:
                      "this port, at /mcp, instead of stdio")
     cmd.add_argument("--host", default="127.0.0.1", help="with --http: the listen address "
                      "(default 127.0.0.1; anyone who reaches it uses the API key)")
-    cmd.add_argument("--wait-timeout", type=_seconds, default=WAIT_TIMEOUT_S,
+    cmd.add_argument("--wait-timeout", type=seconds, default=WAIT_TIMEOUT_S,
                      metavar="SECONDS", help="how long generate_image and edit_image wait "
                      "for a task before answering that it goes on (default "
                      f"{WAIT_TIMEOUT_S:g})")
-    cmd.add_argument("--poll-interval", type=_seconds, metavar="SECONDS", help="when the "
+    cmd.add_argument("--poll-interval", type=seconds, metavar="SECONDS", help="when the "
                      "service cannot stream progress: seconds between status reads (default: "
                      "the API's advice, 10)")
     cmd.add_argument("--no-inline-images", action="store_true", help="answer a generation's "
@@ -90,13 +92,3 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
     return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
